@@ -1,0 +1,52 @@
+//! virtsync: keeps the PostgreSQL VM records of a self-service cloud API in sync with
+//! what KubeVirt and libvirt report, writing only real changes.
+//!
+//! Pipeline: sources → derive (pure) → state (redb: last record + outbox) → sinks.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod cli;
+pub mod columns;
+pub mod config;
+pub mod daemon;
+pub mod failpoint;
+pub mod model;
+pub mod shutdown;
+pub mod sink;
+pub mod state;
+
+/// Errors named after the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state store: {0}")]
+    Store(#[from] state::StoreError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sink::postgres::SinkError),
+    #[error("input line {line}: {problem}")]
+    Input { line: usize, problem: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Process exit code: 2 for usage/configuration problems an operator must fix, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Postgres(e) if e.is_setup_problem() => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

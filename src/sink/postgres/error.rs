@@ -1,0 +1,90 @@
+//! Errors of the PostgreSQL sink and the one function that decides what to do about a
+//! database error.
+
+use tokio_postgres::error::SqlState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("connecting to PostgreSQL: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("{step}: {source}")]
+    Query {
+        step: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The database lacks what this configuration needs: an operator must act.
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl SinkError {
+    pub fn query(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SinkError {
+        move |source| SinkError::Query { step, source }
+    }
+
+    /// Problems that a restart cannot fix (exit code 2).
+    pub fn is_setup_problem(&self) -> bool {
+        matches!(self, SinkError::Schema(_) | SinkError::Setup(_))
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SinkError::Connect(_) => ErrorClass::Connection,
+            SinkError::Query { source, .. } => classify(source),
+            SinkError::Schema(_) | SinkError::Setup(_) => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// What a database error means for the flusher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The connection is gone or unusable: keep the outbox, reconnect with backoff.
+    Connection,
+    /// Try the same batch again shortly (deadlock, lock timeout, serialization, overload).
+    Transient,
+    /// Something in the data: retry row by row, park the rows PostgreSQL refuses.
+    Data,
+    /// Nothing to retry (schema or permission problem): report and back off.
+    Fatal,
+}
+
+/// The single place that decides "retry or give up" for PostgreSQL errors.
+pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
+    let Some(code) = e.code() else {
+        // No SQLSTATE: I/O error, closed connection, timeout.
+        return ErrorClass::Connection;
+    };
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::UNDEFINED_COLUMN {
+        return ErrorClass::Fatal;
+    }
+    match &code.code()[..2] {
+        // data exception, integrity constraint violation, raise_exception from triggers
+        "22" | "23" | "P0" => ErrorClass::Data,
+        // connection exception, operator intervention (admin shutdown, cancel)
+        "08" | "57" => ErrorClass::Connection,
+        // transaction rollback, object not in prerequisite state, insufficient resources
+        "40" | "55" | "53" => ErrorClass::Transient,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// The message of a database error, with its detail, for parking and logs.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.code().code(), db.message());
+            if let Some(c) = db.constraint() {
+                s.push_str(&format!(" (constraint {c})"));
+            }
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}

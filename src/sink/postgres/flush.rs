@@ -1,0 +1,316 @@
+//! The batched flush: one UPDATE statement per batch writing only the changed columns,
+//! fenced by the source resourceVersions in `virtsync.vm_fence`, with `RETURNING` telling
+//! which rows matched. A data error falls back to row-by-row under savepoints.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::error::{ErrorClass, SinkError, classify, describe};
+use super::schema::TableInfo;
+use crate::columns::{self, Column, ColumnSet, Kind, Value};
+use crate::failpoint;
+use crate::model::VmKey;
+use crate::state::{Outcome, PendingDelta};
+
+/// Builds the flush statement for the columns this daemon writes.
+pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
+    let cols: Vec<Column> = writable.iter().collect();
+    let mut unnest = String::from("$1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[]");
+    let mut names = String::from("ns, vm, vm_mask, vmi_mask, vm_rv, vmi_uid, vmi_rv");
+    for (i, c) in cols.iter().enumerate() {
+        let ty = match c.kind() {
+            Kind::Text => "text[]",
+            Kind::Int => "int8[]",
+            Kind::Bool => "bool[]",
+            Kind::Time => "timestamptz[]",
+        };
+        let _ = write!(unnest, ", ${}::{ty}", i + 8);
+        let _ = write!(names, ", c_{}", c.name());
+    }
+    let mut set = String::new();
+    for c in &cols {
+        let _ = write!(
+            set,
+            "\"{n}\" = CASE WHEN g.eff & {bit} <> 0 THEN g.c_{n} ELSE t.\"{n}\" END, ",
+            n = c.name(),
+            bit = c.bit()
+        );
+    }
+    if table.has("updated_at") {
+        set.push_str("updated_at = now()");
+    } else {
+        set.truncate(set.len().saturating_sub(2));
+    }
+    let t = &table.quoted;
+    format!(
+        "WITH d AS (SELECT * FROM unnest({unnest}) AS d({names})), \
+         g AS (SELECT d.*, \
+             (CASE WHEN d.vm_rv IS NULL OR f.vm_resource_version IS NULL OR d.vm_rv >= f.vm_resource_version THEN d.vm_mask ELSE 0 END) \
+           | (CASE WHEN d.vmi_rv IS NULL OR f.vmi_resource_version IS NULL OR d.vmi_rv >= f.vmi_resource_version THEN d.vmi_mask ELSE 0 END) AS eff \
+           FROM d LEFT JOIN virtsync.vm_fence f ON f.namespace = d.ns AND f.vm_name = d.vm), \
+         u AS (UPDATE {t} AS t SET {set} FROM g \
+           WHERE t.namespace = g.ns AND t.vm_name = g.vm AND t.deleted_at IS NULL AND g.eff <> 0 \
+           RETURNING t.namespace, t.vm_name), \
+         uk AS (SELECT DISTINCT namespace, vm_name FROM u), \
+         fence AS (INSERT INTO virtsync.vm_fence AS f (namespace, vm_name, vm_resource_version, vmi_uid, vmi_resource_version, updated_at) \
+           SELECT g.ns, g.vm, \
+             CASE WHEN g.eff & g.vm_mask <> 0 THEN g.vm_rv END, \
+             CASE WHEN g.eff & g.vmi_mask <> 0 THEN g.vmi_uid END, \
+             CASE WHEN g.eff & g.vmi_mask <> 0 THEN g.vmi_rv END, now() \
+           FROM g JOIN uk ON uk.namespace = g.ns AND uk.vm_name = g.vm \
+           ON CONFLICT (namespace, vm_name) DO UPDATE SET \
+             vm_resource_version = GREATEST(f.vm_resource_version, EXCLUDED.vm_resource_version), \
+             vmi_uid = CASE WHEN EXCLUDED.vmi_resource_version IS NOT NULL \
+                 AND EXCLUDED.vmi_resource_version >= COALESCE(f.vmi_resource_version, 0) \
+               THEN EXCLUDED.vmi_uid ELSE f.vmi_uid END, \
+             vmi_resource_version = GREATEST(f.vmi_resource_version, EXCLUDED.vmi_resource_version), \
+             updated_at = now()) \
+         SELECT g.ns, g.vm, uk.vm_name IS NOT NULL AS written, \
+           EXISTS (SELECT 1 FROM {t} t2 WHERE t2.namespace = g.ns AND t2.vm_name = g.vm AND t2.deleted_at IS NULL) AS live \
+         FROM g LEFT JOIN uk ON uk.namespace = g.ns AND uk.vm_name = g.vm"
+    )
+}
+
+/// Checks a delta against the column's constraints before it is sent.
+pub fn validate(delta: &PendingDelta, table: &TableInfo) -> Result<(), String> {
+    for c in delta.columns.iter() {
+        let info = table.columns.get(c.name());
+        match columns::value(&delta.record, c) {
+            Value::Int(v) => {
+                if c.must_be_positive() && v <= 0 {
+                    return Err(format!("{}: {v} is not > 0", c.name()));
+                }
+                let max = match info.map(|i| i.data_type.as_str()) {
+                    Some("smallint") => i64::from(i16::MAX),
+                    Some("integer") => i64::from(i32::MAX),
+                    _ => i64::MAX,
+                };
+                if v > max || v < -max {
+                    return Err(format!("{}: {v} does not fit the column", c.name()));
+                }
+            }
+            Value::Text(s) => {
+                if let Some(max) = info.and_then(|i| i.max_chars) {
+                    let n = s.chars().count();
+                    if n > max {
+                        return Err(format!(
+                            "{}: value of {n} characters exceeds the column's {max}",
+                            c.name()
+                        ));
+                    }
+                }
+                if s.contains('\0') {
+                    return Err(format!("{}: value contains a NUL character", c.name()));
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Time(_) => {}
+        }
+    }
+    Ok(())
+}
+
+enum Array<'a> {
+    Text(Vec<Option<&'a str>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
+    Time(Vec<Option<SystemTime>>),
+}
+
+impl Array<'_> {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Array::Text(v) => v,
+            Array::Int(v) => v,
+            Array::Bool(v) => v,
+            Array::Time(v) => v,
+        }
+    }
+}
+
+/// The bound parameters of one flush, column-wise.
+struct Params<'a> {
+    ns: Vec<&'a str>,
+    vm: Vec<&'a str>,
+    vm_mask: Vec<i64>,
+    vmi_mask: Vec<i64>,
+    vm_rv: Vec<Option<i64>>,
+    vmi_uid: Vec<Option<&'a str>>,
+    vmi_rv: Vec<Option<i64>>,
+    values: Vec<Array<'a>>,
+}
+
+impl<'a> Params<'a> {
+    fn new(deltas: &[&'a PendingDelta], writable: ColumnSet) -> Params<'a> {
+        let cols: Vec<Column> = writable.iter().collect();
+        let mut p = Params {
+            ns: Vec::with_capacity(deltas.len()),
+            vm: Vec::with_capacity(deltas.len()),
+            vm_mask: Vec::with_capacity(deltas.len()),
+            vmi_mask: Vec::with_capacity(deltas.len()),
+            vm_rv: Vec::with_capacity(deltas.len()),
+            vmi_uid: Vec::with_capacity(deltas.len()),
+            vmi_rv: Vec::with_capacity(deltas.len()),
+            values: cols
+                .iter()
+                .map(|c| match c.kind() {
+                    Kind::Text => Array::Text(Vec::with_capacity(deltas.len())),
+                    Kind::Int => Array::Int(Vec::with_capacity(deltas.len())),
+                    Kind::Bool => Array::Bool(Vec::with_capacity(deltas.len())),
+                    Kind::Time => Array::Time(Vec::with_capacity(deltas.len())),
+                })
+                .collect(),
+        };
+        for d in deltas {
+            let origin = d.versions.legacy_origin;
+            let send = d.columns.intersect(writable);
+            let (mut vm_mask, mut vmi_mask) = (0u64, 0u64);
+            for c in send.iter() {
+                if c.fenced_by_vmi(origin) {
+                    vmi_mask |= c.bit();
+                } else {
+                    vm_mask |= c.bit();
+                }
+            }
+            p.ns.push(&d.key.namespace);
+            p.vm.push(&d.key.name);
+            p.vm_mask.push(vm_mask as i64);
+            p.vmi_mask.push(vmi_mask as i64);
+            p.vm_rv.push(d.versions.vm_resource_version);
+            p.vmi_uid.push(d.versions.vmi_uid.as_deref());
+            p.vmi_rv.push(d.versions.vmi_resource_version);
+            for (c, array) in cols.iter().zip(p.values.iter_mut()) {
+                let v = if send.contains(*c) {
+                    columns::value(&d.record, *c)
+                } else {
+                    Value::Null
+                };
+                match (array, v) {
+                    (Array::Text(a), Value::Text(s)) => a.push(Some(s)),
+                    (Array::Text(a), _) => a.push(None),
+                    (Array::Int(a), Value::Int(i)) => a.push(Some(i)),
+                    (Array::Int(a), _) => a.push(None),
+                    (Array::Bool(a), Value::Bool(b)) => a.push(Some(b)),
+                    (Array::Bool(a), _) => a.push(None),
+                    (Array::Time(a), Value::Time(t)) => a.push(Some(t.to_system_time())),
+                    (Array::Time(a), _) => a.push(None),
+                }
+            }
+        }
+        p
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut out: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.ns,
+            &self.vm,
+            &self.vm_mask,
+            &self.vmi_mask,
+            &self.vm_rv,
+            &self.vmi_uid,
+            &self.vmi_rv,
+        ];
+        out.extend(self.values.iter().map(Array::as_sql));
+        out
+    }
+}
+
+/// Outcome of each row from the statement's result rows.
+fn outcomes(rows: &[tokio_postgres::Row], deltas: &[&PendingDelta]) -> Vec<(VmKey, u64, Outcome)> {
+    let mut by_key = std::collections::HashMap::new();
+    for r in rows {
+        let (ns, vm, written, live): (String, String, bool, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let outcome = match (written, live) {
+            (true, _) => Outcome::Applied,
+            (false, true) => Outcome::FencedOut,
+            (false, false) => Outcome::RowMissing,
+        };
+        by_key.insert(VmKey::new(ns, vm), outcome);
+    }
+    deltas
+        .iter()
+        .map(|d| {
+            let o = by_key.remove(&d.key).unwrap_or(Outcome::RowMissing);
+            (d.key.clone(), d.seq, o)
+        })
+        .collect()
+}
+
+/// Writes a batch in one transaction. A data error rolls back and retries row by row
+/// under savepoints so only the refused rows are parked.
+pub async fn write_batch(
+    client: &mut Client,
+    statement: &Statement,
+    writable: ColumnSet,
+    deltas: &[&PendingDelta],
+) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
+    let params = Params::new(deltas, writable);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(SinkError::query("begin flush"))?;
+    match tx.query(statement, &params.refs()).await {
+        Ok(rows) => {
+            failpoint::hit("before_pg_commit");
+            tx.commit().await.map_err(SinkError::query("commit flush"))?;
+            failpoint::hit("after_pg_commit");
+            Ok(outcomes(&rows, deltas))
+        }
+        Err(e) if classify(&e) == ErrorClass::Data => {
+            drop(tx);
+            tracing::warn!(error = %describe(&e), rows = deltas.len(), "batch refused; retrying row by row");
+            write_rows(client, statement, writable, deltas).await
+        }
+        Err(e) => Err(SinkError::Query {
+            step: "flush",
+            source: e,
+        }),
+    }
+}
+
+async fn write_rows(
+    client: &mut Client,
+    statement: &Statement,
+    writable: ColumnSet,
+    deltas: &[&PendingDelta],
+) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
+    let mut tx = client
+        .transaction()
+        .await
+        .map_err(SinkError::query("begin row-by-row flush"))?;
+    let mut out = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        let one = [*d];
+        let params = Params::new(&one, writable);
+        let sp = tx
+            .savepoint("virtsync_row")
+            .await
+            .map_err(SinkError::query("savepoint"))?;
+        match sp.query(statement, &params.refs()).await {
+            Ok(rows) => {
+                sp.commit().await.map_err(SinkError::query("release savepoint"))?;
+                out.extend(outcomes(&rows, &one));
+            }
+            Err(e) if classify(&e) == ErrorClass::Data => {
+                sp.rollback()
+                    .await
+                    .map_err(SinkError::query("rollback to savepoint"))?;
+                tracing::warn!(vm = %d.key, error = %describe(&e), "delta parked");
+                out.push((d.key.clone(), d.seq, Outcome::Parked(describe(&e))));
+            }
+            Err(e) => {
+                return Err(SinkError::Query {
+                    step: "row-by-row flush",
+                    source: e,
+                });
+            }
+        }
+    }
+    failpoint::hit("before_pg_commit");
+    tx.commit().await.map_err(SinkError::query("commit flush"))?;
+    failpoint::hit("after_pg_commit");
+    Ok(out)
+}

@@ -1,0 +1,368 @@
+//! The PostgreSQL sink (DESIGN §6): settings, the connection, and the flush loop that
+//! drains the outbox into the cloud API's `vms` table.
+
+mod error;
+pub mod flush;
+pub mod managed;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio_postgres::{Client, NoTls, Statement};
+
+pub use error::{ErrorClass, SinkError, classify, describe};
+
+use crate::columns::ColumnSet;
+use crate::config::{Config, SchemaMode};
+use crate::model::Timestamp;
+use crate::state::writer::{SharedStore, lock};
+use crate::state::{AckReport, Outcome, PendingDelta, StoreError};
+
+/// Everything the sink needs, resolved from the configuration (no I/O).
+#[derive(Clone, Debug)]
+pub struct SinkSettings {
+    pub pg: tokio_postgres::Config,
+    pub table: String,
+    pub schema: SchemaMode,
+    pub writable: ColumnSet,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub managed_refresh_interval: Duration,
+    /// Zero disables periodic anti-entropy.
+    pub resync_interval: Duration,
+}
+
+/// The connection settings for a URL: password, application_name, timeouts, keepalives.
+pub fn pg_config(
+    url: &str,
+    password: Option<&str>,
+    application_name: &str,
+    connect_timeout: Duration,
+) -> Result<tokio_postgres::Config, SinkError> {
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| SinkError::Setup(format!("postgres.url: {e}")))?;
+    if let Some(p) = password {
+        pg.password(p);
+    }
+    pg.application_name(application_name)
+        .connect_timeout(connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    Ok(pg)
+}
+
+impl SinkSettings {
+    pub fn from_config(cfg: &Config, password: Option<&str>) -> Result<SinkSettings, SinkError> {
+        let url = cfg
+            .require_postgres_url()
+            .map_err(|e| SinkError::Setup(e.to_string()))?;
+        let p = &cfg.postgres;
+        Ok(SinkSettings {
+            pg: pg_config(
+                url,
+                password,
+                &format!("virtsync-sink/{}", cfg.node_name),
+                p.connect_timeout,
+            )?,
+            table: p.table.clone(),
+            schema: p.schema,
+            writable: ColumnSet::writable(&cfg.owns, p.schema),
+            batch_size: p.batch_size,
+            flush_interval: p.flush_interval,
+            managed_refresh_interval: p.managed_refresh_interval,
+            resync_interval: p.resync_interval,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub batches: usize,
+    pub applied: usize,
+    pub fenced: usize,
+    pub missing: usize,
+    pub parked: usize,
+}
+
+impl FlushReport {
+    fn add(&mut self, outcomes: &[(crate::model::VmKey, u64, Outcome)]) {
+        self.batches += 1;
+        for (_, _, o) in outcomes {
+            match o {
+                Outcome::Applied => self.applied += 1,
+                Outcome::FencedOut => self.fenced += 1,
+                Outcome::RowMissing => self.missing += 1,
+                Outcome::Parked(_) => self.parked += 1,
+            }
+        }
+    }
+}
+
+/// A live connection with what was learned about the schema.
+pub struct Connection {
+    client: Client,
+    table: schema::TableInfo,
+    statement: Statement,
+}
+
+pub async fn connect_client(pg: &tokio_postgres::Config) -> Result<Client, SinkError> {
+    let (client, connection) = pg.connect(NoTls).await.map_err(SinkError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+pub struct PgSink {
+    settings: SinkSettings,
+    store: SharedStore,
+    conn: Option<Connection>,
+    clock: fn() -> Timestamp,
+}
+
+fn store_result<T>(r: Result<T, StoreError>) -> Result<T, SinkError> {
+    r.map_err(|e| SinkError::Setup(format!("state store: {e}")))
+}
+
+impl PgSink {
+    pub fn new(settings: SinkSettings, store: SharedStore, clock: fn() -> Timestamp) -> PgSink {
+        PgSink {
+            settings,
+            store,
+            conn: None,
+            clock,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.client.is_closed())
+    }
+
+    /// Connects, checks the schema and prepares the flush statement.
+    pub async fn connect(&mut self) -> Result<(), SinkError> {
+        let client = connect_client(&self.settings.pg).await?;
+        let table = schema::check(
+            &client,
+            &self.settings.table,
+            self.settings.schema,
+            self.settings.writable,
+        )
+        .await?;
+        let sql = flush::flush_sql(&table, self.settings.writable);
+        let statement = client
+            .prepare(&sql)
+            .await
+            .map_err(SinkError::query("prepare flush statement"))?;
+        self.conn = Some(Connection {
+            client,
+            table,
+            statement,
+        });
+        Ok(())
+    }
+
+    fn conn(&mut self) -> Result<&mut Connection, SinkError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| SinkError::Setup("not connected".into()))
+    }
+
+    /// Re-reads which VMs have a live row; returns how many deltas that queued.
+    pub async fn refresh_managed(&mut self) -> Result<usize, SinkError> {
+        let conn = self.conn()?;
+        let keys = managed::live_rows(&conn.client, &conn.table).await?;
+        let store = self.store.clone();
+        let now = (self.clock)();
+        let change = blocking(move || lock(&store).set_managed(keys, now)).await?;
+        if change.appeared + change.vanished > 0 {
+            tracing::info!(
+                appeared = change.appeared,
+                vanished = change.vanished,
+                queued = change.enqueued,
+                "managed VM rows changed"
+            );
+        }
+        Ok(change.enqueued)
+    }
+
+    /// Compares every managed row with the stored record; differences become deltas.
+    /// Returns the number of rows that had drifted.
+    pub async fn anti_entropy(&mut self) -> Result<usize, SinkError> {
+        const PAGE: i64 = 1000;
+        let writable = self.settings.writable;
+        let mut after = None;
+        let mut drifted = 0;
+        loop {
+            let conn = self.conn()?;
+            let page =
+                managed::read_page(&conn.client, &conn.table, writable, after.as_ref(), PAGE)
+                    .await?;
+            let items: Vec<_> = {
+                let store = lock(&self.store);
+                page.rows
+                    .iter()
+                    .filter(|(key, _)| store.is_managed(key))
+                    .filter_map(|(key, row)| {
+                        let stored = store.record(key)?;
+                        let cols = managed::drift(&stored.record, row, writable);
+                        (!cols.is_empty()).then(|| (key.clone(), cols))
+                    })
+                    .collect()
+            };
+            if !items.is_empty() {
+                for (key, cols) in &items {
+                    tracing::info!(vm = %key, columns = ?cols.names(), "drift: row differs from the sources; correcting");
+                }
+                drifted += items.len();
+                let store = self.store.clone();
+                let now = (self.clock)();
+                blocking(move || lock(&store).enqueue(items, now)).await?;
+            }
+            if page.rows.len() < PAGE as usize {
+                return Ok(drifted);
+            }
+            after = page.last;
+        }
+    }
+
+    /// Writes pending deltas in batches until the outbox has nothing flushable left.
+    pub async fn flush_pending(&mut self) -> Result<FlushReport, SinkError> {
+        let mut report = FlushReport::default();
+        loop {
+            let batch = lock(&self.store).next_batch(self.settings.batch_size);
+            if batch.is_empty() {
+                return Ok(report);
+            }
+            let outcomes = self.flush_batch(&batch).await?;
+            report.add(&outcomes);
+            let store = self.store.clone();
+            let ack: AckReport = blocking(move || lock(&store).ack(&outcomes)).await?;
+            if ack.deleted + ack.parked == 0 {
+                // Everything changed while in flight: the next loop sends it again.
+                tracing::debug!("whole batch changed during the flush");
+            }
+        }
+    }
+
+    async fn flush_batch(
+        &mut self,
+        batch: &[PendingDelta],
+    ) -> Result<Vec<(crate::model::VmKey, u64, Outcome)>, SinkError> {
+        let writable = self.settings.writable;
+        let conn = self.conn()?;
+        let mut out = Vec::new();
+        let mut send = Vec::with_capacity(batch.len());
+        for d in batch {
+            match flush::validate(d, &conn.table) {
+                Ok(()) => send.push(d),
+                Err(problem) => {
+                    tracing::warn!(vm = %d.key, problem, "delta parked before sending");
+                    out.push((d.key.clone(), d.seq, Outcome::Parked(problem)));
+                }
+            }
+        }
+        if !send.is_empty() {
+            out.extend(flush::write_batch(&mut conn.client, &conn.statement, writable, &send).await?);
+        }
+        Ok(out)
+    }
+
+    /// The sink's life: connect (with capped backoff), then flush when deltas wait, at
+    /// most once per `flush_interval`, refresh the managed set and run anti-entropy when
+    /// due. Returns on shutdown (after a last flush) or on a problem only an operator can
+    /// fix.
+    pub async fn run(
+        mut self,
+        enqueued: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut next_resync = (!self.settings.resync_interval.is_zero()).then(Instant::now);
+        let mut next_refresh = Instant::now() + self.settings.managed_refresh_interval;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let result = match self.is_connected() {
+                false => self.reconnect().await,
+                true => self.cycle(&mut next_refresh, &mut next_resync).await,
+            };
+            if let Err(e) = result {
+                if e.is_setup_problem() {
+                    return Err(e);
+                }
+                if e.class() == ErrorClass::Connection {
+                    self.conn = None;
+                }
+                tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            let flushed_at = Instant::now();
+            let wake = next_resync.map_or(next_refresh, |r| r.min(next_refresh));
+            tokio::select! {
+                _ = enqueued.notified() => {
+                    // Rate limit: changes arriving meanwhile coalesce into the next batch.
+                    let wait = self.settings.flush_interval.saturating_sub(flushed_at.elapsed());
+                    tokio::time::sleep(wait).await;
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = shutdown.changed() => {
+                    if let Err(e) = self.flush_pending().await {
+                        tracing::warn!(error = %e, "last flush before shutdown failed; the outbox keeps the changes");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<(), SinkError> {
+        self.conn = None;
+        self.connect().await?;
+        self.refresh_managed().await?;
+        tracing::info!(managed = lock(&self.store).managed_count(), "connected to PostgreSQL");
+        Ok(())
+    }
+
+    async fn cycle(
+        &mut self,
+        next_refresh: &mut Instant,
+        next_resync: &mut Option<Instant>,
+    ) -> Result<(), SinkError> {
+        if Instant::now() >= *next_refresh {
+            self.refresh_managed().await?;
+            *next_refresh = Instant::now() + self.settings.managed_refresh_interval;
+        }
+        if next_resync.is_some_and(|due| Instant::now() >= due) {
+            let drifted = self.anti_entropy().await?;
+            tracing::info!(drifted, "anti-entropy pass done");
+            *next_resync = Some(Instant::now() + self.settings.resync_interval);
+        }
+        let report = self.flush_pending().await?;
+        if report.batches > 0 {
+            tracing::debug!(?report, "flushed");
+        }
+        Ok(())
+    }
+}
+
+/// Runs store work on a blocking thread (redb commits fsync).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SinkError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => store_result(r),
+        Err(e) => Err(SinkError::Setup(format!("state store task failed: {e}"))),
+    }
+}

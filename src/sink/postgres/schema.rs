@@ -1,0 +1,253 @@
+//! `virtsync migrate` and the schema check at daemon start.
+//!
+//! Both modes get virtsync's own schema `virtsync` (schema_version, host_capabilities,
+//! vm_fence); `extended` also adds the `runtime_*` columns and indexes to the `vms` table.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::SinkError;
+use crate::columns::{Column, ColumnSet, Group};
+use crate::config::SchemaMode;
+
+pub const SCHEMA_VERSION: i32 = 1;
+
+const CORE_DDL: &str = "
+CREATE SCHEMA IF NOT EXISTS virtsync;
+CREATE TABLE IF NOT EXISTS virtsync.schema_version (
+    component  text PRIMARY KEY,
+    version    integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS virtsync.host_capabilities (
+    host_id       text PRIMARY KEY,
+    hostname      text NOT NULL,
+    data          jsonb NOT NULL,
+    fingerprint   text NOT NULL,
+    discovered_at timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS virtsync.vm_fence (
+    namespace            text NOT NULL,
+    vm_name              text NOT NULL,
+    vm_resource_version  bigint,
+    vmi_uid              text,
+    vmi_resource_version bigint,
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, vm_name)
+);
+";
+
+/// Indexes of seed 000 (plus the row lookup virtsync does on every flush).
+const EXTENDED_INDEXES: &[(&str, &str)] = &[
+    ("idx_vms_runtime_primary_ip", "runtime_primary_ip"),
+    ("idx_vms_runtime_node_name", "runtime_node_name"),
+    ("idx_vms_runtime_guest_os_id", "runtime_guest_os_id"),
+    ("idx_vms_runtime_phase", "runtime_phase"),
+    ("idx_vms_namespace_vm_name", "namespace, vm_name"),
+];
+
+/// A table name as configured (`vms` or `schema.vms`), quoted for SQL.
+pub fn quote_table(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Every statement `migrate` runs, in order.
+pub fn migration_statements(table: &str, mode: SchemaMode) -> Vec<String> {
+    let mut out: Vec<String> = CORE_DDL
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let quoted = quote_table(table);
+    if mode == SchemaMode::Extended {
+        for c in ColumnSet::of_group(Group::Runtime).iter() {
+            out.push(format!(
+                "ALTER TABLE {quoted} ADD COLUMN IF NOT EXISTS {} {}",
+                c.name(),
+                c.sql_type()
+            ));
+        }
+        for (name, cols) in EXTENDED_INDEXES {
+            out.push(format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON {quoted} ({cols})"
+            ));
+        }
+    }
+    let component = match mode {
+        SchemaMode::Compat => "core",
+        SchemaMode::Extended => "extended",
+    };
+    for c in ["core", component] {
+        out.push(format!(
+            "INSERT INTO virtsync.schema_version (component, version) VALUES ('{c}', {SCHEMA_VERSION}) \
+             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, applied_at = now() \
+             WHERE virtsync.schema_version.version < EXCLUDED.version"
+        ));
+    }
+    out
+}
+
+/// Runs the migration in one transaction with a bounded wait for locks, so it never
+/// queues behind (and blocks) the cloud API's traffic for long.
+pub async fn migrate(
+    client: &mut Client,
+    table: &str,
+    mode: SchemaMode,
+    lock_timeout: Duration,
+) -> Result<usize, SinkError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(SinkError::query("begin migration"))?;
+    let ms = lock_timeout.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
+        .await
+        .map_err(SinkError::query("set lock_timeout"))?;
+    let found = tx
+        .query_opt("SELECT to_regclass($1)::text", &[&table])
+        .await
+        .map_err(SinkError::query("look up table"))?
+        .and_then(|r| r.get::<_, Option<String>>(0));
+    if found.is_none() {
+        return Err(SinkError::Schema(format!(
+            "table {table} does not exist: virtsync updates the cloud API's existing VM table; check postgres.table and postgres.url"
+        )));
+    }
+    let statements = migration_statements(table, mode);
+    for s in &statements {
+        tx.batch_execute(s)
+            .await
+            .map_err(SinkError::query("migration statement"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(SinkError::query("commit migration"))?;
+    Ok(statements.len())
+}
+
+/// Type and length of one column, from `information_schema`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub data_type: String,
+    pub max_chars: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableInfo {
+    pub quoted: String,
+    pub columns: HashMap<String, ColumnInfo>,
+}
+
+impl TableInfo {
+    pub fn has(&self, column: &str) -> bool {
+        self.columns.contains_key(column)
+    }
+}
+
+pub async fn table_info(client: &Client, table: &str) -> Result<Option<TableInfo>, SinkError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+            &[&table],
+        )
+        .await
+        .map_err(SinkError::query("look up table"))?
+    else {
+        return Ok(None);
+    };
+    let (schema, name): (String, String) = (row.get(0), row.get(1));
+    let rows = client
+        .query(
+            "SELECT column_name::text, data_type::text, character_maximum_length::int4 \
+             FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(SinkError::query("read column information"))?;
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let max: Option<i32> = r.get(2);
+            (
+                r.get::<_, String>(0),
+                ColumnInfo {
+                    data_type: r.get(1),
+                    max_chars: max.and_then(|m| usize::try_from(m).ok()),
+                },
+            )
+        })
+        .collect();
+    Ok(Some(TableInfo {
+        quoted: format!("{}.{}", quote_table(&schema), quote_table(&name)),
+        columns,
+    }))
+}
+
+/// Names what is missing for this configuration and the command that adds it.
+pub async fn check(
+    client: &Client,
+    table: &str,
+    mode: SchemaMode,
+    writable: ColumnSet,
+) -> Result<TableInfo, SinkError> {
+    let info = table_info(client, table).await?.ok_or_else(|| {
+        SinkError::Schema(format!(
+            "table {table} not found in the database: check postgres.url and postgres.table"
+        ))
+    })?;
+    let mut missing: Vec<&str> = ["namespace", "vm_name", "deleted_at"]
+        .into_iter()
+        .filter(|c| !info.has(c))
+        .collect();
+    let base_missing = !missing.is_empty();
+    missing.extend(
+        writable
+            .iter()
+            .map(Column::name)
+            .filter(|c| !info.has(c)),
+    );
+    let fence = client
+        .query_one("SELECT to_regclass('virtsync.vm_fence') IS NOT NULL", &[])
+        .await
+        .map_err(SinkError::query("look up virtsync.vm_fence"))?
+        .get::<_, bool>(0);
+    if missing.is_empty() && fence {
+        return Ok(info);
+    }
+    let mode_name = match mode {
+        SchemaMode::Compat => "compat",
+        SchemaMode::Extended => "extended",
+    };
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("table {table} lacks columns {}", missing.join(", ")));
+    }
+    if !fence {
+        problems.push("table virtsync.vm_fence does not exist".to_string());
+    }
+    let fix = if base_missing {
+        "this does not look like the cloud API's VM table: check postgres.table".to_string()
+    } else {
+        format!(
+            "run `virtsync migrate --config <your config>` with postgres.schema = \"{mode_name}\"{}",
+            if mode == SchemaMode::Extended {
+                " (or set postgres.schema = \"compat\")"
+            } else {
+                ""
+            }
+        )
+    };
+    Err(SinkError::Schema(format!(
+        "database schema does not match postgres.schema = \"{mode_name}\": {}; {fix}",
+        problems.join("; ")
+    )))
+}

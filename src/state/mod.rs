@@ -1,0 +1,124 @@
+//! The local state (DESIGN §5): a redb file holding the last derived record per VM and a
+//! durable outbox of pending deltas, mirrored in memory so that a no-op event costs one
+//! comparison and no I/O at all.
+
+mod file;
+mod store;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+
+use crate::columns::ColumnSet;
+use crate::model::{SourceVersions, Timestamp, VmKey, VmRecord};
+
+pub use store::{IngestReport, ManagedChange, OpenReport, Store, StoreOptions};
+
+/// The redb file layout version; a file with another version is moved aside and rebuilt.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("{path} is in use by another process (is another virtsync running?)")]
+    Locked { path: String },
+    #[error("moving the unreadable state file {path} aside: {source}")]
+    MoveAside {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("redb {step}: {source}")]
+    Redb {
+        step: &'static str,
+        source: redb::Error,
+    },
+    #[error("encoding {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("the state file is closed after an I/O error and not reopened yet")]
+    Closed,
+}
+
+impl StoreError {
+    /// redb wants to be closed and reopened after an I/O error (e.g. a full disk).
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            StoreError::Redb { source, .. } => matches!(
+                source,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            StoreError::Closed => true,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn redb_err<E: Into<redb::Error>>(step: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Redb {
+        step,
+        source: e.into(),
+    }
+}
+
+/// What is kept per VM: the last derived record and the source versions behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVm {
+    pub record: VmRecord,
+    pub versions: SourceVersions,
+}
+
+/// A pending delta: which columns of one row still have to be written. The values are
+/// the stored record's, so a later change simply widens the set (latest value wins).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Changes on every merge; the flusher deletes the entry only if it is unchanged.
+    pub seq: u64,
+    /// Position in the flush order: set once, so a busy VM cannot starve the others.
+    pub first_seq: u64,
+    pub first_enqueued: Timestamp,
+    pub columns: ColumnSet,
+    /// Set when PostgreSQL refused the delta; a parked entry is not retried until it
+    /// changes or an operator retries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<String>,
+}
+
+/// One delta handed to the sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingDelta {
+    pub key: VmKey,
+    pub seq: u64,
+    pub columns: ColumnSet,
+    pub record: VmRecord,
+    pub versions: SourceVersions,
+}
+
+/// What became of a delta the sink tried to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed in PostgreSQL.
+    Applied,
+    /// The row exists but newer source data is already there (fence); nothing to do.
+    FencedOut,
+    /// No live row (deleted or soft-deleted): the VM is no longer managed.
+    RowMissing,
+    /// PostgreSQL or validation refused it; kept with the reason.
+    Parked(String),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: usize,
+    pub parked: usize,
+    pub oldest_enqueued: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckReport {
+    pub deleted: usize,
+    pub kept_changed: usize,
+    pub parked: usize,
+    pub unmanaged: usize,
+}

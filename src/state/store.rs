@@ -1,0 +1,615 @@
+//! `Store`: the redb file plus its in-memory mirror. Every mutation is one redb write
+//! transaction; the mirror is updated only after the commit succeeded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
+use super::{
+    AckReport, Outcome, OutboxEntry, OutboxStats, PendingDelta, StoreError, StoredVm, redb_err,
+};
+use crate::columns::{self, Column, ColumnSet, Group, Value};
+use crate::failpoint;
+use crate::model::{Observation, Timestamp, VmKey, VmRecord};
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub cache_size: u64,
+    /// Columns this daemon writes (owns × schema mode); others never enter the outbox.
+    pub writable: ColumnSet,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub moved_aside: Option<PathBuf>,
+    pub records: usize,
+    pub outbox: usize,
+    pub managed: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Events equal to the stored record: nothing written.
+    pub noop: usize,
+    /// Events that changed the stored record.
+    pub changed: usize,
+    /// Changes that created or widened an outbox entry (managed VMs only).
+    pub enqueued: usize,
+    /// Column changes per column, for the field-update counters.
+    pub write_transactions: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagedChange {
+    pub appeared: usize,
+    pub vanished: usize,
+    /// Appeared VMs we already had a record for: flushed once now.
+    pub enqueued: usize,
+}
+
+pub struct Store {
+    db: Option<Database>,
+    options: StoreOptions,
+    records: HashMap<VmKey, StoredVm>,
+    outbox: HashMap<VmKey, OutboxEntry>,
+    order: BTreeMap<u64, VmKey>,
+    managed: HashSet<VmKey>,
+    next_seq: u64,
+    write_transactions: u64,
+}
+
+fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Encode { what, source })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(b).map_err(|e| format!("decoding {what}: {e}"))
+}
+
+/// The columns written the first time a VM's row is known: all runtime columns (only
+/// virtsync writes them), but legacy/status columns only where we know a value, so an
+/// unknown value never erases what the cloud API put there.
+pub fn first_sight_columns(record: &VmRecord) -> ColumnSet {
+    Column::ALL
+        .iter()
+        .copied()
+        .filter(|c| c.group() == Group::Runtime || columns::value(record, *c) != Value::Null)
+        .collect()
+}
+
+impl Store {
+    pub fn open(options: StoreOptions, now: Timestamp) -> Result<(Store, OpenReport), StoreError> {
+        let now_unix = u64::try_from(now.unix_millis / 1000).unwrap_or(0);
+        let (db, moved_aside) =
+            file::open_or_rebuild(&options.path, options.cache_size, now_unix)?;
+        file::initialise(&db)?;
+        let mut store = Store {
+            db: Some(db),
+            options,
+            records: HashMap::new(),
+            outbox: HashMap::new(),
+            order: BTreeMap::new(),
+            managed: HashSet::new(),
+            next_seq: 1,
+            write_transactions: 0,
+        };
+        if let Err(problem) = store.load() {
+            // Decodable by redb but not by us: same treatment as a corrupt file.
+            let options = store.options.clone();
+            store.close()?;
+            let path = options.path.display().to_string();
+            let aside = PathBuf::from(format!("{path}.unreadable-{now_unix}"));
+            std::fs::rename(&options.path, &aside)
+                .map_err(|source| StoreError::MoveAside { path, source })?;
+            tracing::error!(moved_to = %aside.display(), problem, "state file unreadable: moved aside");
+            let (mut fresh, _) = Store::open(options, now)?;
+            fresh.write_transactions = 0;
+            let report = OpenReport {
+                moved_aside: Some(aside),
+                ..OpenReport::default()
+            };
+            return Ok((fresh, report));
+        }
+        let report = OpenReport {
+            moved_aside,
+            records: store.records.len(),
+            outbox: store.outbox.len(),
+            managed: store.managed.len(),
+        };
+        Ok((store, report))
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or(StoreError::Closed)
+    }
+
+    fn load(&mut self) -> Result<(), String> {
+        let db = self.db.as_ref().ok_or("closed")?;
+        let read = db.begin_read().map_err(|e| e.to_string())?;
+        let records = read.open_table(VM_RECORDS).map_err(|e| e.to_string())?;
+        for row in records.iter().map_err(|e| e.to_string())? {
+            let (k, v) = row.map_err(|e| e.to_string())?;
+            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
+            self.records.insert(key, decode("record", v.value())?);
+        }
+        let outbox = read.open_table(OUTBOX).map_err(|e| e.to_string())?;
+        for row in outbox.iter().map_err(|e| e.to_string())? {
+            let (k, v) = row.map_err(|e| e.to_string())?;
+            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
+            let entry: OutboxEntry = decode("outbox entry", v.value())?;
+            self.order.insert(entry.first_seq, key.clone());
+            self.outbox.insert(key, entry);
+        }
+        let managed = read.open_table(MANAGED).map_err(|e| e.to_string())?;
+        for row in managed.iter().map_err(|e| e.to_string())? {
+            let (k, _) = row.map_err(|e| e.to_string())?;
+            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
+            self.managed.insert(key);
+        }
+        let meta = read.open_table(META).map_err(|e| e.to_string())?;
+        if let Some(v) = meta.get(META_NEXT_SEQ).map_err(|e| e.to_string())? {
+            self.next_seq = v.value().parse().map_err(|_| "bad next_seq")?;
+        }
+        let max_seen = self.outbox.values().map(|e| e.seq).max().unwrap_or(0);
+        self.next_seq = self.next_seq.max(max_seen + 1);
+        Ok(())
+    }
+
+    fn begin(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db()?.begin_write().map_err(redb_err("begin write"))?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    fn commit(&mut self, txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.commit().map_err(redb_err("commit"))?;
+        self.write_transactions += 1;
+        Ok(())
+    }
+
+    /// Derived records in; changed ones stored with their outbox entries, all in one write
+    /// transaction (group commit). Records equal to the stored ones cost nothing.
+    pub fn ingest(
+        &mut self,
+        batch: &[Observation],
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut new_records: HashMap<VmKey, StoredVm> = HashMap::new();
+        let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
+        let mut next_seq = self.next_seq;
+        for obs in batch {
+            let key = obs.record.key();
+            let old = new_records.get(&key).or_else(|| self.records.get(&key));
+            let mut changed = match old {
+                None => first_sight_columns(&obs.record),
+                Some(old) => columns::diff(Some(&old.record), &obs.record),
+            };
+            if changed.is_empty() {
+                report.noop += 1;
+                continue;
+            }
+            let mut record = obs.record.clone();
+            if let Some(old) = old {
+                carry_bookkeeping(&old.record, &mut record);
+            }
+            if changed.iter().any(|c| c.group() == Group::Runtime) {
+                if let Some(rt) = record.runtime_details.as_mut() {
+                    rt.vmi_updated_at = Some(now);
+                }
+                changed.insert(Column::RuntimeVmiUpdatedAt);
+            }
+            report.changed += 1;
+            let to_write = changed.intersect(self.options.writable);
+            if self.managed.contains(&key) && !to_write.is_empty() {
+                let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
+                new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
+                next_seq += 1;
+                report.enqueued += 1;
+            }
+            let stored = StoredVm {
+                record,
+                versions: obs.versions.clone(),
+            };
+            new_records.insert(key, stored);
+        }
+        if new_records.is_empty() {
+            return Ok(report);
+        }
+        let txn = self.begin()?;
+        {
+            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
+            for (key, stored) in &new_records {
+                let bytes = encode("record", stored)?;
+                records
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("write record"))?;
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            for (key, entry) in &new_entries {
+                let bytes = encode("outbox entry", entry)?;
+                outbox
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("write outbox"))?;
+            }
+            if next_seq != self.next_seq {
+                let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
+                let seq = next_seq.to_string();
+                meta.insert(META_NEXT_SEQ, seq.as_str())
+                    .map_err(redb_err("write meta"))?;
+            }
+        }
+        self.commit(txn)?;
+        failpoint::hit("after_redb_commit");
+        report.write_transactions = 1;
+        self.next_seq = next_seq;
+        self.records.extend(new_records);
+        for (key, entry) in new_entries {
+            self.order.insert(entry.first_seq, key.clone());
+            self.outbox.insert(key, entry);
+        }
+        Ok(report)
+    }
+
+    /// Replaces the set of VMs that have a live row. VMs whose row appeared are flushed
+    /// once (their known columns); pending deltas of VMs whose row vanished are dropped.
+    pub fn set_managed(
+        &mut self,
+        keys: HashSet<VmKey>,
+        now: Timestamp,
+    ) -> Result<ManagedChange, StoreError> {
+        let appeared: Vec<VmKey> = keys.difference(&self.managed).cloned().collect();
+        let vanished: Vec<VmKey> = self.managed.difference(&keys).cloned().collect();
+        let mut change = ManagedChange {
+            appeared: appeared.len(),
+            vanished: vanished.len(),
+            enqueued: 0,
+        };
+        if appeared.is_empty() && vanished.is_empty() {
+            return Ok(change);
+        }
+        let mut entries = Vec::new();
+        let mut next_seq = self.next_seq;
+        for key in &appeared {
+            if let Some(stored) = self.records.get(key) {
+                let cols = first_sight_columns(&stored.record).intersect(self.options.writable);
+                if !cols.is_empty() {
+                    let entry = merge_entry(self.outbox.get(key), cols, next_seq, now);
+                    next_seq += 1;
+                    entries.push((key.clone(), entry));
+                }
+            }
+        }
+        change.enqueued = entries.len();
+        let txn = self.begin()?;
+        {
+            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            for key in &appeared {
+                managed
+                    .insert(key.to_string().as_str(), ())
+                    .map_err(redb_err("write managed"))?;
+            }
+            for key in &vanished {
+                let k = key.to_string();
+                managed.remove(k.as_str()).map_err(redb_err("remove"))?;
+                outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
+            }
+            for (key, entry) in &entries {
+                let bytes = encode("outbox entry", entry)?;
+                outbox
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("write outbox"))?;
+            }
+            let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
+            let seq = next_seq.to_string();
+            meta.insert(META_NEXT_SEQ, seq.as_str())
+                .map_err(redb_err("write meta"))?;
+        }
+        self.commit(txn)?;
+        self.next_seq = next_seq;
+        for key in vanished {
+            self.remove_entry(&key);
+            self.managed.remove(&key);
+        }
+        for (key, entry) in entries {
+            self.insert_entry(key, entry);
+        }
+        self.managed.extend(appeared);
+        Ok(change)
+    }
+
+    /// Adds columns to the outbox (anti-entropy found them different in PostgreSQL).
+    pub fn enqueue(
+        &mut self,
+        items: Vec<(VmKey, ColumnSet)>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut entries = Vec::new();
+        let mut next_seq = self.next_seq;
+        for (key, cols) in items {
+            let cols = cols.intersect(self.options.writable);
+            if cols.is_empty() || !self.records.contains_key(&key) {
+                continue;
+            }
+            entries.push((
+                key.clone(),
+                merge_entry(self.outbox.get(&key), cols, next_seq, now),
+            ));
+            next_seq += 1;
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.begin()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            for (key, entry) in &entries {
+                let bytes = encode("outbox entry", entry)?;
+                outbox
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("write outbox"))?;
+            }
+            let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
+            let seq = next_seq.to_string();
+            meta.insert(META_NEXT_SEQ, seq.as_str())
+                .map_err(redb_err("write meta"))?;
+        }
+        self.commit(txn)?;
+        self.next_seq = next_seq;
+        let n = entries.len();
+        for (key, entry) in entries {
+            self.insert_entry(key, entry);
+        }
+        Ok(n)
+    }
+
+    /// Up to `limit` deltas, oldest first, parked ones skipped.
+    pub fn next_batch(&self, limit: usize) -> Vec<PendingDelta> {
+        self.order
+            .values()
+            .filter_map(|key| {
+                let entry = self.outbox.get(key)?;
+                if entry.parked.is_some() {
+                    return None;
+                }
+                let stored = self.records.get(key)?;
+                Some(PendingDelta {
+                    key: key.clone(),
+                    seq: entry.seq,
+                    columns: entry.columns,
+                    record: stored.record.clone(),
+                    versions: stored.versions.clone(),
+                })
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// Records what PostgreSQL did with a batch. An entry that changed meanwhile (its seq
+    /// moved on) is kept: it still has to be written.
+    pub fn ack(&mut self, outcomes: &[(VmKey, u64, Outcome)]) -> Result<AckReport, StoreError> {
+        let mut report = AckReport::default();
+        let mut deletes = Vec::new();
+        let mut parks = Vec::new();
+        let mut unmanage = Vec::new();
+        for (key, seq, outcome) in outcomes {
+            let Some(entry) = self.outbox.get(key) else {
+                continue;
+            };
+            if entry.seq != *seq {
+                report.kept_changed += 1;
+                if *outcome == Outcome::RowMissing {
+                    unmanage.push(key.clone());
+                }
+                continue;
+            }
+            match outcome {
+                Outcome::Applied | Outcome::FencedOut => deletes.push(key.clone()),
+                Outcome::RowMissing => {
+                    deletes.push(key.clone());
+                    unmanage.push(key.clone());
+                }
+                Outcome::Parked(reason) => {
+                    let mut entry = entry.clone();
+                    entry.parked = Some(reason.clone());
+                    parks.push((key.clone(), entry));
+                }
+            }
+        }
+        // Unmanaged: the entry goes too, whatever its seq (no row to write to).
+        for key in &unmanage {
+            if !deletes.contains(key) {
+                deletes.push(key.clone());
+            }
+        }
+        if deletes.is_empty() && parks.is_empty() {
+            return Ok(report);
+        }
+        let txn = self.begin()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            for key in &deletes {
+                outbox
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove outbox"))?;
+            }
+            for (key, entry) in &parks {
+                let bytes = encode("outbox entry", entry)?;
+                outbox
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("park"))?;
+            }
+            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
+            for key in &unmanage {
+                managed
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove managed"))?;
+            }
+        }
+        failpoint::hit("before_outbox_delete");
+        self.commit(txn)?;
+        report.deleted = deletes.len();
+        report.parked = parks.len();
+        report.unmanaged = unmanage.len();
+        for key in &deletes {
+            self.remove_entry(key);
+        }
+        for (key, entry) in parks {
+            self.outbox.insert(key, entry);
+        }
+        for key in &unmanage {
+            self.managed.remove(key);
+        }
+        Ok(report)
+    }
+
+    /// Operator action: put a parked delta back in line.
+    pub fn retry_parked(&mut self, key: &VmKey) -> Result<bool, StoreError> {
+        let Some(mut entry) = self.outbox.get(key).cloned() else {
+            return Ok(false);
+        };
+        entry.parked = None;
+        let txn = self.begin()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            let bytes = encode("outbox entry", &entry)?;
+            outbox
+                .insert(key.to_string().as_str(), bytes.as_slice())
+                .map_err(redb_err("write outbox"))?;
+        }
+        self.commit(txn)?;
+        self.outbox.insert(key.clone(), entry);
+        Ok(true)
+    }
+
+    fn insert_entry(&mut self, key: VmKey, entry: OutboxEntry) {
+        self.order.insert(entry.first_seq, key.clone());
+        self.outbox.insert(key, entry);
+    }
+
+    fn remove_entry(&mut self, key: &VmKey) {
+        if let Some(entry) = self.outbox.remove(key) {
+            self.order.remove(&entry.first_seq);
+        }
+    }
+
+    pub fn record(&self, key: &VmKey) -> Option<&StoredVm> {
+        self.records.get(key)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = (&VmKey, &StoredVm)> {
+        self.records.iter()
+    }
+
+    pub fn is_managed(&self, key: &VmKey) -> bool {
+        self.managed.contains(key)
+    }
+
+    pub fn managed_count(&self) -> usize {
+        self.managed.len()
+    }
+
+    pub fn outbox_entry(&self, key: &VmKey) -> Option<&OutboxEntry> {
+        self.outbox.get(key)
+    }
+
+    pub fn outbox_entries(&self) -> impl Iterator<Item = (&VmKey, &OutboxEntry)> {
+        self.order
+            .values()
+            .filter_map(|k| self.outbox.get(k).map(|e| (k, e)))
+    }
+
+    pub fn outbox_stats(&self) -> OutboxStats {
+        let parked = self.outbox.values().filter(|e| e.parked.is_some()).count();
+        OutboxStats {
+            pending: self.outbox.len() - parked,
+            parked,
+            oldest_enqueued: self
+                .outbox_entries()
+                .find(|(_, e)| e.parked.is_none())
+                .map(|(_, e)| e.first_enqueued),
+        }
+    }
+
+    /// Write transactions committed since open (tests and metrics).
+    pub fn write_transactions(&self) -> u64 {
+        self.write_transactions
+    }
+
+    pub fn writable(&self) -> ColumnSet {
+        self.options.writable
+    }
+
+    /// After an I/O error redb must be closed and reopened; the mirror keeps serving reads.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        self.db = None;
+        let cache = usize::try_from(self.options.cache_size).unwrap_or(usize::MAX);
+        let db = Database::builder()
+            .set_cache_size(cache)
+            .create(&self.options.path)
+            .map_err(redb_err("reopen"))?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// Stores host data (capabilities) under a key; written only when it changed.
+    pub fn put_host(&mut self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
+        let table = read.open_table(HOST).map_err(redb_err("open host"))?;
+        if table.get(key).map_err(redb_err("read host"))?.map(|v| v.value() == value) == Some(true)
+        {
+            return Ok(false);
+        }
+        drop(table);
+        drop(read);
+        let txn = self.begin()?;
+        txn.open_table(HOST)
+            .map_err(redb_err("open host"))?
+            .insert(key, value)
+            .map_err(redb_err("write host"))?;
+        self.commit(txn)?;
+        Ok(true)
+    }
+
+    pub fn close(mut self) -> Result<(), StoreError> {
+        match self.db.take() {
+            Some(db) => db.close().map_err(redb_err("close")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Keeps fields that are bookkeeping rather than derived data from the stored record.
+fn carry_bookkeeping(old: &VmRecord, new: &mut VmRecord) {
+    if let (Some(old_rt), Some(new_rt)) = (&old.runtime_details, new.runtime_details.as_mut()) {
+        new_rt.vmi_updated_at = old_rt.vmi_updated_at;
+    }
+}
+
+fn merge_entry(
+    pending: Option<&OutboxEntry>,
+    columns: ColumnSet,
+    seq: u64,
+    now: Timestamp,
+) -> OutboxEntry {
+    match pending {
+        Some(p) => OutboxEntry {
+            seq,
+            first_seq: p.first_seq,
+            first_enqueued: p.first_enqueued,
+            columns: p.columns.union(columns),
+            parked: None,
+        },
+        None => OutboxEntry {
+            seq,
+            first_seq: seq,
+            first_enqueued: now,
+            columns,
+            parked: None,
+        },
+    }
+}

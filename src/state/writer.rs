@@ -1,0 +1,94 @@
+//! The state writer task: receives observations from the sources and stores them in
+//! group commits (several events per redb write transaction, a few ms window), retrying
+//! a batch until it is stored so nothing acknowledged by a source is lost.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::{IngestReport, Store, StoreError};
+use crate::model::{Observation, Timestamp};
+
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// Locks the store; a panic while holding the lock left consistent data behind (the
+/// mirror changes only after commits), so poisoning is ignored.
+pub fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    pub window: Duration,
+    pub max_batch: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            window: Duration::from_millis(5),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Runs until every sender is dropped; `enqueued` is notified when deltas wait.
+pub async fn run(
+    store: SharedStore,
+    mut rx: mpsc::Receiver<Observation>,
+    options: WriterOptions,
+    enqueued: Arc<Notify>,
+    clock: fn() -> Timestamp,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + options.window;
+        while batch.len() < options.max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(obs)) => batch.push(obs),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let batch = Arc::new(batch);
+        let report = store_until_done(&store, &batch, clock).await;
+        if report.enqueued > 0 {
+            enqueued.notify_one();
+        }
+    }
+}
+
+async fn store_until_done(
+    store: &SharedStore,
+    batch: &Arc<Vec<Observation>>,
+    clock: fn() -> Timestamp,
+) -> IngestReport {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (store2, batch2) = (store.clone(), batch.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = lock(&store2);
+            let r = s.ingest(&batch2, clock());
+            if let Err(e) = &r {
+                if e.needs_reopen() {
+                    if let Err(reopen) = s.reopen() {
+                        tracing::error!(error = %reopen, "reopening the state file failed");
+                    }
+                }
+            }
+            r
+        })
+        .await;
+        match result {
+            Ok(Ok(report)) => return report,
+            Ok(Err(e)) => log_retry(&e, backoff),
+            Err(join) => tracing::error!(error = %join, "state writer task failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn log_retry(e: &StoreError, backoff: Duration) {
+    tracing::error!(error = %e, retry_in = ?backoff, "storing events failed; the batch is kept and retried");
+}
