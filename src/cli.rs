@@ -1,1 +1,198 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! Command line: subcommands, configuration loading and exit codes
+//! (0 ok, 1 runtime error, 2 usage or configuration error).
+
+mod ingest;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, Env};
+use crate::sink::postgres::{self, schema};
+use crate::{Error, Result};
+
+const DEFAULT_CONFIG: &str = "/etc/virtsync/virtsync.toml";
+
+#[derive(Parser, Debug)]
+#[command(name = "virtsync", version, about = "Keeps the cloud API's VM records in sync with KubeVirt and libvirt")]
+pub struct Args {
+    /// Configuration file; when the default one does not exist, built-in defaults apply.
+    #[arg(long, global = true, env = "VIRTSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override one configuration key, e.g. --set postgres.batch_size=100 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Shorthand for --set node_name=...
+    #[arg(long, global = true)]
+    pub node_name: Option<String>,
+    /// Shorthand for --set cache.path=...
+    #[arg(long, global = true)]
+    pub cache_path: Option<PathBuf>,
+    /// Shorthand for --set postgres.url=...
+    #[arg(long, global = true)]
+    pub postgres_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon.
+    Daemon,
+    /// Validate the configuration (exit 0 when valid, 2 with the key and problem when not).
+    CheckConfig,
+    /// Create virtsync's schema in PostgreSQL (and the runtime_* columns in extended mode).
+    Migrate,
+    /// Print the version.
+    Version,
+    /// Feed records (JSON lines, the API's VM shape plus "versions") through the state
+    /// store and flush them: a support and test tool that uses the daemon's code path.
+    #[command(hide = true)]
+    Ingest(ingest::IngestArgs),
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("virtsync: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("starting the async runtime: {e}")))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match &args.command {
+        Command::Version => {
+            println!("virtsync {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let (cfg, path) = load_config(&args)?;
+            password(&cfg)?;
+            match path {
+                Some(p) => println!("configuration OK: {}", p.display()),
+                None => println!("configuration OK (built-in defaults)"),
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let (cfg, _) = load_config(&args)?;
+            runtime()?.block_on(migrate(&cfg))
+        }
+        Command::Daemon => {
+            let (cfg, path) = load_config(&args)?;
+            let password = password(&cfg)?;
+            match path {
+                Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+                None => tracing::info!("no configuration file: built-in defaults"),
+            }
+            runtime()?.block_on(crate::daemon::run(cfg, password))
+        }
+        Command::Ingest(ingest_args) => {
+            let (cfg, _) = load_config(&args)?;
+            let password = password(&cfg)?;
+            runtime()?.block_on(ingest::run(&cfg, password, ingest_args))
+        }
+    }
+}
+
+fn password(cfg: &Config) -> Result<Option<String>> {
+    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    Ok(config::read_password(&cfg.postgres, creds.as_deref())?)
+}
+
+/// Reads the file (if any), the VIRTSYNC_* environment and the flags into a validated
+/// configuration. Returns the file used.
+pub fn load_config(args: &Args) -> Result<(Config, Option<PathBuf>)> {
+    let (text, used) = match &args.config {
+        Some(p) => (read(p)?, Some(p.clone())),
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            (read(Path::new(DEFAULT_CONFIG))?, Some(PathBuf::from(DEFAULT_CONFIG)))
+        }
+        None => (String::new(), None),
+    };
+    let env = Env {
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        vars: std::env::vars()
+            .filter(|(k, _)| k.starts_with("VIRTSYNC_"))
+            .collect(),
+    };
+    let mut sets = Vec::new();
+    for s in &args.sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            Error::Config(config::ConfigError {
+                key: format!("--set {s}"),
+                problem: "expected KEY=VALUE".into(),
+            })
+        })?;
+        sets.push((k.trim().to_string(), v.to_string()));
+    }
+    if let Some(n) = &args.node_name {
+        sets.push(("node_name".into(), n.clone()));
+    }
+    if let Some(p) = &args.cache_path {
+        sets.push(("cache.path".into(), p.display().to_string()));
+    }
+    if let Some(u) = &args.postgres_url {
+        sets.push(("postgres.url".into(), u.clone()));
+    }
+    Ok((Config::parse(&text, &env, &sets)?, used))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(config::ConfigError {
+            key: "--config".into(),
+            problem: format!("cannot read {}: {e}", path.display()),
+        })
+    })
+}
+
+async fn migrate(cfg: &Config) -> Result<()> {
+    let url = cfg
+        .postgres
+        .owner_url
+        .as_deref()
+        .map_or_else(|| cfg.require_postgres_url(), Ok)?;
+    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let password = config::read_password(&cfg.postgres, creds.as_deref())?;
+    let pg = postgres::pg_config(
+        url,
+        password.as_deref(),
+        &format!("virtsync-migrate/{}", cfg.node_name),
+        cfg.postgres.connect_timeout,
+    )?;
+    let mut client = postgres::connect_client(&pg).await?;
+    let n = schema::migrate(
+        &mut client,
+        &cfg.postgres.table,
+        cfg.postgres.schema,
+        cfg.postgres.lock_timeout,
+    )
+    .await?;
+    println!(
+        "migrated {} (schema = {:?}): {n} idempotent statements applied",
+        cfg.postgres.table, cfg.postgres.schema
+    );
+    Ok(())
+}

@@ -100,6 +100,11 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// The system clock; logic takes a `Timestamp` or a `fn() -> Timestamp` instead.
+    pub fn now() -> Timestamp {
+        Timestamp::from_system_time(SystemTime::now())
+    }
+
     pub fn from_system_time(t: SystemTime) -> Timestamp {
         let unix_millis = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),

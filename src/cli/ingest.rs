@@ -1,0 +1,161 @@
+//! `virtsync ingest`: records in (JSON lines), through the same store and sink code as the
+//! daemon, flushed to PostgreSQL. Used by support engineers to replay records and by the
+//! crash-safety tests (a child process using the store).
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::daemon;
+use crate::model::{Observation, Timestamp};
+use crate::sink::postgres::{FlushReport, PgSink, SinkSettings};
+use crate::state::IngestReport;
+use crate::state::writer::lock;
+use crate::{Error, Result};
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// File of JSON lines (`-` for stdin).
+    pub file: String,
+    /// Records per write transaction.
+    #[arg(long, default_value_t = 500)]
+    pub chunk: usize,
+    /// Store only; do not flush to PostgreSQL.
+    #[arg(long)]
+    pub no_flush: bool,
+    /// Give up flushing after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub flush_timeout: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    lines: usize,
+    rejected: usize,
+    noop: usize,
+    changed: usize,
+    enqueued: usize,
+    flushed_batches: usize,
+    applied: usize,
+    fenced: usize,
+    missing: usize,
+    parked: usize,
+    pending: usize,
+}
+
+pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> Result<()> {
+    let text = if args.file == "-" {
+        let mut s = String::new();
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| Error::Other(format!("reading stdin: {e}")))?;
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    } else {
+        std::fs::read_to_string(&args.file).map_err(|source| Error::ReadFile {
+            path: args.file.clone(),
+            source,
+        })?
+    };
+    let store = daemon::open_store(cfg).await?;
+    let mut summary = Summary::default();
+    let mut chunk = Vec::with_capacity(args.chunk);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        match serde_json::from_str::<Observation>(line) {
+            Ok(obs) => chunk.push(obs),
+            Err(e) => {
+                summary.rejected += 1;
+                tracing::warn!(line = i + 1, error = %e, "record rejected");
+            }
+        }
+        if chunk.len() >= args.chunk.max(1) {
+            add(&mut summary, ingest(&store, std::mem::take(&mut chunk)).await?);
+        }
+    }
+    add(&mut summary, ingest(&store, chunk).await?);
+    if !args.no_flush && cfg.postgres.url.is_some() {
+        let settings = SinkSettings::from_config(cfg, password.as_deref())?;
+        let report = flush_all(settings, store.clone(), args.flush_timeout).await?;
+        summary.flushed_batches = report.batches;
+        summary.applied = report.applied;
+        summary.fenced = report.fenced;
+        summary.missing = report.missing;
+        summary.parked = report.parked;
+    }
+    summary.pending = lock(&store).outbox_stats().pending;
+    println!(
+        "{}",
+        serde_json::to_string(&summary).map_err(|e| Error::Other(e.to_string()))?
+    );
+    Ok(())
+}
+
+async fn ingest(
+    store: &crate::state::writer::SharedStore,
+    chunk: Vec<Observation>,
+) -> Result<IngestReport> {
+    if chunk.is_empty() {
+        return Ok(IngestReport::default());
+    }
+    let store = store.clone();
+    let report = tokio::task::spawn_blocking(move || lock(&store).ingest(&chunk, Timestamp::now()))
+        .await
+        .map_err(|e| Error::Other(format!("ingest task: {e}")))??;
+    Ok(report)
+}
+
+fn add(s: &mut Summary, r: IngestReport) {
+    s.noop += r.noop;
+    s.changed += r.changed;
+    s.enqueued += r.enqueued;
+}
+
+/// Connects (retrying while PostgreSQL is down) and flushes until nothing is pending.
+async fn flush_all(
+    settings: SinkSettings,
+    store: crate::state::writer::SharedStore,
+    timeout_secs: u64,
+) -> Result<FlushReport> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let mut sink = PgSink::new(settings, Arc::clone(&store), Timestamp::now);
+    let mut total = FlushReport::default();
+    loop {
+        let attempt = async {
+            if !sink.is_connected() {
+                sink.connect().await?;
+                sink.refresh_managed().await?;
+            }
+            sink.flush_pending().await
+        }
+        .await;
+        match attempt {
+            Ok(r) => {
+                total.batches += r.batches;
+                total.applied += r.applied;
+                total.fenced += r.fenced;
+                total.missing += r.missing;
+                total.parked += r.parked;
+                if lock(&store).outbox_stats().pending == 0 {
+                    return Ok(total);
+                }
+            }
+            Err(e) if e.is_setup_problem() => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "flush failed; retrying"),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Other(format!(
+                "outbox not drained after {timeout_secs}s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

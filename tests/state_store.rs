@@ -1,0 +1,213 @@
+//! The redb store on real files: change detection, coalescing, the outbox protocol, the
+//! managed set, and recovery from unreadable files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+
+use virtsync::columns::{Column, ColumnSet};
+use virtsync::model::{
+    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord,
+    VmStatus,
+};
+use virtsync::state::{Outcome, Store, StoreOptions};
+
+fn options(dir: &tempfile::TempDir) -> StoreOptions {
+    StoreOptions {
+        path: dir.path().join("state.redb"),
+        cache_size: 4 << 20,
+        writable: ColumnSet::all(),
+    }
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp { unix_millis: ms }
+}
+
+fn obs(name: &str, cpu: i64, ip: &str, rv: i64) -> Observation {
+    let mut r = VmRecord::new(&VmKey::new("ns", name));
+    r.status = Some(VmStatus::PoweredOn);
+    r.cpu_count = Some(cpu);
+    r.memory_mb = Some(1024);
+    r.runtime_details = Some(RuntimeDetails {
+        primary_ip: Some(ip.into()),
+        phase: Some("Running".into()),
+        ..RuntimeDetails::default()
+    });
+    Observation {
+        record: r,
+        versions: SourceVersions {
+            vm_resource_version: Some(rv),
+            vmi_uid: Some("uid-1".into()),
+            vmi_resource_version: Some(rv),
+            legacy_origin: LegacyOrigin::Vmi,
+        },
+    }
+}
+
+fn managed(names: &[&str]) -> HashSet<VmKey> {
+    names.iter().map(|n| VmKey::new("ns", *n)).collect()
+}
+
+#[test]
+fn unchanged_records_cost_no_write_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["a"]), t(0)).unwrap();
+    let r = store.ingest(&[obs("a", 2, "10.0.0.1", 5)], t(1)).unwrap();
+    assert_eq!((r.changed, r.enqueued, r.noop), (1, 1, 0));
+    let before = store.write_transactions();
+    // Same data with a newer resourceVersion: still nothing to write.
+    let r = store
+        .ingest(&[obs("a", 2, "10.0.0.1", 6), obs("a", 2, "10.0.0.1", 7)], t(2))
+        .unwrap();
+    assert_eq!((r.changed, r.noop, r.write_transactions), (0, 2, 0));
+    assert_eq!(store.write_transactions(), before);
+}
+
+#[test]
+fn changes_coalesce_per_key_and_keep_their_place_in_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["a", "b"]), t(0)).unwrap();
+    store.ingest(&[obs("a", 1, "10.0.0.1", 1)], t(1)).unwrap();
+    store.ingest(&[obs("b", 1, "10.0.0.9", 2)], t(2)).unwrap();
+    let first = store.next_batch(10);
+    assert_eq!(first.len(), 2);
+    // Ten more changes to "a", in one group commit.
+    let batch: Vec<_> = (2..12).map(|i| obs("a", i, "10.0.0.1", 10 + i)).collect();
+    let r = store.ingest(&batch, t(3)).unwrap();
+    assert_eq!((r.changed, r.write_transactions), (10, 1));
+    let pending = store.next_batch(10);
+    assert_eq!(pending.len(), 2, "one delta per VM");
+    assert_eq!(pending[0].key, VmKey::new("ns", "a"), "a keeps its first place");
+    assert_eq!(pending[0].record.cpu_count, Some(11), "latest value wins");
+    assert_eq!(pending[0].versions.vm_resource_version, Some(21));
+    // The first flush of "a" raced with the later changes: its entry must survive the ack.
+    let acks: Vec<_> = first
+        .iter()
+        .map(|d| (d.key.clone(), d.seq, Outcome::Applied))
+        .collect();
+    let ack = store.ack(&acks).unwrap();
+    assert_eq!((ack.deleted, ack.kept_changed), (1, 1));
+    let left = store.next_batch(10);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key, VmKey::new("ns", "a"));
+}
+
+#[test]
+fn only_changed_columns_enter_the_outbox_and_runtime_changes_stamp_the_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["a"]), t(0)).unwrap();
+    store.ingest(&[obs("a", 1, "10.0.0.1", 1)], t(1)).unwrap();
+    let d = store.next_batch(1).remove(0);
+    store.ack(&[(d.key, d.seq, Outcome::Applied)]).unwrap();
+    store.ingest(&[obs("a", 1, "10.0.0.2", 2)], t(50)).unwrap();
+    let d = store.next_batch(1).remove(0);
+    assert_eq!(
+        d.columns.names(),
+        vec!["runtime_primary_ip", "runtime_vmi_updated_at"]
+    );
+    assert_eq!(
+        d.record.runtime_details.unwrap().vmi_updated_at,
+        Some(t(50))
+    );
+}
+
+#[test]
+fn unmanaged_vms_keep_a_record_but_no_outbox_entry_until_their_row_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(HashSet::new(), t(0)).unwrap();
+    let batch: Vec<_> = (0..1000)
+        .map(|i| obs(&format!("vm-{i}"), 1, "10.0.0.1", i))
+        .collect();
+    let r = store.ingest(&batch, t(1)).unwrap();
+    assert_eq!((r.changed, r.enqueued), (1000, 0));
+    assert_eq!(store.outbox_stats().pending, 0);
+    let change = store.set_managed(managed(&["vm-7"]), t(2)).unwrap();
+    assert_eq!((change.appeared, change.enqueued), (1, 1));
+    let d = store.next_batch(10);
+    assert_eq!(d.len(), 1);
+    assert!(d[0].columns.contains(Column::CpuCount));
+    assert!(!d[0].columns.contains(Column::GuestOs), "unknown legacy values are not written");
+    // The row goes away again: its pending delta is dropped.
+    let change = store.set_managed(HashSet::new(), t(3)).unwrap();
+    assert_eq!(change.vanished, 1);
+    assert_eq!(store.outbox_stats().pending, 0);
+}
+
+#[test]
+fn outbox_and_records_survive_reopen_and_row_missing_unmanages() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+        store.set_managed(managed(&["a", "b"]), t(0)).unwrap();
+        store
+            .ingest(&[obs("a", 1, "10.0.0.1", 1), obs("b", 3, "10.0.0.3", 2)], t(1))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let (mut store, report) = Store::open(options(&dir), t(5)).unwrap();
+    assert_eq!((report.records, report.outbox, report.managed), (2, 2, 2));
+    let batch = store.next_batch(10);
+    let outcomes = vec![
+        (batch[0].key.clone(), batch[0].seq, Outcome::RowMissing),
+        (
+            batch[1].key.clone(),
+            batch[1].seq,
+            Outcome::Parked("23514: check".into()),
+        ),
+    ];
+    let ack = store.ack(&outcomes).unwrap();
+    assert_eq!((ack.deleted, ack.parked, ack.unmanaged), (1, 1, 1));
+    assert!(!store.is_managed(&VmKey::new("ns", "a")));
+    assert!(store.next_batch(10).is_empty(), "parked deltas are not retried");
+    assert_eq!(store.outbox_stats().parked, 1);
+    // A new change un-parks it.
+    store.ingest(&[obs("b", 4, "10.0.0.3", 3)], t(6)).unwrap();
+    assert_eq!(store.next_batch(10).len(), 1);
+    assert_eq!(store.outbox_stats().parked, 0);
+}
+
+#[test]
+fn a_garbage_file_is_moved_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, vec![0x5a_u8; 64 * 1024]).unwrap();
+    let (mut store, report) = Store::open(options(&dir), t(1_700_000_000_000)).unwrap();
+    let aside = report.moved_aside.expect("moved aside");
+    assert!(aside.exists());
+    assert_eq!(std::fs::read(&aside).unwrap()[..4], [0x5a; 4]);
+    assert_eq!(report.records, 0);
+    store.ingest(&[obs("a", 1, "10.0.0.1", 1)], t(2)).unwrap();
+}
+
+#[test]
+fn a_foreign_redb_file_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("vm_records");
+            txn.open_table(def).unwrap().insert(1, 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (_store, report) = Store::open(options(&dir), t(1)).unwrap();
+    assert!(report.moved_aside.is_some());
+}
+
+#[test]
+fn a_file_in_use_is_an_error_not_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = Store::open(options(&dir), t(0)).unwrap();
+    let err = match Store::open(options(&dir), t(0)) {
+        Ok(_) => panic!("second open succeeded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
