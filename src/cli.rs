@@ -46,7 +46,7 @@ pub enum Command {
     Migrate,
     /// Print the version.
     Version,
-    /// Feed records (JSON lines, the API's VM shape plus "versions") through the state
+    /// Feed records (JSON lines {"record": <the API VM shape>, "versions": {...}}) through the state
     /// store and flush them: a support and test tool that uses the daemon's code path.
     #[command(hide = true)]
     Ingest(ingest::IngestArgs),

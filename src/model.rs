@@ -262,7 +262,7 @@ pub enum LegacyOrigin {
 /// The source resourceVersions behind a record, carried by its deltas into
 /// `virtsync.vm_fence`. `None` = unfenced (unknown or non-numeric).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceVersions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_resource_version: Option<i64>,
@@ -282,9 +282,8 @@ pub fn parse_resource_version(text: &str) -> Option<i64> {
 
 /// One derived record as a source hands it to the state layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Observation {
-    #[serde(flatten)]
     pub record: VmRecord,
     #[serde(default)]
     pub versions: SourceVersions,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::daemon;
 use crate::model::{Observation, Timestamp};
-use crate::sink::postgres::{FlushReport, PgSink, SinkSettings};
+use crate::sink::postgres::{FlushReport, PgSink, SinkError, SinkSettings};
 use crate::state::IngestReport;
 use crate::state::writer::lock;
 use crate::{Error, Result};
@@ -63,6 +63,23 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
         })?
     };
     let store = daemon::open_store(cfg).await?;
+    let flush = !args.no_flush && cfg.postgres.url.is_some();
+    let mut sink = match flush {
+        true => {
+            let settings = SinkSettings::from_config(cfg, password.as_deref())?;
+            let mut sink = PgSink::new(settings, Arc::clone(&store), Timestamp::now);
+            // As in the daemon: learn which VMs have rows first; if PostgreSQL is down,
+            // changes are stored and the flush below retries.
+            if let Err(e) = connect(&mut sink).await {
+                if e.is_setup_problem() {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "PostgreSQL not reachable yet");
+            }
+            Some(sink)
+        }
+        false => None,
+    };
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(args.chunk);
     for (i, line) in text.lines().enumerate() {
@@ -82,9 +99,8 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
         }
     }
     add(&mut summary, ingest(&store, chunk).await?);
-    if !args.no_flush && cfg.postgres.url.is_some() {
-        let settings = SinkSettings::from_config(cfg, password.as_deref())?;
-        let report = flush_all(settings, store.clone(), args.flush_timeout).await?;
+    if let Some(sink) = sink.as_mut() {
+        let report = flush_all(sink, &store, args.flush_timeout).await?;
         summary.flushed_batches = report.batches;
         summary.applied = report.applied;
         summary.fenced = report.fenced;
@@ -120,19 +136,23 @@ fn add(s: &mut Summary, r: IngestReport) {
 }
 
 /// Connects (retrying while PostgreSQL is down) and flushes until nothing is pending.
+async fn connect(sink: &mut PgSink) -> std::result::Result<(), SinkError> {
+    sink.connect().await?;
+    sink.refresh_managed().await?;
+    Ok(())
+}
+
 async fn flush_all(
-    settings: SinkSettings,
-    store: crate::state::writer::SharedStore,
+    sink: &mut PgSink,
+    store: &crate::state::writer::SharedStore,
     timeout_secs: u64,
 ) -> Result<FlushReport> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let mut sink = PgSink::new(settings, Arc::clone(&store), Timestamp::now);
     let mut total = FlushReport::default();
     loop {
         let attempt = async {
             if !sink.is_connected() {
-                sink.connect().await?;
-                sink.refresh_managed().await?;
+                connect(sink).await?;
             }
             sink.flush_pending().await
         }
@@ -144,7 +164,7 @@ async fn flush_all(
                 total.fenced += r.fenced;
                 total.missing += r.missing;
                 total.parked += r.parked;
-                if lock(&store).outbox_stats().pending == 0 {
+                if lock(store).outbox_stats().pending == 0 {
                     return Ok(total);
                 }
             }

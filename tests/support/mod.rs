@@ -1,0 +1,7 @@
+//! Shared test support: throw-away PostgreSQL clusters, the SSVirt-shaped table, and
+//! helpers that wire stores and sinks to them.
+#![allow(dead_code)]
+
+pub mod pg;
+pub mod ssvirt;
+pub mod sync;

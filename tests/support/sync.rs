@@ -1,0 +1,136 @@
+//! Building blocks for sink tests: a migrated SSVirt-shaped database, a store on a temp
+//! file, a sink on both, and records to feed them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use virtsync::columns::ColumnSet;
+use virtsync::config::{Owns, SchemaMode};
+use virtsync::model::{
+    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord,
+    VmStatus,
+};
+use virtsync::sink::postgres::{PgSink, SinkSettings, schema};
+use virtsync::state::writer::SharedStore;
+use virtsync::state::{Store, StoreOptions};
+
+use super::pg::{self, PgCluster};
+use super::ssvirt;
+
+pub const ALL_OWNED: Owns = Owns {
+    status: true,
+    legacy: true,
+    runtime: true,
+};
+
+/// A fresh database with the `vms` table, the column log and `virtsync migrate` applied.
+pub struct Db {
+    pub url: String,
+    pub client: Client,
+    pub mode: SchemaMode,
+}
+
+impl Db {
+    pub async fn new(cluster: &PgCluster, prefix: &str, mode: SchemaMode) -> Db {
+        let url = cluster.create_database(prefix);
+        let mut client = pg::connect(&url).await;
+        client.batch_execute(ssvirt::CREATE_VMS).await.unwrap();
+        client.batch_execute(ssvirt::CREATE_COLUMN_LOG).await.unwrap();
+        schema::migrate(&mut client, "vms", mode, Duration::from_secs(5))
+            .await
+            .unwrap();
+        Db { url, client, mode }
+    }
+
+    pub async fn add_rows(&self, names: impl IntoIterator<Item = String>) {
+        for n in names {
+            ssvirt::insert_vm(&self.client, "ns", &n).await;
+        }
+    }
+
+    /// Selected columns of every live row, by vm_name, as text.
+    pub async fn rows(&self, columns: &[&str]) -> BTreeMap<String, Vec<Option<String>>> {
+        let select: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
+        let sql = format!(
+            "SELECT vm_name, {} FROM vms WHERE deleted_at IS NULL ORDER BY vm_name",
+            select.join(", ")
+        );
+        self.client
+            .query(sql.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let vals = (1..=columns.len()).map(|i| r.get(i)).collect();
+                (r.get::<_, String>(0), vals)
+            })
+            .collect()
+    }
+
+    pub fn settings(&self) -> SinkSettings {
+        SinkSettings {
+            pg: self.url.parse().unwrap(),
+            table: "vms".into(),
+            schema: self.mode,
+            writable: ColumnSet::writable(&ALL_OWNED, self.mode),
+            batch_size: 500,
+            flush_interval: Duration::from_millis(10),
+            managed_refresh_interval: Duration::from_millis(300),
+            resync_interval: Duration::ZERO,
+        }
+    }
+}
+
+pub fn open_store(dir: &tempfile::TempDir, mode: SchemaMode) -> SharedStore {
+    let options = StoreOptions {
+        path: dir.path().join("state.redb"),
+        cache_size: 4 << 20,
+        writable: ColumnSet::writable(&ALL_OWNED, mode),
+    };
+    let (store, _) = Store::open(options, Timestamp::now()).unwrap();
+    Arc::new(Mutex::new(store))
+}
+
+pub async fn connected_sink(db: &Db, store: &SharedStore) -> PgSink {
+    let mut sink = PgSink::new(db.settings(), store.clone(), Timestamp::now);
+    sink.connect().await.unwrap();
+    sink.refresh_managed().await.unwrap();
+    sink
+}
+
+/// A running VM's record with the given values; resourceVersions from `rv`.
+pub fn running(name: &str, cpu: i64, mem: i64, ip: &str, rv: i64) -> Observation {
+    let mut r = VmRecord::new(&VmKey::new("ns", name));
+    r.status = Some(VmStatus::PoweredOn);
+    r.cpu_count = Some(cpu);
+    r.memory_mb = Some(mem);
+    r.guest_os = Some("Fedora Linux 40".into());
+    r.runtime_details = Some(RuntimeDetails {
+        cpu_cores: Some(cpu),
+        cpu_sockets: Some(1),
+        cpu_threads: Some(1),
+        primary_ip: Some(ip.into()),
+        phase: Some("Running".into()),
+        node_name: Some("node-a".into()),
+        agent_connected: Some(true),
+        ..RuntimeDetails::default()
+    });
+    Observation {
+        record: r,
+        versions: SourceVersions {
+            vm_resource_version: Some(rv),
+            vmi_uid: Some(format!("uid-{name}")),
+            vmi_resource_version: Some(rv),
+            legacy_origin: LegacyOrigin::Vmi,
+        },
+    }
+}
+
+pub fn ingest(store: &SharedStore, batch: &[Observation]) -> virtsync::state::IngestReport {
+    virtsync::state::writer::lock(store)
+        .ingest(batch, Timestamp::now())
+        .unwrap()
+}
