@@ -1,0 +1,204 @@
+//! The table of configuration keys (with each key's kind, which says how an
+//! override value is typed), environment variable names, and the checks that
+//! need only the table: unknown keys with "did you mean" hints and values of
+//! the wrong TOML type.
+
+use toml::{Table, Value};
+
+use super::ConfigError;
+
+/// `VIRTSYNC_*` variables that belong to other code.
+pub(super) const IGNORED_ENV: &[&str] = &["VIRTSYNC_FAILPOINT", "VIRTSYNC_CONFIG", "VIRTSYNC_LOG"];
+pub(super) const ENV_PREFIX: &str = "VIRTSYNC_";
+
+/// How an override value (environment or `--set`) is turned into TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Str,
+    /// A string with no default; an empty override value unsets it.
+    OptStr,
+    Int,
+    Bool,
+    /// Array of strings; comma separated in overrides.
+    List,
+    Duration,
+    Size,
+}
+
+pub(super) const SECTIONS: &[&str] = &[
+    "kubernetes",
+    "libvirt",
+    "postgres",
+    "cache",
+    "api",
+    "metrics",
+    "capabilities",
+];
+
+/// Every configuration key. Keep in sync with the Raw* structs and
+/// packaging/virtsync.toml (both checked by tests).
+pub(super) const KEYS: &[(&str, Kind)] = &[
+    ("node_name", Kind::OptStr),
+    ("role", Kind::Str),
+    ("owns", Kind::List),
+    ("kubernetes.kubeconfig", Kind::OptStr),
+    ("kubernetes.url", Kind::OptStr),
+    ("kubernetes.in_cluster", Kind::Bool),
+    ("kubernetes.namespaces", Kind::List),
+    ("kubernetes.label_selector", Kind::OptStr),
+    ("libvirt.uri", Kind::OptStr),
+    ("libvirt.locator", Kind::Str),
+    ("libvirt.kubelet_root", Kind::Str),
+    ("libvirt.socket_template", Kind::Str),
+    ("postgres.url", Kind::OptStr),
+    ("postgres.owner_url", Kind::OptStr),
+    ("postgres.password_file", Kind::OptStr),
+    ("postgres.schema", Kind::Str),
+    ("postgres.table", Kind::Str),
+    ("postgres.batch_size", Kind::Int),
+    ("postgres.flush_interval", Kind::Duration),
+    ("postgres.managed_refresh_interval", Kind::Duration),
+    ("postgres.resync_interval", Kind::Duration),
+    ("postgres.connect_timeout", Kind::Duration),
+    ("postgres.lock_key", Kind::Int),
+    ("postgres.lock_timeout", Kind::Duration),
+    ("cache.path", Kind::Str),
+    ("cache.cache_size", Kind::Size),
+    ("api.socket", Kind::Str),
+    ("api.admin_group", Kind::Str),
+    ("metrics.listen", Kind::Str),
+    ("capabilities.refresh_interval", Kind::Duration),
+];
+
+pub(super) fn key_kind(key: &str) -> Option<(&'static str, Kind)> {
+    KEYS.iter().find(|(k, _)| *k == key).copied()
+}
+
+pub(super) fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The key whose environment variable is `upper` (an upper-cased name).
+pub(super) fn env_key(upper: &str) -> Option<(&'static str, Kind)> {
+    KEYS.iter().find(|(k, _)| env_name(k) == upper).copied()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a datetime",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Rejects unknown keys and values of the wrong TOML type, naming the key.
+pub(super) fn check_file_shape(table: &Table) -> Result<(), ConfigError> {
+    for (name, value) in table {
+        if SECTIONS.contains(&name.as_str()) {
+            let Value::Table(section) = value else {
+                return Err(ConfigError::new(
+                    name.as_str(),
+                    format!("expected a table, found {}", type_name(value)),
+                ));
+            };
+            for (sub, v) in section {
+                check_key(&format!("{name}.{sub}"), v)?;
+            }
+        } else {
+            check_key(name, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_key(key: &str, value: &Value) -> Result<(), ConfigError> {
+    let Some((_, kind)) = key_kind(key) else {
+        return Err(ConfigError::new(key, unknown_key_problem(key)));
+    };
+    let ok = match kind {
+        Kind::Str | Kind::OptStr => value.is_str(),
+        Kind::Int => value.is_integer(),
+        Kind::Bool => value.is_bool(),
+        Kind::List => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_str)),
+        // Integers pass here so that deserialization can say "a unit is required".
+        Kind::Duration | Kind::Size => value.is_str() || value.is_integer(),
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match kind {
+        Kind::Str | Kind::OptStr => "a string",
+        Kind::Int => "an integer",
+        Kind::Bool => "a boolean (true or false)",
+        Kind::List => "an array of strings",
+        Kind::Duration => "a duration string such as \"30s\"",
+        Kind::Size => "a size such as \"32MiB\" or a number of bytes",
+    };
+    let found = match value.as_array() {
+        Some(items) if kind == Kind::List => match items.iter().find(|v| !v.is_str()) {
+            Some(item) => format!("an array containing {}", type_name(item)),
+            None => "an array".to_owned(),
+        },
+        _ => type_name(value).to_owned(),
+    };
+    Err(ConfigError::new(
+        key,
+        format!("expected {expected}, found {found}"),
+    ))
+}
+
+fn unknown_key_problem(key: &str) -> String {
+    let (section, name) = match key.rsplit_once('.') {
+        Some((section, name)) if SECTIONS.contains(&section) => (Some(section), name),
+        _ => (None, key),
+    };
+    let known: Vec<&str> = match section {
+        Some(section) => KEYS
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(section)?.strip_prefix('.'))
+            .collect(),
+        None => KEYS
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| !k.contains('.'))
+            .chain(SECTIONS.iter().copied())
+            .collect(),
+    };
+    unknown_key(name, &known)
+}
+
+/// "unknown key (known keys: ...)", with a hint when `name` is close to one.
+pub(super) fn unknown_key(name: &str, known: &[&str]) -> String {
+    let hint = did_you_mean(name, known.iter().copied());
+    format!("unknown key (known keys: {}){hint}", known.join(", "))
+}
+
+pub(super) fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let name = name.to_ascii_lowercase();
+    candidates
+        .map(|c| (edit_distance(&name, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("; did you mean {c}?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,169 @@
+//! The merged TOML table deserialized into raw structs. Every field is
+//! optional; defaults are applied in `build`. Types were already checked by
+//! `keys::check_file_shape`, so serde mostly parses durations and sizes here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Table;
+
+use super::overrides::Origins;
+use super::values::{self, parse_duration, parse_size};
+use super::{ConfigError, one_line};
+
+/// Deserializes `table`, naming the key (and its origin) on error.
+pub(super) fn deserialize(table: Table, o: &Origins) -> Result<RawConfig, ConfigError> {
+    serde_path_to_error::deserialize(table).map_err(|e| {
+        let key = path_key(e.path());
+        o.err(&key, one_line(e.inner().message()))
+    })
+}
+
+fn path_key(path: &serde_path_to_error::Path) -> String {
+    let parts: Vec<&str> = path
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        "config".to_owned()
+    } else {
+        parts.join(".")
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) node_name: Option<String>,
+    pub(super) role: Option<String>,
+    pub(super) owns: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) kubernetes: RawKubernetes,
+    #[serde(default)]
+    pub(super) libvirt: RawLibvirt,
+    #[serde(default)]
+    pub(super) postgres: RawPostgres,
+    #[serde(default)]
+    pub(super) cache: RawCache,
+    #[serde(default)]
+    pub(super) api: RawApi,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
+    #[serde(default)]
+    pub(super) capabilities: RawCapabilities,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKubernetes {
+    pub(super) kubeconfig: Option<PathBuf>,
+    pub(super) url: Option<String>,
+    pub(super) in_cluster: Option<bool>,
+    pub(super) namespaces: Option<Vec<String>>,
+    pub(super) label_selector: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLibvirt {
+    pub(super) uri: Option<String>,
+    pub(super) locator: Option<String>,
+    pub(super) kubelet_root: Option<PathBuf>,
+    pub(super) socket_template: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPostgres {
+    pub(super) url: Option<String>,
+    pub(super) owner_url: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) schema: Option<String>,
+    pub(super) table: Option<String>,
+    pub(super) batch_size: Option<i64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) flush_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) managed_refresh_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) resync_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) connect_timeout: Option<Duration>,
+    pub(super) lock_key: Option<i64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) lock_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) path: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_size")]
+    pub(super) cache_size: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub(super) socket: Option<PathBuf>,
+    pub(super) admin_group: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapabilities {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) refresh_interval: Option<Duration>,
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"30s\"")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+            parse_duration(s).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            Err(E::custom(values::duration_unit_required(&v.to_string())))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Err(E::custom(values::duration_unit_required(&v.to_string())))
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a size such as \"32MiB\" or a number of bytes")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            parse_size(s).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}

@@ -1,0 +1,129 @@
+//! Every error names the key, and the problem says what is wrong.
+
+use super::*;
+
+/// (file, env, --set, expected key, expected words in the problem)
+type ErrorCase = (
+    &'static str,
+    Vars,
+    Vars,
+    &'static str,
+    &'static [&'static str],
+);
+
+#[rustfmt::skip]
+const ERRORS: &[ErrorCase] = &[
+    // Unknown keys.
+    ("[postgres]\nflush_intervall = \"1s\"", &[], &[], "postgres.flush_intervall", &["unknown key (known keys: url, owner_url,", "did you mean flush_interval?"]),
+    ("[postgress]\nurl = \"host=db\"", &[], &[], "postgress", &["unknown key", "postgres"]),
+    ("nodename = \"x\"", &[], &[], "nodename", &["unknown key", "node_name"]),
+    ("[metrics.extra]\nx = 1", &[], &[], "metrics.extra", &["unknown key", "listen"]),
+    // Wrong types.
+    ("postgres = 5", &[], &[], "postgres", &["expected a table, found an integer"]),
+    ("[postgres]\nbatch_size = \"500\"", &[], &[], "postgres.batch_size", &["expected an integer, found a string"]),
+    ("[postgres]\nbatch_size = 1.5", &[], &[], "postgres.batch_size", &["expected an integer, found a float"]),
+    ("[kubernetes]\nin_cluster = \"yes\"", &[], &[], "kubernetes.in_cluster", &["expected a boolean", "found a string"]),
+    ("owns = \"status\"", &[], &[], "owns", &["expected an array of strings, found a string"]),
+    ("owns = [\"status\", 1]", &[], &[], "owns", &["found an array containing an integer"]),
+    ("[api]\nsocket = 1", &[], &[], "api.socket", &["expected a string, found an integer"]),
+    ("[postgres]\nflush_interval = true", &[], &[], "postgres.flush_interval", &["expected a duration", "found a boolean"]),
+    // Durations and sizes.
+    ("[postgres]\nflush_interval = \"5 parsecs\"", &[], &[], "postgres.flush_interval", &["invalid duration \"5 parsecs\" (use e.g. 500ms, 30s, 5m, 1h)"]),
+    ("[postgres]\nflush_interval = 200", &[], &[], "postgres.flush_interval", &["invalid duration", "unit is required"]),
+    ("[capabilities]\nrefresh_interval = \"60\"", &[], &[], "capabilities.refresh_interval", &["unit is required"]),
+    ("[postgres]\nlock_timeout = \"99999999999999999999d\"", &[], &[], "postgres.lock_timeout", &["too large"]),
+    ("[cache]\ncache_size = \"32 parsecs\"", &[], &[], "cache.cache_size", &["invalid size \"32 parsecs\""]),
+    ("[cache]\ncache_size = -1", &[], &[], "cache.cache_size", &["must not be negative"]),
+    ("[cache]\ncache_size = \"512KiB\"", &[], &[], "cache.cache_size", &["at least 1MiB"]),
+    // Ranges.
+    ("[postgres]\nbatch_size = 0", &[], &[], "postgres.batch_size", &["between 1 and 10000", "got 0"]),
+    ("[postgres]\nbatch_size = 10001", &[], &[], "postgres.batch_size", &["between 1 and 10000"]),
+    ("[postgres]\nbatch_size = -1", &[], &[], "postgres.batch_size", &["between 1 and 10000"]),
+    ("[postgres]\nflush_interval = \"0s\"", &[], &[], "postgres.flush_interval", &["at least 1ms", "got 0s"]),
+    ("[postgres]\nflush_interval = \"1h1ms\"", &[], &[], "postgres.flush_interval", &["at most 1h", "got 1h1ms"]),
+    ("[postgres]\nmanaged_refresh_interval = \"500ms\"", &[], &[], "postgres.managed_refresh_interval", &["at least 1s"]),
+    ("[postgres]\nconnect_timeout = \"0s\"", &[], &[], "postgres.connect_timeout", &["greater than 0s"]),
+    ("[capabilities]\nrefresh_interval = \"0s\"", &[], &[], "capabilities.refresh_interval", &["greater than 0s"]),
+    // Enums and lists.
+    ("role = \"leader\"", &[], &[], "role", &["invalid value \"leader\"", "\"node\", \"cluster\", \"all\""]),
+    ("[postgres]\nschema = \"Compat\"", &[], &[], "postgres.schema", &["invalid value", "\"compat\""]),
+    ("[libvirt]\nlocator = \"magic\"", &[], &[], "libvirt.locator", &["invalid value", "\"kubevirt\""]),
+    ("owns = []", &[], &[], "owns", &["must not be empty"]),
+    ("owns = [\"status\", \"status\"]", &[], &[], "owns", &["duplicate", "status"]),
+    ("owns = [\"everything\"]", &[], &[], "owns", &["invalid value \"everything\""]),
+    // Names and identifiers.
+    ("node_name = \"Node_1\"", &[], &[], "node_name", &["DNS-1123"]),
+    ("node_name = \"-a\"", &[], &[], "node_name", &["DNS-1123"]),
+    ("node_name = \"a..b\"", &[], &[], "node_name", &["DNS-1123"]),
+    ("node_name = \"\"", &[], &[], "node_name", &["DNS-1123"]),
+    ("[postgres]\ntable = \"1vms\"", &[], &[], "postgres.table", &["invalid table name"]),
+    ("[postgres]\ntable = \"a.b.c\"", &[], &[], "postgres.table", &["invalid table name"]),
+    ("[postgres]\ntable = \"vm-rows\"", &[], &[], "postgres.table", &["invalid table name"]),
+    ("[postgres]\ntable = \"a234567890123456789012345678901234567890123456789012345678901234\"", &[], &[], "postgres.table", &["at most 63"]),
+    ("[kubernetes]\nnamespaces = [\"Team\"]", &[], &[], "kubernetes.namespaces", &["namespace"]),
+    ("[kubernetes]\nnamespaces = [\"a\", \"a\"]", &[], &[], "kubernetes.namespaces", &["duplicate"]),
+    // Kubernetes access.
+    ("[kubernetes]\nkubeconfig = \"/k\"\nurl = \"https://k\"", &[], &[], "kubernetes.url", &["conflicts with kubernetes.kubeconfig", "at most one"]),
+    ("[kubernetes]\nurl = \"https://k\"\nin_cluster = true", &[], &[], "kubernetes.in_cluster", &["conflicts with kubernetes.url"]),
+    ("[kubernetes]\nkubeconfig = \"/k\"", &[("VIRTSYNC_KUBERNETES_IN_CLUSTER", "true")], &[], "VIRTSYNC_KUBERNETES_IN_CLUSTER (kubernetes.in_cluster)", &["conflicts"]),
+    ("[kubernetes]\nurl = \"ftp://k\"", &[], &[], "kubernetes.url", &["http:// or https://"]),
+    ("[kubernetes]\nurl = \"https://\"", &[], &[], "kubernetes.url", &["http:// or https://"]),
+    ("[kubernetes]\nkubeconfig = \"\"", &[], &[], "kubernetes.kubeconfig", &["must not be empty"]),
+    // libvirt.
+    ("[libvirt]\nuri = \"system\"", &[], &[], "libvirt.uri", &["invalid libvirt URI"]),
+    ("[libvirt]\nsocket_template = \"/x/{pod}/s\"", &[], &[], "libvirt.socket_template", &["unknown placeholder {pod}"]),
+    ("[libvirt]\nsocket_template = \"/x/{pod_uid/s\"", &[], &[], "libvirt.socket_template", &["unclosed"]),
+    ("[libvirt]\nsocket_template = \"/x/pod_uid}/s\"", &[], &[], "libvirt.socket_template", &["unmatched"]),
+    // PostgreSQL URLs.
+    ("[postgres]\nurl = \"postgres://u@h:notaport/db\"", &[], &[], "postgres.url", &["invalid PostgreSQL URL", "port"]),
+    ("[postgres]\nurl = \"host=db bogus=1\"", &[], &[], "postgres.url", &["invalid PostgreSQL URL", "unknown option"]),
+    ("[postgres]\nurl = \"\"", &[], &[], "postgres.url", &["must not be empty"]),
+    ("[postgres]\nurl = \"postgres://u:s3cret@h/db\"", &[], &[], "postgres.url", &["password", "put the password in postgres.password_file or $CREDENTIALS_DIRECTORY/postgres-password"]),
+    ("[postgres]\nurl = \"postgresql://u@h/db?password=s3cret\"", &[], &[], "postgres.url", &["password_file"]),
+    ("[postgres]\nurl = \"host=h user=u password=s3cret\"", &[], &[], "postgres.url", &["password_file"]),
+    ("[postgres]\nowner_url = \"postgres://o:s3cret@h/db\"", &[], &[], "postgres.owner_url", &["password_file"]),
+    ("", &[("VIRTSYNC_POSTGRES_URL", "postgres://u:s3cret@h/db")], &[], "VIRTSYNC_POSTGRES_URL (postgres.url)", &["password_file"]),
+    // Other values.
+    ("[metrics]\nlisten = \"localhost\"", &[], &[], "metrics.listen", &["invalid socket address \"localhost\""]),
+    ("[api]\nadmin_group = \"\"", &[], &[], "api.admin_group", &["must not be empty"]),
+    ("[cache]\npath = \"\"", &[], &[], "cache.path", &["must not be empty"]),
+    // TOML syntax.
+    ("role = \"all\"\n[postgres\nurl = 1", &[], &[], "config", &["TOML syntax error at line 2, column 10"]),
+    ("role = ", &[], &[], "config", &["TOML syntax error at line 1, column"]),
+    ("role = \"all\"\nrole = \"node\"", &[], &[], "config", &["line 2", "duplicate"]),
+    ("[postgres]\nurl = \"x", &[], &[], "config", &["line 2"]),
+    // Environment.
+    ("", &[("VIRTSYNC_POSTGRES_BATCH_SIZE", "abc")], &[], "VIRTSYNC_POSTGRES_BATCH_SIZE (postgres.batch_size)", &["expected an integer", "\"abc\""]),
+    ("", &[("VIRTSYNC_POSTGRES_BATCH_SIZE", "0")], &[], "VIRTSYNC_POSTGRES_BATCH_SIZE (postgres.batch_size)", &["between 1 and 10000"]),
+    ("", &[("VIRTSYNC_POSTGRES_FLUSH_INTERVAL", "5 parsecs")], &[], "VIRTSYNC_POSTGRES_FLUSH_INTERVAL (postgres.flush_interval)", &["invalid duration \"5 parsecs\""]),
+    ("", &[("VIRTSYNC_KUBERNETES_IN_CLUSTER", "maybe")], &[], "VIRTSYNC_KUBERNETES_IN_CLUSTER (kubernetes.in_cluster)", &["expected true or false"]),
+    ("", &[("VIRTSYNC_OWNS", ",")], &[], "VIRTSYNC_OWNS (owns)", &["must not be empty"]),
+    ("", &[("VIRTSYNC_POSTGRES_BATCHSIZE", "1")], &[], "VIRTSYNC_POSTGRES_BATCHSIZE", &["unknown", "did you mean VIRTSYNC_POSTGRES_BATCH_SIZE?"]),
+    ("", &[("VIRTSYNC_FAILPOINTS", "x")], &[], "VIRTSYNC_FAILPOINTS", &["unknown"]),
+    // The environment's error wins over an invalid file value it replaces.
+    ("[postgres]\nbatch_size = 0", &[("VIRTSYNC_POSTGRES_BATCH_SIZE", "20000")], &[], "VIRTSYNC_POSTGRES_BATCH_SIZE (postgres.batch_size)", &["between"]),
+    // --set.
+    ("", &[], &[("postgres.batch_size", "abc")], "--set postgres.batch_size", &["expected an integer"]),
+    ("", &[], &[("postgres.flush_interval", "5 parsecs")], "--set postgres.flush_interval", &["invalid duration"]),
+    ("", &[], &[("postgres.batchsize", "1")], "--set postgres.batchsize", &["unknown key", "did you mean postgres.batch_size?"]),
+    ("", &[], &[("postgres", "1")], "--set postgres", &["unknown key"]),
+    ("", &[("VIRTSYNC_POSTGRES_URL", "host=db")], &[("postgres.url", "host=db password=x")], "--set postgres.url", &["password_file"]),
+];
+
+#[test]
+fn errors_name_the_key() {
+    for (text, vars, sets, key, words) in ERRORS {
+        let err = match parse(text, vars, sets) {
+            Ok(c) => panic!("no error for {text:?} {vars:?} {sets:?}: {c:?}"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert_eq!(err.key, *key, "{msg}");
+        assert_eq!(msg, format!("{}: {}", err.key, err.problem));
+        for word in *words {
+            assert!(err.problem.contains(word), "{msg:?} lacks {word:?}");
+        }
+        assert!(!msg.contains('\n'), "multi-line: {msg:?}");
+        assert!(!msg.contains("s3cret"), "leaks the password: {msg:?}");
+    }
+}

@@ -1,0 +1,68 @@
+//! The shipped `packaging/virtsync.toml` matches the code.
+
+use super::*;
+use crate::config::keys::{KEYS, Kind, key_kind};
+
+const SHIPPED: &str = include_str!("../../../packaging/virtsync.toml");
+
+#[test]
+fn shipped_file_is_the_defaults() {
+    for hostname in ["node-1", "Worker-2.Example.COM"] {
+        let env = Env {
+            hostname: hostname.to_owned(),
+            vars: Vec::new(),
+        };
+        match Config::parse(SHIPPED, &env, &[]) {
+            Ok(c) => assert_eq!(c, Config::defaults(&env)),
+            Err(e) => panic!("packaging/virtsync.toml: {e}"),
+        }
+    }
+}
+
+/// Every key appears in the shipped file (set, or commented out when it
+/// has no default), under the right section, with a comment giving its default.
+#[test]
+fn shipped_file_documents_every_key() {
+    let mut section = String::new();
+    let mut comment = String::new();
+    let mut seen = Vec::new();
+    for line in SHIPPED.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            comment.clear();
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            comment.clear();
+        } else {
+            let body = line.strip_prefix("# ").unwrap_or(line);
+            match body.split_once(" = ") {
+                Some((k, _)) if k.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+                    let key = if section.is_empty() {
+                        k.to_owned()
+                    } else {
+                        format!("{section}.{k}")
+                    };
+                    assert!(
+                        comment.contains("Default:"),
+                        "{key}: no \"Default:\" comment"
+                    );
+                    assert!(
+                        comment.contains("Accepted:"),
+                        "{key}: no \"Accepted:\" comment"
+                    );
+                    let kind = key_kind(&key).map(|(_, kind)| kind);
+                    assert!(kind.is_some(), "{key} is documented but unknown");
+                    // Keys without a default are commented out, the others are set.
+                    assert_eq!(line.starts_with('#'), kind == Some(Kind::OptStr), "{key}");
+                    seen.push(key);
+                }
+                _ => comment.push_str(line),
+            }
+        }
+    }
+    let all: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
+    assert_eq!(
+        seen, all,
+        "packaging/virtsync.toml must list every key, in KEYS order"
+    );
+}
