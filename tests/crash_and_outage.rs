@@ -89,7 +89,7 @@ async fn sigkill_at_every_failpoint_loses_nothing() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_while_changes_arrive_drains_by_itself() {
     let cluster = PgCluster::start_new();
     let db = Db::new(&cluster, "outage", SchemaMode::Extended).await;
@@ -106,18 +106,20 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
             .map(|i| running(&format!("vm-{i:02}"), cpu, 1024, "10.0.0.1", cpu))
             .collect()
     };
-    ingest(&store, &wave(1));
+    wait_until(Duration::from_secs(20), || lock(&store).managed_count() == 20).await;
+    assert_eq!(ingest(&store, &wave(1)).enqueued, 20);
     enqueued.notify_one();
     wait_until(Duration::from_secs(20), || lock(&store).outbox_stats().pending == 0).await;
 
-    cluster.stop();
+    tokio::task::block_in_place(|| cluster.stop());
     for cpu in 2..=5 {
-        ingest(&store, &wave(cpu));
+        let r = ingest(&store, &wave(cpu));
+        assert_eq!(r.enqueued, 20);
         enqueued.notify_one();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(lock(&store).outbox_stats().pending, 20, "changes wait in the outbox");
-    cluster.start();
+    tokio::task::block_in_place(|| cluster.start());
     wait_until(Duration::from_secs(60), || lock(&store).outbox_stats().pending == 0).await;
 
     let client = support::pg::connect(&db.url).await;
