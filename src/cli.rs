@@ -15,7 +15,11 @@ use crate::{Error, Result};
 const DEFAULT_CONFIG: &str = "/etc/virtsync/virtsync.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "virtsync", version, about = "Keeps the cloud API's VM records in sync with KubeVirt and libvirt")]
+#[command(
+    name = "virtsync",
+    version,
+    about = "Keeps the cloud API's VM records in sync with KubeVirt and libvirt"
+)]
 pub struct Args {
     /// Configuration file; when the default one does not exist, built-in defaults apply.
     #[arg(long, global = true, env = "VIRTSYNC_CONFIG")]
@@ -126,9 +130,10 @@ fn password(cfg: &Config) -> Result<Option<String>> {
 pub fn load_config(args: &Args) -> Result<(Config, Option<PathBuf>)> {
     let (text, used) = match &args.config {
         Some(p) => (read(p)?, Some(p.clone())),
-        None if Path::new(DEFAULT_CONFIG).exists() => {
-            (read(Path::new(DEFAULT_CONFIG))?, Some(PathBuf::from(DEFAULT_CONFIG)))
-        }
+        None if Path::new(DEFAULT_CONFIG).exists() => (
+            read(Path::new(DEFAULT_CONFIG))?,
+            Some(PathBuf::from(DEFAULT_CONFIG)),
+        ),
         None => (String::new(), None),
     };
     let env = Env {

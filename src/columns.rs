@@ -125,7 +125,9 @@ impl Column {
 }
 
 /// A set of columns as a bit mask (fits the `int8` mask bound per row in the flush).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ColumnSet(pub u64);
 
@@ -184,7 +186,10 @@ impl ColumnSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Column> {
-        Column::ALL.iter().copied().filter(move |c| self.contains(*c))
+        Column::ALL
+            .iter()
+            .copied()
+            .filter(move |c| self.contains(*c))
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -223,7 +228,9 @@ fn int(v: Option<i64>) -> Value<'static> {
 /// The value `record` gives `column`.
 pub fn value(record: &VmRecord, column: Column) -> Value<'_> {
     match column {
-        Column::Status => record.status.map_or(Value::Null, |s| Value::Text(s.as_str())),
+        Column::Status => record
+            .status
+            .map_or(Value::Null, |s| Value::Text(s.as_str())),
         Column::CpuCount => int(record.cpu_count),
         Column::MemoryMb => int(record.memory_mb),
         Column::GuestOs => text(&record.guest_os),

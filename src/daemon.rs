@@ -69,9 +69,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped)))
         }
         None => {
-            tracing::info!(
-                "no postgres.url configured: changes are kept in the local state only"
-            );
+            tracing::info!("no postgres.url configured: changes are kept in the local state only");
             None
         }
     };

@@ -208,7 +208,11 @@ pub struct RuntimeDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hypervisor_type: Option<String>,
     /// When these details last changed; set by the state layer, not by derivation.
-    #[serde(rename = "vmiUpdatedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vmiUpdatedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vmi_updated_at: Option<Timestamp>,
 }
 

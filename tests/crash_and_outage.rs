@@ -25,12 +25,23 @@ const VMS: usize = 40;
 fn write_records(path: &Path, cpu: i64, rv: i64) {
     let mut f = std::fs::File::create(path).unwrap();
     for i in 0..VMS {
-        let o = running(&format!("vm-{i:02}"), cpu, 1024 * cpu, &format!("10.{cpu}.0.{i}"), rv);
+        let o = running(
+            &format!("vm-{i:02}"),
+            cpu,
+            1024 * cpu,
+            &format!("10.{cpu}.0.{i}"),
+            rv,
+        );
         writeln!(f, "{}", serde_json::to_string(&o).unwrap()).unwrap();
     }
 }
 
-fn virtsync(dir: &Path, url: &str, records: &Path, failpoint: Option<&str>) -> std::process::Output {
+fn virtsync(
+    dir: &Path,
+    url: &str,
+    records: &Path,
+    failpoint: Option<&str>,
+) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_virtsync"));
     cmd.args(["--cache-path"])
         .arg(dir.join("state.redb"))
@@ -80,10 +91,16 @@ async fn sigkill_at_every_failpoint_loses_nothing() {
         let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
         assert_eq!(summary["pending"], 0, "{fp}: {summary}");
 
-        let rows = db.rows(&["cpu_count", "memory_mb", "runtime_primary_ip"]).await;
+        let rows = db
+            .rows(&["cpu_count", "memory_mb", "runtime_primary_ip"])
+            .await;
         assert_eq!(rows.len(), VMS);
         for (i, (_, vals)) in rows.iter().enumerate() {
-            let want = [Some("2".to_string()), Some("2048".to_string()), Some(format!("10.2.0.{i}"))];
+            let want = [
+                Some("2".to_string()),
+                Some("2048".to_string()),
+                Some(format!("10.2.0.{i}")),
+            ];
             assert_eq!(vals.as_slice(), want.as_slice(), "{fp}: vm-{i:02}");
         }
     }
@@ -106,10 +123,16 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
             .map(|i| running(&format!("vm-{i:02}"), cpu, 1024, "10.0.0.1", cpu))
             .collect()
     };
-    wait_until(Duration::from_secs(20), || lock(&store).managed_count() == 20).await;
+    wait_until(Duration::from_secs(20), || {
+        lock(&store).managed_count() == 20
+    })
+    .await;
     assert_eq!(ingest(&store, &wave(1)).enqueued, 20);
     enqueued.notify_one();
-    wait_until(Duration::from_secs(20), || lock(&store).outbox_stats().pending == 0).await;
+    wait_until(Duration::from_secs(20), || {
+        lock(&store).outbox_stats().pending == 0
+    })
+    .await;
 
     tokio::task::block_in_place(|| cluster.stop());
     for cpu in 2..=5 {
@@ -118,9 +141,16 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
         enqueued.notify_one();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(lock(&store).outbox_stats().pending, 20, "changes wait in the outbox");
+    assert_eq!(
+        lock(&store).outbox_stats().pending,
+        20,
+        "changes wait in the outbox"
+    );
     tokio::task::block_in_place(|| cluster.start());
-    wait_until(Duration::from_secs(60), || lock(&store).outbox_stats().pending == 0).await;
+    wait_until(Duration::from_secs(60), || {
+        lock(&store).outbox_stats().pending == 0
+    })
+    .await;
 
     let client = support::pg::connect(&db.url).await;
     let rows = client
@@ -136,7 +166,10 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

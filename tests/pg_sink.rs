@@ -47,7 +47,11 @@ async fn unchanged_records_touch_neither_postgres_nor_redb() {
 
     assert_eq!((report.noop, report.changed), (10, 0));
     assert_eq!(flushed.batches, 0);
-    assert_eq!(lock(&store).write_transactions(), txns_before, "redb write transactions");
+    assert_eq!(
+        lock(&store).write_transactions(),
+        txns_before,
+        "redb write transactions"
+    );
     assert_eq!(ssvirt::statements_touching(&db.client, VMS_TABLE).await, 0);
     assert!(ssvirt::changed_columns(&db.client).await.is_empty());
     drop(sink);
@@ -109,7 +113,9 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
             "updated_at"
         ])
     );
-    let rows = db.rows(&["memory_mb", "runtime_primary_ip", "cpu_count"]).await;
+    let rows = db
+        .rows(&["memory_mb", "runtime_primary_ip", "cpu_count"])
+        .await;
     assert_eq!(rows.len(), 100);
     for (i, (name, vals)) in rows.iter().enumerate() {
         assert_eq!(name, &format!("vm-{i:03}"));
@@ -128,7 +134,9 @@ async fn refused_deltas_are_parked_and_the_rest_of_the_batch_lands() {
     db.add_rows((0..5).map(|i| format!("vm-{i}"))).await;
     // A constraint virtsync cannot know about: PostgreSQL refuses it at flush time.
     db.client
-        .batch_execute("ALTER TABLE vms ADD CONSTRAINT no_evil CHECK (guest_os IS DISTINCT FROM 'evil')")
+        .batch_execute(
+            "ALTER TABLE vms ADD CONSTRAINT no_evil CHECK (guest_os IS DISTINCT FROM 'evil')",
+        )
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -150,9 +158,24 @@ async fn refused_deltas_are_parked_and_the_rest_of_the_batch_lands() {
         .outbox_entries()
         .filter_map(|(k, e)| e.parked.clone().map(|p| format!("{}: {p}", k.name)))
         .collect();
-    assert!(reasons.iter().any(|r| r.starts_with("vm-1: 23514") && r.contains("no_evil")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("vm-3: memory_mb: 0 is not > 0")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("vm-4: guest_os: value of 300 characters")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("vm-1: 23514") && r.contains("no_evil")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("vm-3: memory_mb: 0 is not > 0")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("vm-4: guest_os: value of 300 characters")),
+        "{reasons:?}"
+    );
     let rows = db.rows(&["cpu_count", "guest_os"]).await;
     assert_eq!(rows["vm-0"][0].as_deref(), Some("2"));
     assert_eq!(rows["vm-2"][1].as_deref(), Some("Fedora Linux 40"));
@@ -189,11 +212,18 @@ async fn fencing(mode: SchemaMode) {
     if mode == SchemaMode::Extended {
         assert_eq!(row[3].as_deref(), Some("10.0.0.200"));
     }
-    assert_eq!(lock(&old_store).outbox_stats().pending, 0, "a fenced delta is done");
+    assert_eq!(
+        lock(&old_store).outbox_stats().pending,
+        0,
+        "a fenced delta is done"
+    );
     // Newer data from the old writer's source does land.
     ingest(&old_store, &[running("vm-f", 8, 8192, "10.0.0.100", 600)]);
     assert_eq!(old_sink.flush_pending().await.unwrap().applied, 1);
-    assert_eq!(db.rows(&["cpu_count"]).await["vm-f"][0].as_deref(), Some("8"));
+    assert_eq!(
+        db.rows(&["cpu_count"]).await["vm-f"][0].as_deref(),
+        Some("8")
+    );
     let fence = db
         .client
         .query_one(
@@ -219,7 +249,8 @@ async fn older_resource_versions_never_overwrite_newer_ones_compat() {
 #[tokio::test]
 async fn soft_deleted_rows_are_never_updated_and_late_rows_are_written_once() {
     let db = Db::new(PgCluster::shared(), "managed", SchemaMode::Extended).await;
-    db.add_rows(["vm-live".to_string(), "vm-gone".to_string()]).await;
+    db.add_rows(["vm-live".to_string(), "vm-gone".to_string()])
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let mut sink = connected_sink(&db, &store).await;
@@ -236,7 +267,10 @@ async fn soft_deleted_rows_are_never_updated_and_late_rows_are_written_once() {
     assert_eq!((report.applied, report.missing), (1, 1));
     let gone = db
         .client
-        .query_one("SELECT cpu_count, runtime_primary_ip FROM vms WHERE vm_name = 'vm-gone'", &[])
+        .query_one(
+            "SELECT cpu_count, runtime_primary_ip FROM vms WHERE vm_name = 'vm-gone'",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(gone.get::<_, Option<i32>>(0), Some(1), "as inserted");
@@ -273,7 +307,15 @@ async fn a_thousand_unmanaged_vms_create_no_outbox_entries_and_no_queries() {
     ssvirt::reset_statements(&db.client).await;
     for round in 0..3 {
         let batch: Vec<_> = (0..1000)
-            .map(|i| running(&format!("other-{i}"), 1 + round, 1024, "10.1.0.1", 10 + round))
+            .map(|i| {
+                running(
+                    &format!("other-{i}"),
+                    1 + round,
+                    1024,
+                    "10.1.0.1",
+                    10 + round,
+                )
+            })
             .collect();
         let r = ingest(&store, &batch);
         assert_eq!((r.changed, r.enqueued), (1000, 0));
@@ -295,7 +337,11 @@ async fn anti_entropy_corrects_and_counts_rows_changed_behind_our_back() {
         .collect();
     ingest(&store, &batch);
     sink.flush_pending().await.unwrap();
-    assert_eq!(sink.anti_entropy().await.unwrap(), 0, "no drift after our own flush");
+    assert_eq!(
+        sink.anti_entropy().await.unwrap(),
+        0,
+        "no drift after our own flush"
+    );
 
     db.client
         .batch_execute(
@@ -307,7 +353,9 @@ async fn anti_entropy_corrects_and_counts_rows_changed_behind_our_back() {
     ssvirt::clear_column_log(&db.client).await;
     assert_eq!(sink.anti_entropy().await.unwrap(), 2);
     assert_eq!(sink.flush_pending().await.unwrap().applied, 2);
-    let rows = db.rows(&["status", "runtime_primary_ip", "cpu_count"]).await;
+    let rows = db
+        .rows(&["status", "runtime_primary_ip", "cpu_count"])
+        .await;
     for (name, vals) in &rows {
         assert_eq!(vals[0].as_deref(), Some("POWERED_ON"), "{name}");
         assert_eq!(vals[1].as_deref(), Some("10.0.0.1"), "{name}");

@@ -6,8 +6,7 @@ use std::collections::HashSet;
 
 use virtsync::columns::{Column, ColumnSet};
 use virtsync::model::{
-    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord,
-    VmStatus,
+    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
 use virtsync::state::{Outcome, Store, StoreOptions};
 
@@ -58,7 +57,10 @@ fn unchanged_records_cost_no_write_transaction() {
     let before = store.write_transactions();
     // Same data with a newer resourceVersion: still nothing to write.
     let r = store
-        .ingest(&[obs("a", 2, "10.0.0.1", 6), obs("a", 2, "10.0.0.1", 7)], t(2))
+        .ingest(
+            &[obs("a", 2, "10.0.0.1", 6), obs("a", 2, "10.0.0.1", 7)],
+            t(2),
+        )
         .unwrap();
     assert_eq!((r.changed, r.noop, r.write_transactions), (0, 2, 0));
     assert_eq!(store.write_transactions(), before);
@@ -79,7 +81,11 @@ fn changes_coalesce_per_key_and_keep_their_place_in_line() {
     assert_eq!((r.changed, r.write_transactions), (10, 1));
     let pending = store.next_batch(10);
     assert_eq!(pending.len(), 2, "one delta per VM");
-    assert_eq!(pending[0].key, VmKey::new("ns", "a"), "a keeps its first place");
+    assert_eq!(
+        pending[0].key,
+        VmKey::new("ns", "a"),
+        "a keeps its first place"
+    );
     assert_eq!(pending[0].record.cpu_count, Some(11), "latest value wins");
     assert_eq!(pending[0].versions.vm_resource_version, Some(21));
     // The first flush of "a" raced with the later changes: its entry must survive the ack.
@@ -130,7 +136,10 @@ fn unmanaged_vms_keep_a_record_but_no_outbox_entry_until_their_row_appears() {
     let d = store.next_batch(10);
     assert_eq!(d.len(), 1);
     assert!(d[0].columns.contains(Column::CpuCount));
-    assert!(!d[0].columns.contains(Column::GuestOs), "unknown legacy values are not written");
+    assert!(
+        !d[0].columns.contains(Column::GuestOs),
+        "unknown legacy values are not written"
+    );
     // The row goes away again: its pending delta is dropped.
     let change = store.set_managed(HashSet::new(), t(3)).unwrap();
     assert_eq!(change.vanished, 1);
@@ -144,7 +153,10 @@ fn outbox_and_records_survive_reopen_and_row_missing_unmanages() {
         let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
         store.set_managed(managed(&["a", "b"]), t(0)).unwrap();
         store
-            .ingest(&[obs("a", 1, "10.0.0.1", 1), obs("b", 3, "10.0.0.3", 2)], t(1))
+            .ingest(
+                &[obs("a", 1, "10.0.0.1", 1), obs("b", 3, "10.0.0.3", 2)],
+                t(1),
+            )
             .unwrap();
         store.close().unwrap();
     }
@@ -162,7 +174,10 @@ fn outbox_and_records_survive_reopen_and_row_missing_unmanages() {
     let ack = store.ack(&outcomes).unwrap();
     assert_eq!((ack.deleted, ack.parked, ack.unmanaged), (1, 1, 1));
     assert!(!store.is_managed(&VmKey::new("ns", "a")));
-    assert!(store.next_batch(10).is_empty(), "parked deltas are not retried");
+    assert!(
+        store.next_batch(10).is_empty(),
+        "parked deltas are not retried"
+    );
     assert_eq!(store.outbox_stats().parked, 1);
     // A new change un-parks it.
     store.ingest(&[obs("b", 4, "10.0.0.3", 3)], t(6)).unwrap();

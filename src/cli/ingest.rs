@@ -95,7 +95,10 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
             }
         }
         if chunk.len() >= args.chunk.max(1) {
-            add(&mut summary, ingest(&store, std::mem::take(&mut chunk)).await?);
+            add(
+                &mut summary,
+                ingest(&store, std::mem::take(&mut chunk)).await?,
+            );
         }
     }
     add(&mut summary, ingest(&store, chunk).await?);

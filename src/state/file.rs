@@ -83,7 +83,11 @@ fn check_schema(db: &Database) -> Result<(), String> {
     };
     match version {
         Some(v) if v == SCHEMA_VERSION.to_string() => {}
-        Some(v) => return Err(format!("state schema version {v}, expected {SCHEMA_VERSION}")),
+        Some(v) => {
+            return Err(format!(
+                "state schema version {v}, expected {SCHEMA_VERSION}"
+            ));
+        }
         None => {
             // A brand-new file has no tables at all; anything else without our meta is foreign.
             let tables = read.list_tables().map_err(|e| e.to_string())?.count();
@@ -139,7 +143,8 @@ pub fn initialise(db: &Database) -> Result<(), StoreError> {
     let mut txn = db.begin_write().map_err(redb_err("begin write"))?;
     txn.set_quick_repair(true);
     {
-        txn.open_table(VM_RECORDS).map_err(redb_err("open vm_records"))?;
+        txn.open_table(VM_RECORDS)
+            .map_err(redb_err("open vm_records"))?;
         txn.open_table(OUTBOX).map_err(redb_err("open outbox"))?;
         txn.open_table(MANAGED).map_err(redb_err("open managed"))?;
         txn.open_table(HOST).map_err(redb_err("open host"))?;

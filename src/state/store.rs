@@ -8,7 +8,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{
-    AckReport, Outcome, OutboxEntry, OutboxStats, PendingDelta, StoreError, StoredVm, redb_err,
+    AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError, StoredVm, redb_err,
 };
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
@@ -83,8 +83,7 @@ pub fn first_sight_columns(record: &VmRecord) -> ColumnSet {
 impl Store {
     pub fn open(options: StoreOptions, now: Timestamp) -> Result<(Store, OpenReport), StoreError> {
         let now_unix = u64::try_from(now.unix_millis / 1000).unwrap_or(0);
-        let (db, moved_aside) =
-            file::open_or_rebuild(&options.path, options.cache_size, now_unix)?;
+        let (db, moved_aside) = file::open_or_rebuild(&options.path, options.cache_size, now_unix)?;
         file::initialise(&db)?;
         let mut store = Store {
             db: Some(db),
@@ -560,7 +559,11 @@ impl Store {
     pub fn put_host(&mut self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
         let table = read.open_table(HOST).map_err(redb_err("open host"))?;
-        if table.get(key).map_err(redb_err("read host"))?.map(|v| v.value() == value) == Some(true)
+        if table
+            .get(key)
+            .map_err(redb_err("read host"))?
+            .map(|v| v.value() == value)
+            == Some(true)
         {
             return Ok(false);
         }

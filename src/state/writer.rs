@@ -15,7 +15,9 @@ pub type SharedStore = Arc<Mutex<Store>>;
 /// Locks the store; a panic while holding the lock left consistent data behind (the
 /// mirror changes only after commits), so poisoning is ignored.
 pub fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Clone, Debug)]

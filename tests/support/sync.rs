@@ -10,8 +10,7 @@ use tokio_postgres::Client;
 use virtsync::columns::ColumnSet;
 use virtsync::config::{Owns, SchemaMode};
 use virtsync::model::{
-    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord,
-    VmStatus,
+    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
 use virtsync::sink::postgres::{PgSink, SinkSettings, schema};
 use virtsync::state::writer::SharedStore;
@@ -38,7 +37,10 @@ impl Db {
         let url = cluster.create_database(prefix);
         let mut client = pg::connect(&url).await;
         client.batch_execute(ssvirt::CREATE_VMS).await.unwrap();
-        client.batch_execute(ssvirt::CREATE_COLUMN_LOG).await.unwrap();
+        client
+            .batch_execute(ssvirt::CREATE_COLUMN_LOG)
+            .await
+            .unwrap();
         schema::migrate(&mut client, "vms", mode, Duration::from_secs(5))
             .await
             .unwrap();

@@ -18,7 +18,9 @@ use crate::state::{Outcome, PendingDelta};
 /// Builds the flush statement for the columns this daemon writes.
 pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
     let cols: Vec<Column> = writable.iter().collect();
-    let mut unnest = String::from("$1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[]");
+    let mut unnest = String::from(
+        "$1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[]",
+    );
     let mut names = String::from("ns, vm, vm_mask, vmi_mask, vm_rv, vmi_uid, vmi_rv");
     for (i, c) in cols.iter().enumerate() {
         let ty = match c.kind() {
@@ -255,7 +257,9 @@ pub async fn write_batch(
     match tx.query(statement, &params.refs()).await {
         Ok(rows) => {
             failpoint::hit("before_pg_commit");
-            tx.commit().await.map_err(SinkError::query("commit flush"))?;
+            tx.commit()
+                .await
+                .map_err(SinkError::query("commit flush"))?;
             failpoint::hit("after_pg_commit");
             Ok(outcomes(&rows, deltas))
         }
@@ -291,7 +295,9 @@ async fn write_rows(
             .map_err(SinkError::query("savepoint"))?;
         match sp.query(statement, &params.refs()).await {
             Ok(rows) => {
-                sp.commit().await.map_err(SinkError::query("release savepoint"))?;
+                sp.commit()
+                    .await
+                    .map_err(SinkError::query("release savepoint"))?;
                 out.extend(outcomes(&rows, &one));
             }
             Err(e) if classify(&e) == ErrorClass::Data => {
@@ -310,7 +316,9 @@ async fn write_rows(
         }
     }
     failpoint::hit("before_pg_commit");
-    tx.commit().await.map_err(SinkError::query("commit flush"))?;
+    tx.commit()
+        .await
+        .map_err(SinkError::query("commit flush"))?;
     failpoint::hit("after_pg_commit");
     Ok(out)
 }

@@ -109,11 +109,15 @@ pub async fn read_page(
             .map(|(i, c)| {
                 let i = i + 2;
                 match c.kind() {
-                    Kind::Int => r.get::<_, Option<i64>>(i).map_or(RowValue::Null, RowValue::Int),
+                    Kind::Int => r
+                        .get::<_, Option<i64>>(i)
+                        .map_or(RowValue::Null, RowValue::Int),
                     Kind::Text => r
                         .get::<_, Option<String>>(i)
                         .map_or(RowValue::Null, RowValue::Text),
-                    Kind::Bool => r.get::<_, Option<bool>>(i).map_or(RowValue::Null, RowValue::Bool),
+                    Kind::Bool => r
+                        .get::<_, Option<bool>>(i)
+                        .map_or(RowValue::Null, RowValue::Bool),
                     Kind::Time => RowValue::Null,
                 }
             })
@@ -154,9 +158,14 @@ mod tests {
             phase: Some("Running".into()),
             ..RuntimeDetails::default()
         });
-        let writable = [Column::Status, Column::GuestOs, Column::RuntimePhase, Column::RuntimeNodeName]
-            .into_iter()
-            .collect();
+        let writable = [
+            Column::Status,
+            Column::GuestOs,
+            Column::RuntimePhase,
+            Column::RuntimeNodeName,
+        ]
+        .into_iter()
+        .collect();
         let row = vec![
             RowValue::Text("POWERED_OFF".into()),
             RowValue::Text("Windows".into()),

@@ -267,7 +267,9 @@ impl PgSink {
             }
         }
         if !send.is_empty() {
-            out.extend(flush::write_batch(&mut conn.client, &conn.statement, writable, &send).await?);
+            out.extend(
+                flush::write_batch(&mut conn.client, &conn.statement, writable, &send).await?,
+            );
         }
         Ok(out)
     }
@@ -331,7 +333,10 @@ impl PgSink {
         self.conn = None;
         self.connect().await?;
         self.refresh_managed().await?;
-        tracing::info!(managed = lock(&self.store).managed_count(), "connected to PostgreSQL");
+        tracing::info!(
+            managed = lock(&self.store).managed_count(),
+            "connected to PostgreSQL"
+        );
         Ok(())
     }
 

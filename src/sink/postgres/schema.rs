@@ -209,12 +209,7 @@ pub async fn check(
         .filter(|c| !info.has(c))
         .collect();
     let base_missing = !missing.is_empty();
-    missing.extend(
-        writable
-            .iter()
-            .map(Column::name)
-            .filter(|c| !info.has(c)),
-    );
+    missing.extend(writable.iter().map(Column::name).filter(|c| !info.has(c)));
     let fence = client
         .query_one("SELECT to_regclass('virtsync.vm_fence') IS NOT NULL", &[])
         .await
@@ -229,7 +224,10 @@ pub async fn check(
     };
     let mut problems = Vec::new();
     if !missing.is_empty() {
-        problems.push(format!("table {table} lacks columns {}", missing.join(", ")));
+        problems.push(format!(
+            "table {table} lacks columns {}",
+            missing.join(", ")
+        ));
     }
     if !fence {
         problems.push("table virtsync.vm_fence does not exist".to_string());
