@@ -77,6 +77,7 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
     ssvirt::clear_column_log(&db.client).await;
     ssvirt::reset_statements(&db.client).await;
 
+    let txns_before = lock(&store).write_transactions();
     for round in 1..=10 {
         let batch: Vec<_> = (0..100)
             .map(|i| {
@@ -92,7 +93,22 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
         ingest(&store, &batch);
     }
     assert_eq!(lock(&store).outbox_stats().pending, 100);
+    assert_eq!(
+        lock(&store).write_transactions() - txns_before,
+        10,
+        "one per group commit"
+    );
     let report = sink.flush_pending().await.unwrap();
+    assert_eq!(
+        lock(&store).write_transactions() - txns_before,
+        11,
+        "plus one outbox delete"
+    );
+    // Everything the flush sent: BEGIN, the UPDATE, COMMIT (the test trigger's own
+    // nested INSERTs into the column log are not ours).
+    let all = ssvirt::statements_touching(&db.client, "").await;
+    let trigger = ssvirt::statements_touching(&db.client, "vms_column_log").await;
+    assert_eq!(all - trigger, 3);
 
     assert_eq!((report.batches, report.applied), (1, 100));
     assert_eq!(

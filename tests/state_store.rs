@@ -226,3 +226,43 @@ fn a_file_in_use_is_an_error_not_moved() {
     assert!(err.contains("in use"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn the_writer_stores_a_burst_of_events_in_few_group_commits() {
+    use std::sync::{Arc, Mutex};
+    use virtsync::state::writer::{self, WriterOptions, lock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["vm-1"]), t(0)).unwrap();
+    let before = store.write_transactions();
+    let store = Arc::new(Mutex::new(store));
+    let (tx, rx) = tokio::sync::mpsc::channel(1000);
+    for i in 0..500 {
+        tx.try_send(obs(&format!("vm-{i}"), 1, "10.0.0.1", i))
+            .unwrap();
+    }
+    drop(tx);
+    let enqueued = Arc::new(tokio::sync::Notify::new());
+    writer::run(
+        store.clone(),
+        rx,
+        WriterOptions::default(),
+        enqueued.clone(),
+        Timestamp::now,
+    )
+    .await;
+    let s = lock(&store);
+    assert_eq!(s.records().count(), 500);
+    assert_eq!(
+        s.write_transactions() - before,
+        1,
+        "500 events, one transaction"
+    );
+    assert_eq!(s.outbox_stats().pending, 1, "only the managed VM is queued");
+    drop(s);
+    // The flusher was told.
+    tokio::time::timeout(std::time::Duration::from_secs(1), enqueued.notified())
+        .await
+        .unwrap();
+}
