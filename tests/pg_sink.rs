@@ -383,3 +383,43 @@ async fn anti_entropy_corrects_and_counts_rows_changed_behind_our_back() {
     );
     assert_eq!(sink.anti_entropy().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn the_shipped_grants_are_enough_for_the_daemon() {
+    let db = Db::new(PgCluster::shared(), "grants", SchemaMode::Extended).await;
+    db.add_rows(["vm-g".to_string()]).await;
+    let role = format!("virtsync_daemon_{}", std::process::id());
+    let grants = include_str!("../packaging/postgres-grants.sql").replace("virtsync_daemon", &role);
+    db.client
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    db.client.batch_execute(&grants).await.unwrap();
+    // The column log is the test's own trigger, not part of what the daemon needs.
+    db.client
+        .batch_execute(&format!(
+            "GRANT INSERT ON vms_column_log TO {role}; GRANT USAGE ON SEQUENCE vms_column_log_id_seq TO {role}"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut settings = db.settings();
+    settings.pg.user(&role);
+    let mut sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), virtsync::model::Timestamp::now);
+    sink.connect().await.unwrap();
+    sink.refresh_managed().await.unwrap();
+    ingest(&store, &[running("vm-g", 2, 2048, "10.0.0.7", 1)]);
+    assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
+    sink.anti_entropy().await.unwrap();
+    assert_eq!(db.rows(&["runtime_primary_ip"]).await["vm-g"][0].as_deref(), Some("10.0.0.7"));
+    // Without the UPDATE grant the same role is refused: the grants are what made it work.
+    db.client
+        .batch_execute(&format!("REVOKE UPDATE ON vms FROM {role}"))
+        .await
+        .unwrap();
+    ingest(&store, &[running("vm-g", 4, 2048, "10.0.0.7", 2)]);
+    let err = sink.flush_pending().await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(lock(&store).outbox_stats().pending, 1, "kept for later");
+}

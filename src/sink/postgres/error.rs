@@ -5,9 +5,9 @@ use tokio_postgres::error::SqlState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("connecting to PostgreSQL: {0}")]
+    #[error("connecting to PostgreSQL: {}", describe(.0))]
     Connect(#[source] tokio_postgres::Error),
-    #[error("{step}: {source}")]
+    #[error("{step}: {}", describe(source))]
     Query {
         step: &'static str,
         #[source]
@@ -85,6 +85,11 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        // The top-level Display of a client-side error is terse ("error connecting to
+        // server"); its source says why ("Connection refused").
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
