@@ -391,7 +391,9 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
     let role = format!("virtsync_daemon_{}", std::process::id());
     let grants = include_str!("../packaging/postgres-grants.sql").replace("virtsync_daemon", &role);
     db.client
-        .batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"))
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     db.client.batch_execute(&grants).await.unwrap();
@@ -406,13 +408,20 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
     let store = open_store(&dir, db.mode);
     let mut settings = db.settings();
     settings.pg.user(&role);
-    let mut sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), virtsync::model::Timestamp::now);
+    let mut sink = virtsync::sink::postgres::PgSink::new(
+        settings,
+        store.clone(),
+        virtsync::model::Timestamp::now,
+    );
     sink.connect().await.unwrap();
     sink.refresh_managed().await.unwrap();
     ingest(&store, &[running("vm-g", 2, 2048, "10.0.0.7", 1)]);
     assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
     sink.anti_entropy().await.unwrap();
-    assert_eq!(db.rows(&["runtime_primary_ip"]).await["vm-g"][0].as_deref(), Some("10.0.0.7"));
+    assert_eq!(
+        db.rows(&["runtime_primary_ip"]).await["vm-g"][0].as_deref(),
+        Some("10.0.0.7")
+    );
     // Without the UPDATE grant the same role is refused: the grants are what made it work.
     db.client
         .batch_execute(&format!("REVOKE UPDATE ON vms FROM {role}"))
