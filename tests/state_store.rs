@@ -252,15 +252,16 @@ async fn the_writer_stores_a_burst_of_events_in_few_group_commits() {
         Timestamp::now,
     )
     .await;
-    let s = lock(&store);
-    assert_eq!(s.records().count(), 500);
-    assert_eq!(
-        s.write_transactions() - before,
-        1,
-        "500 events, one transaction"
-    );
-    assert_eq!(s.outbox_stats().pending, 1, "only the managed VM is queued");
-    drop(s);
+    {
+        let s = lock(&store);
+        assert_eq!(s.records().count(), 500);
+        assert_eq!(
+            s.write_transactions() - before,
+            1,
+            "500 events, one transaction"
+        );
+        assert_eq!(s.outbox_stats().pending, 1, "only the managed VM is queued");
+    }
     // The flusher was told.
     tokio::time::timeout(std::time::Duration::from_secs(1), enqueued.notified())
         .await
