@@ -51,6 +51,8 @@ pub struct Pipeline {
 }
 
 pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
+    let mut signals = shutdown::ShutdownSignals::install()
+        .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
     let store = open_store(&cfg).await?;
     let (events, rx) = mpsc::channel(4096);
     let enqueued = Arc::new(Notify::new());
@@ -80,7 +82,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     };
     tracing::info!(node = %cfg.node_name, "virtsync running");
     let sink_failed = tokio::select! {
-        sig = shutdown::signal_received() => {
+        sig = signals.received() => {
             tracing::info!(signal = sig, "shutting down");
             None
         }

@@ -1,20 +1,26 @@
-//! One shutdown signal for the whole daemon: SIGTERM or SIGINT.
+//! One shutdown signal for the whole daemon: SIGTERM or SIGINT. Handlers are installed
+//! before anything else starts, so an early signal still shuts down in order.
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn signal_received() -> &'static str {
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            // Without signal handlers, Ctrl-C via tokio's portable path still works.
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+pub struct ShutdownSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT received since `install`.
+    pub async fn received(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }
