@@ -59,6 +59,7 @@ pub struct Store {
     managed: HashSet<VmKey>,
     next_seq: u64,
     write_transactions: u64,
+    reopens: u64,
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
@@ -94,6 +95,7 @@ impl Store {
             managed: HashSet::new(),
             next_seq: 1,
             write_transactions: 0,
+            reopens: 0,
         };
         if let Err(problem) = store.load() {
             // Decodable by redb but not by us: same treatment as a corrupt file.
@@ -543,8 +545,14 @@ impl Store {
         self.options.writable
     }
 
+    /// Times the file was reopened after an I/O error (reported, later a metric).
+    pub fn reopens(&self) -> u64 {
+        self.reopens
+    }
+
     /// After an I/O error redb must be closed and reopened; the mirror keeps serving reads.
     pub fn reopen(&mut self) -> Result<(), StoreError> {
+        self.reopens += 1;
         self.db = None;
         let cache = usize::try_from(self.options.cache_size).unwrap_or(usize::MAX);
         let db = Database::builder()
