@@ -130,30 +130,24 @@ pub async fn clear_column_log(client: &Client) {
 /// contains `needle` (case-insensitive), excluding queries on pg_stat_statements
 /// itself. pg_stat_statements is updated at executor end: no flush needed.
 pub async fn statements_touching(client: &Client, needle: &str) -> i64 {
-    client
-        .query_one(
-            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query ILIKE '%' || $1 || '%' \
-               AND query NOT ILIKE '%pg_stat_statements%'",
-            &[&needle],
-        )
-        .await
-        .expect("query pg_stat_statements")
-        .get(0)
+    statement_stat(client, "calls", needle).await
 }
 
 /// sum(rows) (rows processed) of the same statements as `statements_touching`:
 /// an immediate alternative to n_tup_upd for "how many rows did UPDATEs hit".
 pub async fn statement_rows_touching(client: &Client, needle: &str) -> i64 {
+    statement_stat(client, "rows", needle).await
+}
+
+async fn statement_stat(client: &Client, column: &str, needle: &str) -> i64 {
+    let sql = format!(
+        "SELECT coalesce(sum({column}), 0)::bigint FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND query ILIKE '%' || $1 || '%' \
+           AND query NOT ILIKE '%pg_stat_statements%'"
+    );
     client
-        .query_one(
-            "SELECT coalesce(sum(rows), 0)::bigint FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query ILIKE '%' || $1 || '%' \
-               AND query NOT ILIKE '%pg_stat_statements%'",
-            &[&needle],
-        )
+        .query_one(sql.as_str(), &[&needle])
         .await
         .expect("query pg_stat_statements")
         .get(0)

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
+mod outbox;
+
 use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
-use super::{
-    AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError, StoredVm, redb_err,
-};
+use super::{OutboxEntry, StoreError, StoredVm, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
 use crate::model::{Observation, Timestamp, VmKey, VmRecord};
@@ -229,28 +229,16 @@ impl Store {
                     .insert(key.to_string().as_str(), bytes.as_slice())
                     .map_err(redb_err("write record"))?;
             }
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for (key, entry) in &new_entries {
-                let bytes = encode("outbox entry", entry)?;
-                outbox
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("write outbox"))?;
-            }
-            if next_seq != self.next_seq {
-                let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
-                let seq = next_seq.to_string();
-                meta.insert(META_NEXT_SEQ, seq.as_str())
-                    .map_err(redb_err("write meta"))?;
-            }
         }
+        let seq_moved = (next_seq != self.next_seq).then_some(next_seq);
+        write_entries(&txn, new_entries.iter(), seq_moved)?;
         self.commit(txn)?;
         failpoint::hit("after_redb_commit");
         report.write_transactions = 1;
         self.next_seq = next_seq;
         self.records.extend(new_records);
         for (key, entry) in new_entries {
-            self.order.insert(entry.first_seq, key.clone());
-            self.outbox.insert(key, entry);
+            self.insert_entry(key, entry);
         }
         Ok(report)
     }
@@ -272,18 +260,11 @@ impl Store {
         if appeared.is_empty() && vanished.is_empty() {
             return Ok(change);
         }
-        let mut entries = Vec::new();
-        let mut next_seq = self.next_seq;
-        for key in &appeared {
-            if let Some(stored) = self.records.get(key) {
-                let cols = first_sight_columns(&stored.record).intersect(self.options.writable);
-                if !cols.is_empty() {
-                    let entry = merge_entry(self.outbox.get(key), cols, next_seq, now);
-                    next_seq += 1;
-                    entries.push((key.clone(), entry));
-                }
-            }
-        }
+        let first_sight = appeared.iter().filter_map(|key| {
+            let stored = self.records.get(key)?;
+            Some((key.clone(), first_sight_columns(&stored.record)))
+        });
+        let (entries, next_seq) = self.queue(first_sight, now);
         change.enqueued = entries.len();
         let txn = self.begin()?;
         {
@@ -299,17 +280,8 @@ impl Store {
                 managed.remove(k.as_str()).map_err(redb_err("remove"))?;
                 outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
             }
-            for (key, entry) in &entries {
-                let bytes = encode("outbox entry", entry)?;
-                outbox
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("write outbox"))?;
-            }
-            let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
-            let seq = next_seq.to_string();
-            meta.insert(META_NEXT_SEQ, seq.as_str())
-                .map_err(redb_err("write meta"))?;
         }
+        write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
         self.commit(txn)?;
         self.next_seq = next_seq;
         for key in vanished {
@@ -329,36 +301,15 @@ impl Store {
         items: Vec<(VmKey, ColumnSet)>,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
-        let mut entries = Vec::new();
-        let mut next_seq = self.next_seq;
-        for (key, cols) in items {
-            let cols = cols.intersect(self.options.writable);
-            if cols.is_empty() || !self.records.contains_key(&key) {
-                continue;
-            }
-            entries.push((
-                key.clone(),
-                merge_entry(self.outbox.get(&key), cols, next_seq, now),
-            ));
-            next_seq += 1;
-        }
+        let known = items
+            .into_iter()
+            .filter(|(key, _)| self.records.contains_key(key));
+        let (entries, next_seq) = self.queue(known, now);
         if entries.is_empty() {
             return Ok(0);
         }
         let txn = self.begin()?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for (key, entry) in &entries {
-                let bytes = encode("outbox entry", entry)?;
-                outbox
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("write outbox"))?;
-            }
-            let mut meta = txn.open_table(META).map_err(redb_err("open"))?;
-            let seq = next_seq.to_string();
-            meta.insert(META_NEXT_SEQ, seq.as_str())
-                .map_err(redb_err("write meta"))?;
-        }
+        write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
         self.commit(txn)?;
         self.next_seq = next_seq;
         let n = entries.len();
@@ -368,123 +319,25 @@ impl Store {
         Ok(n)
     }
 
-    /// Up to `limit` deltas, oldest first, parked ones skipped.
-    pub fn next_batch(&self, limit: usize) -> Vec<PendingDelta> {
-        self.order
-            .values()
-            .filter_map(|key| {
-                let entry = self.outbox.get(key)?;
-                if entry.parked.is_some() {
-                    return None;
-                }
-                let stored = self.records.get(key)?;
-                Some(PendingDelta {
-                    key: key.clone(),
-                    seq: entry.seq,
-                    columns: entry.columns,
-                    record: stored.record.clone(),
-                    versions: stored.versions.clone(),
-                })
-            })
-            .take(limit)
-            .collect()
-    }
-
-    /// Records what PostgreSQL did with a batch. An entry that changed meanwhile (its seq
-    /// moved on) is kept: it still has to be written.
-    pub fn ack(&mut self, outcomes: &[(VmKey, u64, Outcome)]) -> Result<AckReport, StoreError> {
-        let mut report = AckReport::default();
-        let mut deletes = Vec::new();
-        let mut parks = Vec::new();
-        let mut unmanage = Vec::new();
-        for (key, seq, outcome) in outcomes {
-            let Some(entry) = self.outbox.get(key) else {
-                continue;
-            };
-            if entry.seq != *seq {
-                report.kept_changed += 1;
-                if *outcome == Outcome::RowMissing {
-                    unmanage.push(key.clone());
-                }
+    /// Outbox entries for these columns (merged into pending ones, writable columns only),
+    /// with the sequence counter after them. Nothing is written yet.
+    fn queue(
+        &self,
+        items: impl IntoIterator<Item = (VmKey, ColumnSet)>,
+        now: Timestamp,
+    ) -> (Vec<(VmKey, OutboxEntry)>, u64) {
+        let mut next_seq = self.next_seq;
+        let mut entries = Vec::new();
+        for (key, cols) in items {
+            let cols = cols.intersect(self.options.writable);
+            if cols.is_empty() {
                 continue;
             }
-            match outcome {
-                Outcome::Applied | Outcome::FencedOut => deletes.push(key.clone()),
-                Outcome::RowMissing => {
-                    deletes.push(key.clone());
-                    unmanage.push(key.clone());
-                }
-                Outcome::Parked(reason) => {
-                    let mut entry = entry.clone();
-                    entry.parked = Some(reason.clone());
-                    parks.push((key.clone(), entry));
-                }
-            }
+            let entry = merge_entry(self.outbox.get(&key), cols, next_seq, now);
+            next_seq += 1;
+            entries.push((key, entry));
         }
-        // Unmanaged: the entry goes too, whatever its seq (no row to write to).
-        for key in &unmanage {
-            if !deletes.contains(key) {
-                deletes.push(key.clone());
-            }
-        }
-        if deletes.is_empty() && parks.is_empty() {
-            return Ok(report);
-        }
-        let txn = self.begin()?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for key in &deletes {
-                outbox
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove outbox"))?;
-            }
-            for (key, entry) in &parks {
-                let bytes = encode("outbox entry", entry)?;
-                outbox
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("park"))?;
-            }
-            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
-            for key in &unmanage {
-                managed
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove managed"))?;
-            }
-        }
-        failpoint::hit("before_outbox_delete");
-        self.commit(txn)?;
-        report.deleted = deletes.len();
-        report.parked = parks.len();
-        report.unmanaged = unmanage.len();
-        for key in &deletes {
-            self.remove_entry(key);
-        }
-        for (key, entry) in parks {
-            self.outbox.insert(key, entry);
-        }
-        for key in &unmanage {
-            self.managed.remove(key);
-        }
-        Ok(report)
-    }
-
-    /// Operator action: put a parked delta back in line.
-    pub fn retry_parked(&mut self, key: &VmKey) -> Result<bool, StoreError> {
-        let Some(mut entry) = self.outbox.get(key).cloned() else {
-            return Ok(false);
-        };
-        entry.parked = None;
-        let txn = self.begin()?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            let bytes = encode("outbox entry", &entry)?;
-            outbox
-                .insert(key.to_string().as_str(), bytes.as_slice())
-                .map_err(redb_err("write outbox"))?;
-        }
-        self.commit(txn)?;
-        self.outbox.insert(key.clone(), entry);
-        Ok(true)
+        (entries, next_seq)
     }
 
     fn insert_entry(&mut self, key: VmKey, entry: OutboxEntry) {
@@ -512,28 +365,6 @@ impl Store {
 
     pub fn managed_count(&self) -> usize {
         self.managed.len()
-    }
-
-    pub fn outbox_entry(&self, key: &VmKey) -> Option<&OutboxEntry> {
-        self.outbox.get(key)
-    }
-
-    pub fn outbox_entries(&self) -> impl Iterator<Item = (&VmKey, &OutboxEntry)> {
-        self.order
-            .values()
-            .filter_map(|k| self.outbox.get(k).map(|e| (k, e)))
-    }
-
-    pub fn outbox_stats(&self) -> OutboxStats {
-        let parked = self.outbox.values().filter(|e| e.parked.is_some()).count();
-        OutboxStats {
-            pending: self.outbox.len() - parked,
-            parked,
-            oldest_enqueued: self
-                .outbox_entries()
-                .find(|(_, e)| e.parked.is_none())
-                .map(|(_, e)| e.first_enqueued),
-        }
     }
 
     /// Write transactions committed since open (tests and metrics).
@@ -592,6 +423,27 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// Writes outbox entries (and the sequence counter, when it moved) in `txn`.
+fn write_entries<'a>(
+    txn: &WriteTransaction,
+    entries: impl IntoIterator<Item = (&'a VmKey, &'a OutboxEntry)>,
+    next_seq: Option<u64>,
+) -> Result<(), StoreError> {
+    let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open outbox"))?;
+    for (key, entry) in entries {
+        let bytes = encode("outbox entry", entry)?;
+        outbox
+            .insert(key.to_string().as_str(), bytes.as_slice())
+            .map_err(redb_err("write outbox"))?;
+    }
+    if let Some(seq) = next_seq {
+        let mut meta = txn.open_table(META).map_err(redb_err("open meta"))?;
+        meta.insert(META_NEXT_SEQ, seq.to_string().as_str())
+            .map_err(redb_err("write meta"))?;
+    }
+    Ok(())
 }
 
 /// Keeps fields that are bookkeeping rather than derived data from the stored record.

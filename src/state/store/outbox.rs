@@ -1,0 +1,142 @@
+//! The outbox side of the store: handing batches to the sink, recording what
+//! PostgreSQL did with them, and an operator's retry of a parked delta.
+
+use super::{Store, write_entries};
+use crate::failpoint;
+use crate::model::VmKey;
+use crate::state::file::{MANAGED, OUTBOX};
+use crate::state::{
+    AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError, redb_err,
+};
+
+impl Store {
+    /// Up to `limit` deltas, oldest first, parked ones skipped.
+    pub fn next_batch(&self, limit: usize) -> Vec<PendingDelta> {
+        self.order
+            .values()
+            .filter_map(|key| {
+                let entry = self.outbox.get(key)?;
+                if entry.parked.is_some() {
+                    return None;
+                }
+                let stored = self.records.get(key)?;
+                Some(PendingDelta {
+                    key: key.clone(),
+                    seq: entry.seq,
+                    columns: entry.columns,
+                    record: stored.record.clone(),
+                    versions: stored.versions.clone(),
+                })
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// Records what PostgreSQL did with a batch. An entry that changed meanwhile (its seq
+    /// moved on) is kept: it still has to be written.
+    pub fn ack(&mut self, outcomes: &[(VmKey, u64, Outcome)]) -> Result<AckReport, StoreError> {
+        let mut report = AckReport::default();
+        let mut deletes = Vec::new();
+        let mut parks = Vec::new();
+        let mut unmanage = Vec::new();
+        for (key, seq, outcome) in outcomes {
+            let Some(entry) = self.outbox.get(key) else {
+                continue;
+            };
+            if entry.seq != *seq {
+                report.kept_changed += 1;
+                if *outcome == Outcome::RowMissing {
+                    unmanage.push(key.clone());
+                }
+                continue;
+            }
+            match outcome {
+                Outcome::Applied | Outcome::FencedOut => deletes.push(key.clone()),
+                Outcome::RowMissing => {
+                    deletes.push(key.clone());
+                    unmanage.push(key.clone());
+                }
+                Outcome::Parked(reason) => {
+                    let mut entry = entry.clone();
+                    entry.parked = Some(reason.clone());
+                    parks.push((key.clone(), entry));
+                }
+            }
+        }
+        // Unmanaged: the entry goes too, whatever its seq (no row to write to).
+        for key in &unmanage {
+            if !deletes.contains(key) {
+                deletes.push(key.clone());
+            }
+        }
+        if deletes.is_empty() && parks.is_empty() {
+            return Ok(report);
+        }
+        let txn = self.begin()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            for key in &deletes {
+                outbox
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove outbox"))?;
+            }
+            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
+            for key in &unmanage {
+                managed
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove managed"))?;
+            }
+        }
+        write_entries(&txn, parks.iter().map(|(k, e)| (k, e)), None)?;
+        failpoint::hit("before_outbox_delete");
+        self.commit(txn)?;
+        report.deleted = deletes.len();
+        report.parked = parks.len();
+        report.unmanaged = unmanage.len();
+        for key in &deletes {
+            self.remove_entry(key);
+        }
+        for (key, entry) in parks {
+            self.outbox.insert(key, entry);
+        }
+        for key in &unmanage {
+            self.managed.remove(key);
+        }
+        Ok(report)
+    }
+
+    /// Operator action: put a parked delta back in line.
+    pub fn retry_parked(&mut self, key: &VmKey) -> Result<bool, StoreError> {
+        let Some(mut entry) = self.outbox.get(key).cloned() else {
+            return Ok(false);
+        };
+        entry.parked = None;
+        let txn = self.begin()?;
+        write_entries(&txn, [(key, &entry)], None)?;
+        self.commit(txn)?;
+        self.outbox.insert(key.clone(), entry);
+        Ok(true)
+    }
+
+    pub fn outbox_entry(&self, key: &VmKey) -> Option<&OutboxEntry> {
+        self.outbox.get(key)
+    }
+
+    pub fn outbox_entries(&self) -> impl Iterator<Item = (&VmKey, &OutboxEntry)> {
+        self.order
+            .values()
+            .filter_map(|k| self.outbox.get(k).map(|e| (k, e)))
+    }
+
+    pub fn outbox_stats(&self) -> OutboxStats {
+        let parked = self.outbox.values().filter(|e| e.parked.is_some()).count();
+        OutboxStats {
+            pending: self.outbox.len() - parked,
+            parked,
+            oldest_enqueued: self
+                .outbox_entries()
+                .find(|(_, e)| e.parked.is_none())
+                .map(|(_, e)| e.first_enqueued),
+        }
+    }
+}
