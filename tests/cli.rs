@@ -69,6 +69,11 @@ fn check_config_accepts_the_shipped_file_and_names_the_bad_key() {
             "/nonexistent/pw",
         ),
         ("role = \"leader\"\n", "role", "leader"),
+        (
+            "[postgres]\nurl = \"postgres://u@db/x?sslmode=require\"\n",
+            "postgres.url",
+            "sslmode=require is not supported",
+        ),
         ("[cache\n", "config", "line 1"),
     ];
     for (text, key, problem) in cases {
