@@ -96,10 +96,12 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             Some(result)
         }
     };
-    let _ = stop.send(true);
+    // Stop the inputs first and let the writer store what it has, then let the sink
+    // flush that, all within the grace period.
     drop(pipeline.events);
     let finish = async {
         let _ = writer.await;
+        let _ = stop.send(true);
         if let Some(handle) = sink {
             return handle.await.ok().and_then(|r| r.err());
         }

@@ -23,6 +23,23 @@ impl VmKey {
         }
     }
 
+    /// Kubernetes object names: non-empty, at most 253 characters, no `/` (which
+    /// separates the two in the stored `namespace/name` key) and no control characters.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        for part in [&self.namespace, &self.name] {
+            if part.is_empty() {
+                return Err("empty namespace or name");
+            }
+            if part.len() > 253 {
+                return Err("namespace or name longer than 253 characters");
+            }
+            if part.contains('/') || part.chars().any(char::is_control) {
+                return Err("namespace or name contains '/' or a control character");
+            }
+        }
+        Ok(())
+    }
+
     /// Parses `namespace/name`; Kubernetes names contain no `/`, so the first one splits.
     pub fn parse(text: &str) -> Option<VmKey> {
         let (namespace, name) = text.split_once('/')?;

@@ -134,6 +134,7 @@ async fn ingest(
 
 fn add(s: &mut Summary, r: IngestReport) {
     s.noop += r.noop;
+    s.rejected += r.rejected;
     s.changed += r.changed;
     s.enqueued += r.enqueued;
 }

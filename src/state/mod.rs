@@ -39,6 +39,8 @@ pub enum StoreError {
     },
     #[error("the state file is closed after an I/O error and not reopened yet")]
     Closed,
+    #[error("state store task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {

@@ -14,6 +14,9 @@ pub enum SinkError {
         source: tokio_postgres::Error,
     },
     /// The database lacks what this configuration needs: an operator must act.
+    /// The local state store failed (e.g. a full disk): retried, never fatal.
+    #[error("state store: {0}")]
+    Store(#[from] crate::state::StoreError),
     #[error("{0}")]
     Schema(String),
     #[error("{0}")]
@@ -34,8 +37,17 @@ impl SinkError {
         match self {
             SinkError::Connect(_) => ErrorClass::Connection,
             SinkError::Query { source, .. } => classify(source),
+            SinkError::Store(_) => ErrorClass::Transient,
             SinkError::Schema(_) | SinkError::Setup(_) => ErrorClass::Fatal,
         }
+    }
+
+    /// A concurrent writer got there first: retry at once (the retry sees its data and
+    /// the fence decides).
+    pub fn is_serialization_failure(&self) -> bool {
+        matches!(self, SinkError::Query { source, .. }
+            if source.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                || source.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
     }
 }
 
@@ -61,9 +73,15 @@ pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
     if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::UNDEFINED_COLUMN {
         return ErrorClass::Fatal;
     }
-    match &code.code()[..2] {
-        // data exception, integrity constraint violation, raise_exception from triggers
-        "22" | "23" | "P0" => ErrorClass::Data,
+    // A session on a demoted or read-only server: another connection may do better.
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return ErrorClass::Connection;
+    }
+    match code.code().get(..2).unwrap_or("") {
+        // cardinality, data exception, integrity constraint violation, program limit
+        // (e.g. index row too large), raise_exception from triggers: something in the
+        // rows, so row by row finds and parks the culprit
+        "21" | "22" | "23" | "54" | "P0" => ErrorClass::Data,
         // connection exception, operator intervention (admin shutdown, cancel)
         "08" | "57" => ErrorClass::Connection,
         // transaction rollback, object not in prerequisite state, insufficient resources

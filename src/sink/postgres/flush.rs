@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, IsolationLevel, Statement, Transaction};
 
 use super::error::{ErrorClass, SinkError, classify, describe};
 use super::schema::TableInfo;
@@ -250,21 +250,21 @@ pub async fn write_batch(
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
     let params = Params::new(deltas, writable);
-    let tx = client
-        .transaction()
-        .await
-        .map_err(SinkError::query("begin flush"))?;
-    match tx.query(statement, &params.refs()).await {
-        Ok(rows) => {
+    let result = {
+        let tx = begin(client).await?;
+        async {
+            let rows = tx.query(statement, &params.refs()).await?;
             failpoint::hit("before_pg_commit");
-            tx.commit()
-                .await
-                .map_err(SinkError::query("commit flush"))?;
+            // Deferred constraints report at COMMIT: a data error of this batch too.
+            tx.commit().await?;
             failpoint::hit("after_pg_commit");
-            Ok(outcomes(&rows, deltas))
+            Ok::<_, tokio_postgres::Error>(rows)
         }
+        .await
+    };
+    match result {
+        Ok(rows) => Ok(outcomes(&rows, deltas)),
         Err(e) if classify(&e) == ErrorClass::Data => {
-            drop(tx);
             tracing::warn!(error = %describe(&e), rows = deltas.len(), "batch refused; retrying row by row");
             write_rows(client, statement, writable, deltas).await
         }
@@ -275,16 +275,26 @@ pub async fn write_batch(
     }
 }
 
+/// REPEATABLE READ: the fence is read and the row written in one snapshot, so a
+/// concurrent writer that committed newer data meanwhile makes this transaction fail
+/// with a serialization error (retried at once, then fenced out), where READ
+/// COMMITTED's row re-check would write the older data over the newer.
+async fn begin(client: &mut Client) -> Result<Transaction<'_>, SinkError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(SinkError::query("begin flush"))
+}
+
 async fn write_rows(
     client: &mut Client,
     statement: &Statement,
     writable: ColumnSet,
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
-    let mut tx = client
-        .transaction()
-        .await
-        .map_err(SinkError::query("begin row-by-row flush"))?;
+    let mut tx = begin(client).await?;
     let mut out = Vec::with_capacity(deltas.len());
     for d in deltas {
         let one = [*d];

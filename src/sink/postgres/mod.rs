@@ -18,7 +18,7 @@ use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, lock};
-use crate::state::{AckReport, Outcome, PendingDelta, StoreError};
+use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError};
 
 /// Everything the sink needs, resolved from the configuration (no I/O).
 #[derive(Clone, Debug)]
@@ -125,10 +125,6 @@ pub struct PgSink {
     clock: fn() -> Timestamp,
 }
 
-fn store_result<T>(r: Result<T, StoreError>) -> Result<T, SinkError> {
-    r.map_err(|e| SinkError::Setup(format!("state store: {e}")))
-}
-
 impl PgSink {
     pub fn new(settings: SinkSettings, store: SharedStore, clock: fn() -> Timestamp) -> PgSink {
         PgSink {
@@ -178,7 +174,7 @@ impl PgSink {
         let keys = managed::live_rows(&conn.client, &conn.table).await?;
         let store = self.store.clone();
         let now = (self.clock)();
-        let change = blocking(move || lock(&store).set_managed(keys, now)).await?;
+        let change = blocking(store, move |s| s.set_managed(keys, now)).await?;
         if change.appeared + change.vanished > 0 {
             tracing::info!(
                 appeared = change.appeared,
@@ -221,7 +217,7 @@ impl PgSink {
                 drifted += items.len();
                 let store = self.store.clone();
                 let now = (self.clock)();
-                blocking(move || lock(&store).enqueue(items, now)).await?;
+                blocking(store, move |s| s.enqueue(items, now)).await?;
             }
             if page.rows.len() < PAGE as usize {
                 return Ok(drifted);
@@ -238,13 +234,31 @@ impl PgSink {
             if batch.is_empty() {
                 return Ok(report);
             }
-            let outcomes = self.flush_batch(&batch).await?;
+            let outcomes = self.flush_batch_retrying(&batch).await?;
             report.add(&outcomes);
             let store = self.store.clone();
-            let ack: AckReport = blocking(move || lock(&store).ack(&outcomes)).await?;
+            let ack: AckReport = blocking(store, move |s| s.ack(&outcomes)).await?;
             if ack.deleted + ack.parked == 0 {
                 // Everything changed while in flight: the next loop sends it again.
                 tracing::debug!("whole batch changed during the flush");
+            }
+        }
+    }
+
+    /// A concurrent writer can make the batch fail to serialize: try again at once, a
+    /// few times, before treating it as a transient error.
+    async fn flush_batch_retrying(
+        &mut self,
+        batch: &[PendingDelta],
+    ) -> Result<Vec<(crate::model::VmKey, u64, Outcome)>, SinkError> {
+        let mut attempt = 1;
+        loop {
+            match self.flush_batch(batch).await {
+                Err(e) if e.is_serialization_failure() && attempt < 5 => {
+                    tracing::debug!(attempt, error = %e, "concurrent write; retrying the batch");
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
     }
@@ -284,52 +298,70 @@ impl PgSink {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), SinkError> {
         let mut backoff = Duration::from_millis(200);
-        let mut next_resync = (!self.settings.resync_interval.is_zero()).then(Instant::now);
-        let mut next_refresh = Instant::now() + self.settings.managed_refresh_interval;
+        let mut timers = Timers {
+            refresh: after(self.settings.managed_refresh_interval),
+            resync: (!self.settings.resync_interval.is_zero()).then(Instant::now),
+        };
         loop {
             if *shutdown.borrow() {
+                self.final_flush().await;
                 return Ok(());
             }
             let result = match self.is_connected() {
                 false => self.reconnect().await,
-                true => self.cycle(&mut next_refresh, &mut next_resync).await,
+                true => self.cycle(&mut timers).await,
             };
-            if let Err(e) = result {
-                if e.is_setup_problem() {
-                    return Err(e);
+            match result {
+                // Connected: flush what waited for the connection right away.
+                Ok(Step::Connected) => {
+                    backoff = Duration::from_millis(200);
+                    continue;
                 }
-                if e.class() == ErrorClass::Connection {
-                    self.conn = None;
+                Ok(Step::Flushed) => backoff = Duration::from_millis(200),
+                Err(e) if e.is_setup_problem() => return Err(e),
+                Err(e) => {
+                    if e.class() == ErrorClass::Connection {
+                        self.conn = None;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
                 }
-                tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
             }
-            backoff = Duration::from_millis(200);
             let flushed_at = Instant::now();
-            let wake = next_resync.map_or(next_refresh, |r| r.min(next_refresh));
+            let wake = timers
+                .resync
+                .map_or(timers.refresh, |r| r.min(timers.refresh));
             tokio::select! {
                 _ = enqueued.notified() => {
                     // Rate limit: changes arriving meanwhile coalesce into the next batch.
                     let wait = self.settings.flush_interval.saturating_sub(flushed_at.elapsed());
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = shutdown.changed() => {
-                    if let Err(e) = self.flush_pending().await {
-                        tracing::warn!(error = %e, "last flush before shutdown failed; the outbox keeps the changes");
-                    }
-                    return Ok(());
-                }
+                _ = shutdown.changed() => {}
             }
         }
     }
 
-    async fn reconnect(&mut self) -> Result<(), SinkError> {
+    /// On shutdown: write what can be written now; the outbox keeps the rest.
+    async fn final_flush(&mut self) {
+        if !self.is_connected() {
+            return;
+        }
+        if let Err(e) = self.flush_pending().await {
+            tracing::warn!(error = %e, "last flush before shutdown failed; the outbox keeps the changes");
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<Step, SinkError> {
         self.conn = None;
         self.connect().await?;
         self.refresh_managed().await?;
@@ -337,37 +369,87 @@ impl PgSink {
             managed = lock(&self.store).managed_count(),
             "connected to PostgreSQL"
         );
-        Ok(())
+        Ok(Step::Connected)
     }
 
-    async fn cycle(
-        &mut self,
-        next_refresh: &mut Instant,
-        next_resync: &mut Option<Instant>,
-    ) -> Result<(), SinkError> {
-        if Instant::now() >= *next_refresh {
-            self.refresh_managed().await?;
-            *next_refresh = Instant::now() + self.settings.managed_refresh_interval;
-        }
-        if next_resync.is_some_and(|due| Instant::now() >= due) {
-            let drifted = self.anti_entropy().await?;
-            tracing::info!(drifted, "anti-entropy pass done");
-            *next_resync = Some(Instant::now() + self.settings.resync_interval);
-        }
+    /// Flush first; then the background work that is due. A failing background task
+    /// (other than a lost connection) is retried later and never holds up flushing.
+    async fn cycle(&mut self, timers: &mut Timers) -> Result<Step, SinkError> {
         let report = self.flush_pending().await?;
         if report.batches > 0 {
             tracing::debug!(?report, "flushed");
         }
-        Ok(())
+        const RETRY: Duration = Duration::from_secs(30);
+        if Instant::now() >= timers.refresh {
+            let interval = self.settings.managed_refresh_interval;
+            timers.refresh = match self.refresh_managed().await {
+                Ok(_) => after(interval),
+                Err(e) if e.class() == ErrorClass::Connection => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the managed VM rows failed; retrying later");
+                    after(interval.min(RETRY))
+                }
+            };
+        }
+        if timers.resync.is_some_and(|due| Instant::now() >= due) {
+            let interval = self.settings.resync_interval;
+            timers.resync = Some(match self.anti_entropy().await {
+                Ok(drifted) => {
+                    tracing::info!(drifted, "anti-entropy pass done");
+                    after(interval)
+                }
+                Err(e) if e.class() == ErrorClass::Connection => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "anti-entropy pass failed; retrying later");
+                    after(interval.min(RETRY))
+                }
+            });
+            // What anti-entropy queued goes out now, not at the next wake-up.
+            self.flush_pending().await?;
+        }
+        Ok(Step::Flushed)
     }
 }
 
-/// Runs store work on a blocking thread (redb commits fsync).
+/// When the periodic work is due next.
+struct Timers {
+    refresh: Instant,
+    resync: Option<Instant>,
+}
+
+enum Step {
+    Connected,
+    Flushed,
+}
+
+/// Runs store work on a blocking thread (redb commits fsync); after an I/O error the
+/// file is reopened so the next attempt can succeed.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    store: SharedStore,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, SinkError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => store_result(r),
-        Err(e) => Err(SinkError::Setup(format!("state store task failed: {e}"))),
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut s = lock(&store);
+        let result = f(&mut s);
+        if let Err(e) = &result {
+            if e.needs_reopen() {
+                if let Err(reopen) = s.reopen() {
+                    tracing::error!(error = %reopen, "reopening the state file failed");
+                }
+            }
+        }
+        result
+    })
+    .await;
+    match joined {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(SinkError::Store(StoreError::Task(e.to_string()))),
     }
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }

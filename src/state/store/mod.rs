@@ -34,6 +34,8 @@ pub struct OpenReport {
 pub struct IngestReport {
     /// Events equal to the stored record: nothing written.
     pub noop: usize,
+    /// Records with an invalid namespace/name: logged, not stored.
+    pub rejected: usize,
     /// Events that changed the stored record.
     pub changed: usize,
     /// Changes that created or widened an outbox entry (managed VMs only).
@@ -70,10 +72,10 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, b: &[u8]) -> Resul
     serde_json::from_slice(b).map_err(|e| format!("decoding {what}: {e}"))
 }
 
-/// The columns written the first time a VM's row is known: all runtime columns (only
-/// virtsync writes them), but legacy/status columns only where we know a value, so an
-/// unknown value never erases what the cloud API put there.
-pub fn first_sight_columns(record: &VmRecord) -> ColumnSet {
+/// The columns of a record that may be written: all runtime columns (only virtsync
+/// writes them, NULL = no VMI), but status/legacy columns only where the value is
+/// known, so an unknown value never erases what the cloud API put there.
+pub fn known_columns(record: &VmRecord) -> ColumnSet {
     Column::ALL
         .iter()
         .copied()
@@ -133,13 +135,17 @@ impl Store {
         let records = read.open_table(VM_RECORDS).map_err(|e| e.to_string())?;
         for row in records.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
-            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
+            let Some(key) = stored_key(k.value()) else {
+                continue;
+            };
             self.records.insert(key, decode("record", v.value())?);
         }
         let outbox = read.open_table(OUTBOX).map_err(|e| e.to_string())?;
         for row in outbox.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
-            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
+            let Some(key) = stored_key(k.value()) else {
+                continue;
+            };
             let entry: OutboxEntry = decode("outbox entry", v.value())?;
             self.order.insert(entry.first_seq, key.clone());
             self.outbox.insert(key, entry);
@@ -147,8 +153,9 @@ impl Store {
         let managed = read.open_table(MANAGED).map_err(|e| e.to_string())?;
         for row in managed.iter().map_err(|e| e.to_string())? {
             let (k, _) = row.map_err(|e| e.to_string())?;
-            let key = VmKey::parse(k.value()).ok_or(format!("bad key {:?}", k.value()))?;
-            self.managed.insert(key);
+            if let Some(key) = stored_key(k.value()) {
+                self.managed.insert(key);
+            }
         }
         let meta = read.open_table(META).map_err(|e| e.to_string())?;
         if let Some(v) = meta.get(META_NEXT_SEQ).map_err(|e| e.to_string())? {
@@ -184,9 +191,14 @@ impl Store {
         let mut next_seq = self.next_seq;
         for obs in batch {
             let key = obs.record.key();
+            if let Err(problem) = key.validate() {
+                tracing::warn!(namespace = %key.namespace, name = %key.name, problem, "record rejected");
+                report.rejected += 1;
+                continue;
+            }
             let old = new_records.get(&key).or_else(|| self.records.get(&key));
             let mut changed = match old {
-                None => first_sight_columns(&obs.record),
+                None => known_columns(&obs.record),
                 Some(old) => columns::diff(Some(&old.record), &obs.record),
             };
             if changed.is_empty() {
@@ -204,7 +216,9 @@ impl Store {
                 changed.insert(Column::RuntimeVmiUpdatedAt);
             }
             report.changed += 1;
-            let to_write = changed.intersect(self.options.writable);
+            let to_write = changed
+                .intersect(self.options.writable)
+                .intersect(known_columns(&record));
             if self.managed.contains(&key) && !to_write.is_empty() {
                 let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
@@ -262,7 +276,7 @@ impl Store {
         }
         let first_sight = appeared.iter().filter_map(|key| {
             let stored = self.records.get(key)?;
-            Some((key.clone(), first_sight_columns(&stored.record)))
+            Some((key.clone(), known_columns(&stored.record)))
         });
         let (entries, next_seq) = self.queue(first_sight, now);
         change.enqueued = entries.len();
@@ -327,22 +341,29 @@ impl Store {
         now: Timestamp,
     ) -> (Vec<(VmKey, OutboxEntry)>, u64) {
         let mut next_seq = self.next_seq;
-        let mut entries = Vec::new();
+        // The same key twice (e.g. duplicate rows) merges into one entry.
+        let mut entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         for (key, cols) in items {
             let cols = cols.intersect(self.options.writable);
             if cols.is_empty() {
                 continue;
             }
-            let entry = merge_entry(self.outbox.get(&key), cols, next_seq, now);
+            let pending = entries.get(&key).or_else(|| self.outbox.get(&key));
+            let entry = merge_entry(pending, cols, next_seq, now);
             next_seq += 1;
-            entries.push((key, entry));
+            entries.insert(key, entry);
         }
-        (entries, next_seq)
+        (entries.into_iter().collect(), next_seq)
     }
 
     fn insert_entry(&mut self, key: VmKey, entry: OutboxEntry) {
-        self.order.insert(entry.first_seq, key.clone());
-        self.outbox.insert(key, entry);
+        let first_seq = entry.first_seq;
+        if let Some(old) = self.outbox.insert(key.clone(), entry) {
+            if old.first_seq != first_seq {
+                self.order.remove(&old.first_seq);
+            }
+        }
+        self.order.insert(first_seq, key);
     }
 
     fn remove_entry(&mut self, key: &VmKey) {
@@ -423,6 +444,16 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// A key read back from the file; one that is not valid (never written by this version)
+/// is skipped with a log line rather than condemning the whole file.
+fn stored_key(text: &str) -> Option<VmKey> {
+    let key = VmKey::parse(text).filter(|k| k.validate().is_ok());
+    if key.is_none() {
+        tracing::warn!(key = text, "skipping an invalid key in the state file");
+    }
+    key
 }
 
 /// Writes outbox entries (and the sequence counter, when it moved) in `txn`.

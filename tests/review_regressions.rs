@@ -1,0 +1,296 @@
+//! Regressions found in review: each test failed on the code before its fix.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use support::pg::{self, PgCluster};
+use support::ssvirt;
+use support::sync::{Db, connected_sink, ingest, open_store, running};
+use virtsync::config::SchemaMode;
+use virtsync::model::{Timestamp, VmKey};
+use virtsync::state::writer::lock;
+use virtsync::state::{Store, StoreOptions};
+
+/// two writers flushing the same row concurrently. The older one (rv 500) reads
+/// the fence before the newer one (rv 600) commits, waits on the row lock, and then
+/// overwrites the newer data (READ COMMITTED re-check does not re-evaluate `g.eff`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_flushes_cannot_bypass_the_fence() {
+    let db = Db::new(PgCluster::shared(), "race", SchemaMode::Extended).await;
+    db.add_rows(["vm-r".to_string()]).await;
+    let (d_new, d_old) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s_new, s_old) = (open_store(&d_new, db.mode), open_store(&d_old, db.mode));
+    let mut sink_new = connected_sink(&db, &s_new).await;
+    let mut sink_old = connected_sink(&db, &s_old).await;
+    ingest(&s_new, &[running("vm-r", 8, 8192, "10.0.0.200", 600)]);
+    ingest(&s_old, &[running("vm-r", 1, 512, "10.0.0.100", 500)]);
+
+    // A third session holds the row lock (e.g. the cloud API updating the row).
+    let mut locker = pg::connect(&db.url).await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("SELECT 1 FROM vms WHERE vm_name = 'vm-r' FOR UPDATE")
+        .await
+        .unwrap();
+    let new = tokio::spawn(async move { sink_new.flush_pending().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = tokio::spawn(async move { sink_old.flush_pending().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.rollback().await.unwrap();
+    let (rn, ro) = (new.await.unwrap(), old.await.unwrap());
+    eprintln!("new: {rn:?}\nold: {ro:?}");
+    let row = &db.rows(&["cpu_count", "runtime_primary_ip"]).await["vm-r"];
+    let fence: (Option<i64>, Option<i64>) = {
+        let r = db
+            .client
+            .query_one(
+                "SELECT vm_resource_version, vmi_resource_version FROM virtsync.vm_fence",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    eprintln!("row {row:?} fence {fence:?}");
+    assert_eq!(fence, (Some(600), Some(600)));
+    assert_eq!(
+        row[0].as_deref(),
+        Some("8"),
+        "older data (rv 500) overwrote newer data (rv 600)"
+    );
+}
+
+/// two live rows for one (namespace, vm_name) that both drifted: anti-entropy
+/// queues the key twice, `order` gets two entries, the batch holds the key twice, and
+/// the fence upsert fails with 21000 for ever (classified Fatal → retried for ever).
+#[tokio::test]
+async fn duplicate_rows_and_anti_entropy_do_not_wedge_the_flush() {
+    let db = Db::new(PgCluster::shared(), "dup", SchemaMode::Extended).await;
+    db.add_rows(["vm-d".to_string(), "vm-d".to_string(), "vm-x".to_string()])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(
+        &store,
+        &[
+            running("vm-d", 2, 2048, "10.0.0.1", 1),
+            running("vm-x", 2, 2048, "10.0.0.1", 1),
+        ],
+    );
+    sink.flush_pending().await.unwrap();
+    // The cloud API's controller sets status on "the" row (both of them).
+    db.client
+        .batch_execute("UPDATE vms SET status = 'POWERED_OFF' WHERE vm_name = 'vm-d'")
+        .await
+        .unwrap();
+    assert_eq!(sink.anti_entropy().await.unwrap(), 2);
+    let batch = lock(&store).next_batch(10);
+    eprintln!(
+        "batch keys: {:?}",
+        batch.iter().map(|d| d.key.to_string()).collect::<Vec<_>>()
+    );
+    // A later, unrelated change to another VM is stuck behind it.
+    ingest(&store, &[running("vm-x", 4, 2048, "10.0.0.1", 2)]);
+    let r = sink.flush_pending().await;
+    eprintln!("flush: {r:?}");
+    assert!(r.is_ok(), "flush wedged: {r:?}");
+}
+
+/// a status/legacy value going from known to unknown (None) writes NULL over the
+/// cloud API's value, although first sight and anti-entropy treat None as "unknown,
+/// never erase".
+#[tokio::test]
+async fn an_unknown_legacy_value_never_erases_the_cloud_api_value() {
+    let db = Db::new(PgCluster::shared(), "nullwrite", SchemaMode::Compat).await;
+    db.add_rows(["vm-n".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(&store, &[running("vm-n", 2, 2048, "10.0.0.1", 1)]);
+    sink.flush_pending().await.unwrap();
+    // The cloud API sets guest_os; then the VMI stops and the spec cannot tell the
+    // guest OS / CPU count (instancetype): derivation says "unknown".
+    let mut o = running("vm-n", 2, 2048, "10.0.0.1", 2);
+    o.record.guest_os = None;
+    o.record.cpu_count = None;
+    ingest(&store, &[o]);
+    sink.flush_pending().await.unwrap();
+    let row = &db.rows(&["cpu_count", "guest_os"]).await["vm-n"];
+    eprintln!("row after unknown values: {row:?}");
+    assert_eq!(row[0].as_deref(), Some("2"), "cpu_count erased to NULL");
+    assert_eq!(
+        row[1].as_deref(),
+        Some("Fedora Linux 40"),
+        "guest_os erased"
+    );
+}
+
+/// a record whose key does not round-trip through "namespace/name" poisons the
+/// state file: the next open moves the whole file (outbox included) aside.
+#[test]
+fn an_invalid_key_is_rejected_and_cannot_poison_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        path: dir.path().join("state.redb"),
+        cache_size: 4 << 20,
+        writable: virtsync::columns::ColumnSet::all(),
+    };
+    {
+        let (mut store, _) = Store::open(options.clone(), Timestamp::now()).unwrap();
+        store
+            .set_managed(
+                [VmKey::new("ns", "good")]
+                    .into_iter()
+                    .collect::<HashSet<_>>(),
+                Timestamp::now(),
+            )
+            .unwrap();
+        let mut bad = running("x", 1, 1, "10.0.0.1", 1);
+        bad.record.namespace = String::new(); // or "a/b"
+        store
+            .ingest(
+                &[running("good", 2, 2048, "10.0.0.1", 1), bad],
+                Timestamp::now(),
+            )
+            .unwrap();
+        assert_eq!(store.outbox_stats().pending, 1);
+        store.close().unwrap();
+    }
+    let (store, report) = Store::open(options, Timestamp::now()).unwrap();
+    eprintln!("{report:?}");
+    assert_eq!(report.moved_aside, None, "state moved aside");
+    assert_eq!(store.outbox_stats().pending, 1, "pending delta lost");
+}
+
+/// the cloud API replaces the row (soft delete + new row, one transaction) while a
+/// flush waits on the old row's lock: the outcome is FencedOut (not written, "live" in
+/// the statement snapshot), the delta is deleted, the key stays managed, and the new
+/// row never receives the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_replaced_during_a_flush_gets_the_values() {
+    let db = Db::new(PgCluster::shared(), "replace", SchemaMode::Extended).await;
+    db.add_rows(["vm-p".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(&store, &[running("vm-p", 4, 4096, "10.0.0.9", 7)]);
+
+    let mut cloud = pg::connect(&db.url).await;
+    let tx = cloud.transaction().await.unwrap();
+    tx.batch_execute(
+        "UPDATE vms SET deleted_at = now() WHERE vm_name = 'vm-p' AND deleted_at IS NULL;
+         INSERT INTO vms (id, name, vm_name, namespace, status, cpu_count, memory_mb, guest_os)
+         VALUES ('urn:vcloud:vm:replacement', 'vm-p', 'vm-p', 'ns', 'POWERED_OFF', 1, 1024, 'rhel9')",
+    )
+    .await
+    .unwrap();
+    let flush = tokio::spawn(async move {
+        let r = sink.flush_pending().await.unwrap();
+        (sink, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let (mut sink, report) = flush.await.unwrap();
+    eprintln!("{report:?}");
+    assert_eq!(
+        sink.refresh_managed().await.unwrap(),
+        0,
+        "no re-queue: key still managed"
+    );
+    sink.flush_pending().await.unwrap();
+    let row = &db.rows(&["cpu_count", "runtime_primary_ip"]).await["vm-p"];
+    eprintln!(
+        "new row: {row:?}; outbox pending {}",
+        lock(&store).outbox_stats().pending
+    );
+    assert_eq!(
+        row[0].as_deref(),
+        Some("4"),
+        "the live row never got the change"
+    );
+}
+
+/// pending deltas present when the sink (re)connects are not flushed until the next
+/// notify or the next managed refresh (resync disabled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_deltas_are_flushed_right_after_connecting() {
+    use std::sync::Arc;
+    let db = Db::new(PgCluster::shared(), "startup", SchemaMode::Extended).await;
+    db.add_rows(["vm-s".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    lock(&store)
+        .set_managed(
+            [VmKey::new("ns", "vm-s")].into_iter().collect(),
+            Timestamp::now(),
+        )
+        .unwrap();
+    // Left over from the previous run (e.g. crash before the flush).
+    ingest(&store, &[running("vm-s", 4, 4096, "10.0.0.4", 1)]);
+    let mut settings = db.settings();
+    settings.managed_refresh_interval = Duration::from_secs(8);
+    let sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), Timestamp::now);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let t = std::time::Instant::now();
+    while lock(&store).outbox_stats().pending > 0 && t.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    eprintln!("drained after {took:?}");
+    assert!(took < Duration::from_secs(2), "drained only after {took:?}");
+}
+
+/// one value that cannot be written (guest-controlled guest OS name longer than the
+/// column) parks the whole delta, and every later change of that VM with it.
+#[tokio::test]
+async fn an_oversized_guest_value_does_not_block_the_other_columns() {
+    let db = Db::new(PgCluster::shared(), "blockall", SchemaMode::Extended).await;
+    db.add_rows(["vm-g".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    let mut o = running("vm-g", 2, 2048, "10.0.0.1", 1);
+    o.record.guest_os = Some("x".repeat(300)); // PRETTY_NAME chosen by the guest
+    ingest(&store, &[o.clone()]);
+    sink.flush_pending().await.unwrap();
+    // Later: the VM is powered off; the IP changes.
+    o.record.status = Some(virtsync::model::VmStatus::Suspended);
+    o.record.runtime_details.as_mut().unwrap().primary_ip = Some("10.9.9.9".into());
+    o.versions.vm_resource_version = Some(2);
+    o.versions.vmi_resource_version = Some(2);
+    ingest(&store, &[o]);
+    let r = sink.flush_pending().await.unwrap();
+    eprintln!("{r:?} parked={}", lock(&store).outbox_stats().parked);
+    let row = &db
+        .rows(&["status", "runtime_primary_ip", "cpu_count"])
+        .await["vm-g"];
+    eprintln!("row {row:?}");
+    assert_eq!(row[0].as_deref(), Some("SUSPENDED"), "status never written");
+}
+
+/// the row is replaced (soft delete + new live row) between two refreshes, no flush
+/// in between: the managed set is keyed by name, so nothing "appears" and the new row
+/// never receives the current values (until some column changes again).
+#[tokio::test]
+async fn a_replaced_row_is_written_like_a_new_one() {
+    let db = Db::new(PgCluster::shared(), "replace2", SchemaMode::Extended).await;
+    db.add_rows(["vm-q".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(&store, &[running("vm-q", 4, 4096, "10.0.0.9", 7)]);
+    sink.flush_pending().await.unwrap();
+    ssvirt::soft_delete(&db.client, "ns", "vm-q").await;
+    db.add_rows(["vm-q".to_string()]).await;
+    let queued = sink.refresh_managed().await.unwrap();
+    sink.flush_pending().await.unwrap();
+    let row = &db.rows(&["cpu_count", "runtime_primary_ip"]).await["vm-q"];
+    eprintln!("queued {queued}; new row {row:?}");
+    assert_eq!(row[1].as_deref(), Some("10.0.0.9"));
+}
