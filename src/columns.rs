@@ -269,6 +269,37 @@ fn runtime_value(rt: &RuntimeDetails, column: Column) -> Value<'_> {
     }
 }
 
+/// The text value of `column` in `record`, to adjust it in place (sanitizing).
+pub fn text_mut(record: &mut VmRecord, column: Column) -> Option<&mut String> {
+    let slot = match column {
+        Column::GuestOs => &mut record.guest_os,
+        _ => {
+            let rt = record.runtime_details.as_mut()?;
+            match column {
+                Column::RuntimeCpuModel => &mut rt.cpu_model,
+                Column::RuntimeMemoryGuest => &mut rt.memory_guest,
+                Column::RuntimeMemoryCurrent => &mut rt.memory_current,
+                Column::RuntimeMemoryRequested => &mut rt.memory_requested,
+                Column::RuntimePrimaryIp => &mut rt.primary_ip,
+                Column::RuntimeNetworkInterfaces => &mut rt.network_interfaces,
+                Column::RuntimeGuestOsId => &mut rt.guest_os_id,
+                Column::RuntimeGuestOsName => &mut rt.guest_os_name,
+                Column::RuntimeGuestOsVersion => &mut rt.guest_os_version,
+                Column::RuntimeGuestOsKernel => &mut rt.guest_os_kernel,
+                Column::RuntimePhase => &mut rt.phase,
+                Column::RuntimeNodeName => &mut rt.node_name,
+                Column::RuntimeQosClass => &mut rt.qos_class,
+                Column::RuntimeMachineType => &mut rt.machine_type,
+                Column::RuntimeArchitecture => &mut rt.architecture,
+                Column::RuntimeVolumeDetails => &mut rt.volume_details,
+                Column::RuntimeHypervisorType => &mut rt.hypervisor_type,
+                _ => return None,
+            }
+        }
+    };
+    slot.as_mut()
+}
+
 /// Columns whose values differ between `old` (None = never seen) and `new`.
 /// `runtime_vmi_updated_at` is bookkeeping, not data: it never counts as a change.
 pub fn diff(old: Option<&VmRecord>, new: &VmRecord) -> ColumnSet {

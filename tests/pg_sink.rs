@@ -163,13 +163,13 @@ async fn refused_deltas_are_parked_and_the_rest_of_the_batch_lands() {
         .collect();
     batch[1].record.guest_os = Some("evil".into());
     batch[3].record.memory_mb = Some(0); // caught before sending (CHECK > 0)
-    batch[4].record.guest_os = Some("x".repeat(300)); // longer than varchar(255)
+    batch[4].record.guest_os = Some("é".repeat(300)); // longer than varchar(255): cut
     ingest(&store, &batch);
     let report = sink.flush_pending().await.unwrap();
 
-    assert_eq!((report.applied, report.parked), (2, 3));
+    assert_eq!((report.applied, report.parked), (3, 2));
     let stats = lock(&store).outbox_stats();
-    assert_eq!((stats.pending, stats.parked), (0, 3));
+    assert_eq!((stats.pending, stats.parked), (0, 2));
     let reasons: Vec<String> = lock(&store)
         .outbox_entries()
         .filter_map(|(k, e)| e.parked.clone().map(|p| format!("{}: {p}", k.name)))
@@ -186,19 +186,16 @@ async fn refused_deltas_are_parked_and_the_rest_of_the_batch_lands() {
             .any(|r| r.starts_with("vm-3: memory_mb: 0 is not > 0")),
         "{reasons:?}"
     );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("vm-4: guest_os: value of 300 characters")),
-        "{reasons:?}"
-    );
+
     let rows = db.rows(&["cpu_count", "guest_os"]).await;
     assert_eq!(rows["vm-0"][0].as_deref(), Some("2"));
     assert_eq!(rows["vm-2"][1].as_deref(), Some("Fedora Linux 40"));
     // The parked rows keep what the cloud API inserted.
     assert_eq!(rows["vm-1"][0].as_deref(), Some("1"));
     assert_eq!(rows["vm-1"][1].as_deref(), Some("rhel9"));
-    assert_eq!(rows["vm-4"][1].as_deref(), Some("rhel9"));
+    assert_eq!(rows["vm-4"][1].as_deref(), Some("é".repeat(255).as_str()));
+    // What was cut is what anti-entropy compares: no endless "drift".
+    assert_eq!(sink.anti_entropy().await.unwrap(), 0);
 }
 
 async fn fencing(mode: SchemaMode) {

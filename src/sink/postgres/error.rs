@@ -14,6 +14,8 @@ pub enum SinkError {
         source: tokio_postgres::Error,
     },
     /// The database lacks what this configuration needs: an operator must act.
+    #[error("not connected to PostgreSQL")]
+    NotConnected,
     /// The local state store failed (e.g. a full disk): retried, never fatal.
     #[error("state store: {0}")]
     Store(#[from] crate::state::StoreError),
@@ -35,7 +37,7 @@ impl SinkError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            SinkError::Connect(_) => ErrorClass::Connection,
+            SinkError::Connect(_) | SinkError::NotConnected => ErrorClass::Connection,
             SinkError::Query { source, .. } => classify(source),
             SinkError::Store(_) => ErrorClass::Transient,
             SinkError::Schema(_) | SinkError::Setup(_) => ErrorClass::Fatal,

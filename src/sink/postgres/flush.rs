@@ -12,7 +12,7 @@ use super::error::{ErrorClass, SinkError, classify, describe};
 use super::schema::TableInfo;
 use crate::columns::{self, Column, ColumnSet, Kind, Value};
 use crate::failpoint;
-use crate::model::VmKey;
+use crate::model::{VmKey, VmRecord};
 use crate::state::{Outcome, PendingDelta};
 
 /// Builds the flush statement for the columns this daemon writes.
@@ -76,39 +76,50 @@ pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
     )
 }
 
-/// Checks a delta against the column's constraints before it is sent.
+/// Fits text values to their columns: longer values (often guest-controlled, such as an
+/// OS pretty name) are cut to the column's length and NUL characters (which PostgreSQL
+/// text cannot hold) removed, so one odd value never blocks the rest of the row.
+/// Returns what was changed, for the log.
+pub fn sanitize(record: &mut VmRecord, columns: ColumnSet, table: &TableInfo) -> Vec<String> {
+    let mut changed = Vec::new();
+    for c in columns.iter() {
+        let max = table.columns.get(c.name()).and_then(|i| i.max_chars);
+        let Some(text) = columns::text_mut(record, c) else {
+            continue;
+        };
+        if text.contains('\0') {
+            text.retain(|ch| ch != '\0');
+            changed.push(format!("{}: NUL characters removed", c.name()));
+        }
+        if let Some(max) = max {
+            if let Some((cut, _)) = text.char_indices().nth(max) {
+                text.truncate(cut);
+                changed.push(format!(
+                    "{}: cut to the column's {max} characters",
+                    c.name()
+                ));
+            }
+        }
+    }
+    changed
+}
+
+/// Checks a delta's numbers against the column's constraints before it is sent; a
+/// violation parks the delta with the reason.
 pub fn validate(delta: &PendingDelta, table: &TableInfo) -> Result<(), String> {
     for c in delta.columns.iter() {
-        let info = table.columns.get(c.name());
-        match columns::value(&delta.record, c) {
-            Value::Int(v) => {
-                if c.must_be_positive() && v <= 0 {
-                    return Err(format!("{}: {v} is not > 0", c.name()));
-                }
-                let max = match info.map(|i| i.data_type.as_str()) {
-                    Some("smallint") => i64::from(i16::MAX),
-                    Some("integer") => i64::from(i32::MAX),
-                    _ => i64::MAX,
-                };
-                if v > max || v < -max {
-                    return Err(format!("{}: {v} does not fit the column", c.name()));
-                }
+        if let Value::Int(v) = columns::value(&delta.record, c) {
+            if c.must_be_positive() && v <= 0 {
+                return Err(format!("{}: {v} is not > 0", c.name()));
             }
-            Value::Text(s) => {
-                if let Some(max) = info.and_then(|i| i.max_chars) {
-                    let n = s.chars().count();
-                    if n > max {
-                        return Err(format!(
-                            "{}: value of {n} characters exceeds the column's {max}",
-                            c.name()
-                        ));
-                    }
-                }
-                if s.contains('\0') {
-                    return Err(format!("{}: value contains a NUL character", c.name()));
-                }
+            let max = match table.columns.get(c.name()).map(|i| i.data_type.as_str()) {
+                Some("smallint") => i64::from(i16::MAX),
+                Some("integer") => i64::from(i32::MAX),
+                _ => i64::MAX,
+            };
+            if v > max || v < -max {
+                return Err(format!("{}: {v} does not fit the column", c.name()));
             }
-            Value::Null | Value::Bool(_) | Value::Time(_) => {}
         }
     }
     Ok(())

@@ -163,9 +163,7 @@ impl PgSink {
     }
 
     fn conn(&mut self) -> Result<&mut Connection, SinkError> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| SinkError::Setup("not connected".into()))
+        self.conn.as_mut().ok_or_else(|| SinkError::NotConnected)
     }
 
     /// Re-reads which VMs have a live row; returns how many deltas that queued.
@@ -198,14 +196,22 @@ impl PgSink {
             let page =
                 managed::read_page(&conn.client, &conn.table, writable, after.as_ref(), PAGE)
                     .await?;
+            let table = table_of(&self.conn)?;
             let items: Vec<_> = {
                 let store = lock(&self.store);
                 page.rows
                     .iter()
-                    .filter(|(key, _)| store.is_managed(key))
+                    // Parked deltas are known to differ; they wait for a change or an
+                    // operator, not for anti-entropy to queue them again every pass.
+                    .filter(|(key, _)| {
+                        store.is_managed(key)
+                            && store.outbox_entry(key).is_none_or(|e| e.parked.is_none())
+                    })
                     .filter_map(|(key, row)| {
-                        let stored = store.record(key)?;
-                        let cols = managed::drift(&stored.record, row, writable);
+                        // Compare what we would write, i.e. after fitting it to the columns.
+                        let mut record = store.record(key)?.record.clone();
+                        flush::sanitize(&mut record, writable, table);
+                        let cols = managed::drift(&record, row, writable);
                         (!cols.is_empty()).then(|| (key.clone(), cols))
                     })
                     .collect()
@@ -230,9 +236,15 @@ impl PgSink {
     pub async fn flush_pending(&mut self) -> Result<FlushReport, SinkError> {
         let mut report = FlushReport::default();
         loop {
-            let batch = lock(&self.store).next_batch(self.settings.batch_size);
+            let mut batch = lock(&self.store).next_batch(self.settings.batch_size);
             if batch.is_empty() {
                 return Ok(report);
+            }
+            let table = table_of(&self.conn)?;
+            for d in &mut batch {
+                for change in flush::sanitize(&mut d.record, d.columns, table) {
+                    tracing::warn!(vm = %d.key, change, "value adjusted to fit its column");
+                }
             }
             let outcomes = self.flush_batch_retrying(&batch).await?;
             report.add(&outcomes);
@@ -445,6 +457,13 @@ async fn blocking<T: Send + 'static>(
         Ok(r) => Ok(r?),
         Err(e) => Err(SinkError::Store(StoreError::Task(e.to_string()))),
     }
+}
+
+/// The schema learned at connect (a field borrow, so the store can be locked meanwhile).
+fn table_of(conn: &Option<Connection>) -> Result<&schema::TableInfo, SinkError> {
+    conn.as_ref()
+        .map(|c| &c.table)
+        .ok_or_else(|| SinkError::NotConnected)
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.
