@@ -2,7 +2,7 @@
 //! managed set, and recovery from unreadable files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use virtsync::columns::{Column, ColumnSet};
 use virtsync::model::{
@@ -43,8 +43,11 @@ fn obs(name: &str, cpu: i64, ip: &str, rv: i64) -> Observation {
     }
 }
 
-fn managed(names: &[&str]) -> HashSet<VmKey> {
-    names.iter().map(|n| VmKey::new("ns", *n)).collect()
+fn managed(names: &[&str]) -> HashMap<VmKey, String> {
+    names
+        .iter()
+        .map(|n| (VmKey::new("ns", *n), format!("urn:vcloud:vm:{n}")))
+        .collect()
 }
 
 #[test]
@@ -124,7 +127,7 @@ fn only_changed_columns_enter_the_outbox_and_runtime_changes_stamp_the_time() {
 fn unmanaged_vms_keep_a_record_but_no_outbox_entry_until_their_row_appears() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
-    store.set_managed(HashSet::new(), t(0)).unwrap();
+    store.set_managed(HashMap::new(), t(0)).unwrap();
     let batch: Vec<_> = (0..1000)
         .map(|i| obs(&format!("vm-{i}"), 1, "10.0.0.1", i))
         .collect();
@@ -140,8 +143,16 @@ fn unmanaged_vms_keep_a_record_but_no_outbox_entry_until_their_row_appears() {
         !d[0].columns.contains(Column::GuestOs),
         "unknown legacy values are not written"
     );
+    // The row is replaced (same name, new id): written again like a new row.
+    let d = store.next_batch(10).remove(0);
+    store.ack(&[(d.key, d.seq, Outcome::Applied)]).unwrap();
+    let mut replaced = managed(&["vm-7"]);
+    replaced.insert(VmKey::new("ns", "vm-7"), "urn:vcloud:vm:new".into());
+    let change = store.set_managed(replaced.clone(), t(3)).unwrap();
+    assert_eq!((change.appeared, change.enqueued), (1, 1));
+    assert_eq!(store.set_managed(replaced, t(3)).unwrap().appeared, 0);
     // The row goes away again: its pending delta is dropped.
-    let change = store.set_managed(HashSet::new(), t(3)).unwrap();
+    let change = store.set_managed(HashMap::new(), t(3)).unwrap();
     assert_eq!(change.vanished, 1);
     assert_eq!(store.outbox_stats().pending, 0);
 }

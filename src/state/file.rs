@@ -9,7 +9,9 @@ use super::{SCHEMA_VERSION, StoreError, redb_err};
 
 pub const VM_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("vm_records");
 pub const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
-pub const MANAGED: TableDefinition<&str, ()> = TableDefinition::new("managed");
+/// VMs with a live row: key → the row's id, so a replaced row (same name, new id) is
+/// noticed and written like a new one.
+pub const MANAGED: TableDefinition<&str, &str> = TableDefinition::new("managed");
 pub const HOST: TableDefinition<&str, &[u8]> = TableDefinition::new("host");
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 

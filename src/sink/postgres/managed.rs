@@ -1,7 +1,7 @@
 //! Which VMs have a live row (the managed set), and anti-entropy: reading the managed rows
 //! page by page and turning any difference from the stored records into deltas.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
@@ -11,10 +11,16 @@ use super::schema::TableInfo;
 use crate::columns::{self, Column, ColumnSet, Group, Kind, Value};
 use crate::model::{VmKey, VmRecord};
 
-pub async fn live_rows(client: &Client, table: &TableInfo) -> Result<HashSet<VmKey>, SinkError> {
+/// Live rows: key → row id (the smallest, should the cloud API hold duplicates, so the
+/// answer is stable from one refresh to the next).
+pub async fn live_rows(
+    client: &Client,
+    table: &TableInfo,
+) -> Result<HashMap<VmKey, String>, SinkError> {
     let sql = format!(
-        "SELECT namespace::text, vm_name::text FROM {} \
-         WHERE deleted_at IS NULL AND namespace IS NOT NULL AND vm_name IS NOT NULL",
+        "SELECT namespace::text, vm_name::text, min(id::text) FROM {} \
+         WHERE deleted_at IS NULL AND namespace IS NOT NULL AND vm_name IS NOT NULL \
+         GROUP BY 1, 2",
         table.quoted
     );
     let rows = client
@@ -23,7 +29,10 @@ pub async fn live_rows(client: &Client, table: &TableInfo) -> Result<HashSet<VmK
         .map_err(SinkError::query("read managed VMs"))?;
     Ok(rows
         .iter()
-        .map(|r| VmKey::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .map(|r| {
+            let key = VmKey::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            (key, r.get::<_, Option<String>>(2).unwrap_or_default())
+        })
         .collect())
 }
 

@@ -204,7 +204,7 @@ pub async fn check(
             "table {table} not found in the database: check postgres.url and postgres.table"
         ))
     })?;
-    let mut missing: Vec<&str> = ["namespace", "vm_name", "deleted_at"]
+    let mut missing: Vec<&str> = ["id", "namespace", "vm_name", "deleted_at"]
         .into_iter()
         .filter(|c| !info.has(c))
         .collect();

@@ -1,7 +1,7 @@
 //! `Store`: the redb file plus its in-memory mirror. Every mutation is one redb write
 //! transaction; the mirror is updated only after the commit succeeded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -58,7 +58,7 @@ pub struct Store {
     records: HashMap<VmKey, StoredVm>,
     outbox: HashMap<VmKey, OutboxEntry>,
     order: BTreeMap<u64, VmKey>,
-    managed: HashSet<VmKey>,
+    managed: HashMap<VmKey, String>,
     next_seq: u64,
     write_transactions: u64,
     reopens: u64,
@@ -94,7 +94,7 @@ impl Store {
             records: HashMap::new(),
             outbox: HashMap::new(),
             order: BTreeMap::new(),
-            managed: HashSet::new(),
+            managed: HashMap::new(),
             next_seq: 1,
             write_transactions: 0,
             reopens: 0,
@@ -152,9 +152,9 @@ impl Store {
         }
         let managed = read.open_table(MANAGED).map_err(|e| e.to_string())?;
         for row in managed.iter().map_err(|e| e.to_string())? {
-            let (k, _) = row.map_err(|e| e.to_string())?;
+            let (k, id) = row.map_err(|e| e.to_string())?;
             if let Some(key) = stored_key(k.value()) {
-                self.managed.insert(key);
+                self.managed.insert(key, id.value().to_string());
             }
         }
         let meta = read.open_table(META).map_err(|e| e.to_string())?;
@@ -219,7 +219,7 @@ impl Store {
             let to_write = changed
                 .intersect(self.options.writable)
                 .intersect(known_columns(&record));
-            if self.managed.contains(&key) && !to_write.is_empty() {
+            if self.managed.contains_key(&key) && !to_write.is_empty() {
                 let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
                 next_seq += 1;
@@ -257,15 +257,25 @@ impl Store {
         Ok(report)
     }
 
-    /// Replaces the set of VMs that have a live row. VMs whose row appeared are flushed
-    /// once (their known columns); pending deltas of VMs whose row vanished are dropped.
+    /// Replaces the set of VMs that have a live row (key → row id). VMs whose row
+    /// appeared, or was replaced by one with another id, are flushed once (their known
+    /// columns); pending deltas of VMs whose row vanished are dropped.
     pub fn set_managed(
         &mut self,
-        keys: HashSet<VmKey>,
+        rows: HashMap<VmKey, String>,
         now: Timestamp,
     ) -> Result<ManagedChange, StoreError> {
-        let appeared: Vec<VmKey> = keys.difference(&self.managed).cloned().collect();
-        let vanished: Vec<VmKey> = self.managed.difference(&keys).cloned().collect();
+        let appeared: Vec<(VmKey, String)> = rows
+            .iter()
+            .filter(|(k, id)| self.managed.get(*k) != Some(*id))
+            .map(|(k, id)| (k.clone(), id.clone()))
+            .collect();
+        let vanished: Vec<VmKey> = self
+            .managed
+            .keys()
+            .filter(|k| !rows.contains_key(*k))
+            .cloned()
+            .collect();
         let mut change = ManagedChange {
             appeared: appeared.len(),
             vanished: vanished.len(),
@@ -274,7 +284,7 @@ impl Store {
         if appeared.is_empty() && vanished.is_empty() {
             return Ok(change);
         }
-        let first_sight = appeared.iter().filter_map(|key| {
+        let first_sight = appeared.iter().filter_map(|(key, _)| {
             let stored = self.records.get(key)?;
             Some((key.clone(), known_columns(&stored.record)))
         });
@@ -284,9 +294,9 @@ impl Store {
         {
             let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
             let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for key in &appeared {
+            for (key, id) in &appeared {
                 managed
-                    .insert(key.to_string().as_str(), ())
+                    .insert(key.to_string().as_str(), id.as_str())
                     .map_err(redb_err("write managed"))?;
             }
             for key in &vanished {
@@ -381,7 +391,7 @@ impl Store {
     }
 
     pub fn is_managed(&self, key: &VmKey) -> bool {
-        self.managed.contains(key)
+        self.managed.contains_key(key)
     }
 
     pub fn managed_count(&self) -> usize {

@@ -1,0 +1,75 @@
+//! A state-store I/O error while the sink records a flush (the disk is full) must not
+//! end the sink: it reopens the file, keeps going, and drains once writes work again.
+//! Its own test binary because the file size limit applies to the whole process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::pg::PgCluster;
+use support::sync::{Db, connected_sink, ingest, open_store, running};
+use virtsync::config::SchemaMode;
+use virtsync::model::Timestamp;
+use virtsync::state::writer::lock;
+
+fn set_file_size_limit(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid pointer to an initialised struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_while_acking_does_not_stop_the_sink() {
+    // SAFETY: ignoring SIGXFSZ makes an oversized write fail with EFBIG instead of killing us.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let db = Db::new(PgCluster::shared(), "ioack", SchemaMode::Extended).await;
+    db.add_rows((0..200).map(|i| format!("vm-{i:03}"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    drop(connected_sink(&db, &store).await); // learns the managed set
+    let batch: Vec<_> = (0..200)
+        .map(|i| {
+            let mut o = running(&format!("vm-{i:03}"), 2, 2048, "10.0.0.1", 1);
+            o.record.guest_os = Some(format!("{i:0>200}"));
+            o
+        })
+        .collect();
+    ingest(&store, &batch);
+    set_file_size_limit(8192);
+    let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lock(&store).reopens() == 0 {
+        assert!(Instant::now() < deadline, "no store error seen");
+        assert!(!task.is_finished(), "the sink stopped: {:?}", task.await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!task.is_finished(), "the sink stopped on a store error");
+    assert!(lock(&store).outbox_stats().pending > 0);
+
+    set_file_size_limit(libc::RLIM_INFINITY);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lock(&store).outbox_stats().pending > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not drained after the disk recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let rows = db.rows(&["guest_os"]).await;
+    assert_eq!(rows.len(), 200);
+    assert!(
+        rows.iter()
+            .all(|(_, v)| v[0].as_deref().is_some_and(|g| g.len() == 200))
+    );
+}
