@@ -429,3 +429,60 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
     assert!(err.to_string().contains("permission denied"), "{err}");
     assert_eq!(lock(&store).outbox_stats().pending, 1, "kept for later");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_sink_corrects_drift_periodically() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let db = Db::new(PgCluster::shared(), "periodic", SchemaMode::Extended).await;
+    db.add_rows(["vm-p".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut settings = db.settings();
+    settings.resync_interval = Duration::from_millis(300);
+    let sink = virtsync::sink::postgres::PgSink::new(
+        settings,
+        store.clone(),
+        virtsync::model::Timestamp::now,
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let enqueued = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(sink.run(enqueued.clone(), stopped));
+    let wait_for = |what: &'static str, f: Box<dyn Fn(&str) -> bool + Send>| {
+        let db_url = db.url.clone();
+        async move {
+            let client = support::pg::connect(&db_url).await;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let ip: Option<String> = client
+                    .query_one(
+                        "SELECT runtime_primary_ip FROM vms WHERE vm_name = 'vm-p'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if f(ip.as_deref().unwrap_or("")) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what}: still {ip:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    while !lock(&store).is_managed(&virtsync::model::VmKey::new("ns", "vm-p")) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ingest(&store, &[running("vm-p", 2, 2048, "10.0.0.1", 1)]);
+    enqueued.notify_one();
+    wait_for("first write", Box::new(|ip| ip == "10.0.0.1")).await;
+    // Someone else changes the row; no event arrives: only anti-entropy can notice.
+    db.client
+        .batch_execute("UPDATE vms SET runtime_primary_ip = '192.0.2.99' WHERE vm_name = 'vm-p'")
+        .await
+        .unwrap();
+    wait_for("drift corrected", Box::new(|ip| ip == "10.0.0.1")).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
