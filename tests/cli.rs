@@ -205,6 +205,19 @@ async fn migrate_is_idempotent_and_the_daemon_refuses_a_schema_that_does_not_mat
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, vec!["core=1", "extended=1"]);
+
+    // migrate connects with postgres.owner_url when set (the daemon's URL may lack rights).
+    let (code, _, err) = run(&mut virtsync(&[
+        "--postgres-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--set",
+        &format!("postgres.owner_url={url}"),
+        "--set",
+        "postgres.schema=extended",
+        "migrate",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(schema_dump(&client).await, once);
 }
 
 #[test]
