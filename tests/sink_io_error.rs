@@ -8,27 +8,16 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::disk;
 use support::pg::PgCluster;
 use support::sync::{Db, connected_sink, ingest, open_store, running};
 use virtsync::config::SchemaMode;
 use virtsync::model::Timestamp;
 use virtsync::state::writer::lock;
 
-fn set_file_size_limit(bytes: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid pointer to an initialised struct.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_while_acking_does_not_stop_the_sink() {
-    // SAFETY: ignoring SIGXFSZ makes an oversized write fail with EFBIG instead of killing us.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
+    disk::fail_oversized_writes_instead_of_dying();
     let db = Db::new(PgCluster::shared(), "ioack", SchemaMode::Extended).await;
     db.add_rows((0..200).map(|i| format!("vm-{i:03}"))).await;
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +31,7 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
         })
         .collect();
     ingest(&store, &batch);
-    set_file_size_limit(8192);
+    disk::set_file_size_limit(8192);
     let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
@@ -55,7 +44,7 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
     assert!(!task.is_finished(), "the sink stopped on a store error");
     assert!(lock(&store).outbox_stats().pending > 0);
 
-    set_file_size_limit(libc::RLIM_INFINITY);
+    disk::set_file_size_limit(libc::RLIM_INFINITY);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lock(&store).outbox_stats().pending > 0 {
         assert!(

@@ -4,6 +4,10 @@
 //! because the limit applies to the whole process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::disk;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,15 +15,6 @@ use virtsync::columns::ColumnSet;
 use virtsync::model::{Observation, Timestamp, VmKey, VmRecord, VmStatus};
 use virtsync::state::writer::{self, WriterOptions, lock};
 use virtsync::state::{Store, StoreOptions};
-
-fn set_file_size_limit(bytes: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid pointer to an initialised struct.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-}
 
 fn record(i: usize) -> Observation {
     let mut r = VmRecord::new(&VmKey::new("ns", format!("vm-{i:05}")));
@@ -34,10 +29,7 @@ fn record(i: usize) -> Observation {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_error_reopens_the_file_and_loses_nothing() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    // SAFETY: ignoring SIGXFSZ makes an oversized write fail with EFBIG instead of killing us.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
+    disk::fail_oversized_writes_instead_of_dying();
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
@@ -48,7 +40,7 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
     store.ingest(&[record(0)], Timestamp::now()).unwrap();
     let store = Arc::new(Mutex::new(store));
     let size = std::fs::metadata(&options.path).unwrap().len();
-    set_file_size_limit(size);
+    disk::set_file_size_limit(size);
 
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let writer = tokio::spawn(writer::run(
@@ -71,7 +63,7 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
     assert!(lock(&store).record(&VmKey::new("ns", "vm-00000")).is_some());
     assert!(lock(&store).records().count() < 2001);
 
-    set_file_size_limit(libc::RLIM_INFINITY);
+    disk::set_file_size_limit(libc::RLIM_INFINITY);
     drop(tx);
     tokio::time::timeout(Duration::from_secs(60), writer)
         .await

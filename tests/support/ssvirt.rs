@@ -180,17 +180,7 @@ pub async fn n_tup_upd(client: &Client, table: &str) -> i64 {
         .batch_execute("SELECT pg_stat_force_next_flush()")
         .await
         .expect("pg_stat_force_next_flush");
-    let read = || async {
-        client
-            .query_one(
-                "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables \
-                 WHERE relname = $1",
-                &[&table],
-            )
-            .await
-            .expect("read pg_stat_user_tables")
-            .get::<_, i64>(0)
-    };
+    let read = || read_n_tup_upd(client, table);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut value = read().await;
     let mut since = Instant::now();
@@ -218,18 +208,22 @@ pub async fn wait_n_tup_upd_at_least(
             .batch_execute("SELECT pg_stat_force_next_flush()")
             .await
             .expect("pg_stat_force_next_flush");
-        let v: i64 = client
-            .query_one(
-                "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables \
-                 WHERE relname = $1",
-                &[&table],
-            )
-            .await
-            .expect("read pg_stat_user_tables")
-            .get(0);
+        let v = read_n_tup_upd(client, table).await;
         if v >= min || Instant::now() > deadline {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn read_n_tup_upd(client: &Client, table: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables \
+             WHERE relname = $1",
+            &[&table],
+        )
+        .await
+        .expect("read pg_stat_user_tables")
+        .get(0)
 }
