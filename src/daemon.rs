@@ -44,17 +44,13 @@ pub async fn open_store(cfg: &Config) -> Result<SharedStore> {
     Ok(Arc::new(Mutex::new(store)))
 }
 
-/// The running pipeline's handles, for sources to feed.
-pub struct Pipeline {
-    pub events: mpsc::Sender<Observation>,
-    pub store: SharedStore,
-}
-
 pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     let mut signals = shutdown::ShutdownSignals::install()
         .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
     let store = open_store(&cfg).await?;
-    let (events, rx) = mpsc::channel(4096);
+    // Sources will get clones of `events`; until they exist the pipeline idles. The
+    // writer ends when every sender is gone.
+    let (events, rx) = mpsc::channel::<Observation>(4096);
     let enqueued = Arc::new(Notify::new());
     let writer = tokio::spawn(writer::run(
         store.clone(),
@@ -75,11 +71,6 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             None
         }
     };
-    // Sources will hold clones of `events`; with none yet, the pipeline idles.
-    let pipeline = Pipeline {
-        events,
-        store: store.clone(),
-    };
     tracing::info!(node = %cfg.node_name, "virtsync running");
     let sink_failed = tokio::select! {
         sig = signals.received() => {
@@ -98,7 +89,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     };
     // Stop the inputs first and let the writer store what it has, then let the sink
     // flush that, all within the grace period.
-    drop(pipeline.events);
+    drop(events);
     let finish = async {
         let _ = writer.await;
         let _ = stop.send(true);
