@@ -93,7 +93,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::CheckConfig => {
             let (cfg, path) = load_config(&args)?;
-            password(&cfg)?;
+            let password = password(&cfg)?;
+            if cfg.postgres.url.is_some() {
+                // The connection settings too (reads postgres.ca_file).
+                postgres::SinkSettings::from_config(&cfg, password.as_deref())?;
+            }
             match path {
                 Some(p) => println!("configuration OK: {}", p.display()),
                 None => println!("configuration OK (built-in defaults)"),
@@ -182,13 +186,13 @@ async fn migrate(cfg: &Config) -> Result<()> {
         .map_or_else(|| cfg.require_postgres_url(), Ok)?;
     let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let password = config::read_password(&cfg.postgres, creds.as_deref())?;
-    let pg = postgres::pg_config(
+    let (pg, tls) = postgres::pg_config(
         url,
         password.as_deref(),
         &format!("virtsync-migrate/{}", cfg.node_name),
-        cfg.postgres.connect_timeout,
+        &cfg.postgres,
     )?;
-    let mut client = postgres::connect_client(&pg).await?;
+    let mut client = postgres::connect_client(&pg, &tls).await?;
     let n = schema::migrate(
         &mut client,
         &cfg.postgres.table,

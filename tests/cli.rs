@@ -70,9 +70,9 @@ fn check_config_accepts_the_shipped_file_and_names_the_bad_key() {
         ),
         ("role = \"leader\"\n", "role", "leader"),
         (
-            "[postgres]\nurl = \"postgres://u@db/x?sslmode=require\"\n",
-            "postgres.url",
-            "sslmode=require is not supported",
+            "[postgres]\nurl = \"postgres://u@db/x?sslmode=require\"\nca_file = \"/nonexistent/ca.pem\"\n",
+            "postgres.ca_file",
+            "/nonexistent/ca.pem",
         ),
         ("[cache\n", "config", "line 1"),
     ];

@@ -112,6 +112,10 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins) -> Result<Config, Co
         o.check("postgres.password_file", non_empty_path(&v))?;
         c.postgres.password_file = Some(v);
     }
+    if let Some(v) = p.ca_file {
+        o.check("postgres.ca_file", non_empty_path(&v))?;
+        c.postgres.ca_file = Some(v);
+    }
     if let Some(v) = p.schema {
         c.postgres.schema = o.check("postgres.schema", parse_choice(&v))?;
     }

@@ -154,11 +154,5 @@ pub(super) fn check_pg_url(url: &str) -> Result<(), String> {
     if parsed.get_password().is_some() {
         return Err(format!("must not contain a password: {PASSWORD_HINT}"));
     }
-    // TLS is not built in yet: refuse a URL that demands it rather than fail at connect.
-    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require is not supported yet (virtsync connects without TLS); use a trusted network or a local socket".to_owned(),
-        );
-    }
     Ok(())
 }

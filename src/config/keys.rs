@@ -53,6 +53,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("postgres.url", Kind::OptStr),
     ("postgres.owner_url", Kind::OptStr),
     ("postgres.password_file", Kind::OptStr),
+    ("postgres.ca_file", Kind::OptStr),
     ("postgres.schema", Kind::Str),
     ("postgres.table", Kind::Str),
     ("postgres.batch_size", Kind::Int),

@@ -161,6 +161,9 @@ pub struct PostgresConfig {
     pub url: Option<String>,
     pub owner_url: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign the server's certificate (TLS);
+    /// default: the system's trust store.
+    pub ca_file: Option<PathBuf>,
     pub schema: SchemaMode,
     pub table: String,
     pub batch_size: usize,
@@ -240,6 +243,7 @@ impl Config {
                 url: None,
                 owner_url: None,
                 password_file: None,
+                ca_file: None,
                 schema: SchemaMode::Compat,
                 table: "vms".to_owned(),
                 batch_size: 500,

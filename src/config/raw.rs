@@ -83,6 +83,7 @@ pub(super) struct RawPostgres {
     pub(super) url: Option<String>,
     pub(super) owner_url: Option<String>,
     pub(super) password_file: Option<PathBuf>,
+    pub(super) ca_file: Option<PathBuf>,
     pub(super) schema: Option<String>,
     pub(super) table: Option<String>,
     pub(super) batch_size: Option<i64>,

@@ -73,8 +73,11 @@ impl Db {
     }
 
     pub fn settings(&self) -> SinkSettings {
+        let mut pg: tokio_postgres::Config = self.url.parse().unwrap();
+        let tls = virtsync::sink::postgres::tls::setup(&mut pg, None).unwrap();
         SinkSettings {
-            pg: self.url.parse().unwrap(),
+            pg,
+            tls,
             table: "vms".into(),
             schema: self.mode,
             writable: ColumnSet::writable(&ALL_OWNED, self.mode),

@@ -33,8 +33,8 @@ fn defaults() {
     );
     let p = &c.postgres;
     assert_eq!(
-        (&p.url, &p.owner_url, &p.password_file),
-        (&None, &None, &None)
+        (&p.url, &p.owner_url, &p.password_file, &p.ca_file),
+        (&None, &None, &None, &None)
     );
     assert_eq!(p.schema, SchemaMode::Compat);
     assert_eq!(p.table, "vms");
@@ -74,6 +74,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("postgres.url", r#""postgres://virtsync@db/virtsync""#, "postgres://virtsync@db/virtsync"),
     ("postgres.owner_url", r#""host=db user=owner dbname=virtsync""#, "host=db user=owner dbname=virtsync"),
     ("postgres.password_file", r#""/etc/virtsync/pw""#, "/etc/virtsync/pw"),
+    ("postgres.ca_file", r#""/etc/virtsync/ca.pem""#, "/etc/virtsync/ca.pem"),
     ("postgres.schema", r#""extended""#, "extended"),
     ("postgres.table", r#""sync.vm_rows""#, "sync.vm_rows"),
     ("postgres.batch_size", "10000", "10000"),
@@ -117,6 +118,7 @@ fn full_expected() -> Config {
             url: Some("postgres://virtsync@db/virtsync".to_owned()),
             owner_url: Some("host=db user=owner dbname=virtsync".to_owned()),
             password_file: Some(PathBuf::from("/etc/virtsync/pw")),
+            ca_file: Some(PathBuf::from("/etc/virtsync/ca.pem")),
             schema: SchemaMode::Extended,
             table: "sync.vm_rows".to_owned(),
             batch_size: 10_000,

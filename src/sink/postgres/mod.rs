@@ -5,12 +5,13 @@ mod error;
 pub mod flush;
 pub mod managed;
 pub mod schema;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 pub use error::{ErrorClass, SinkError, classify, describe};
 
@@ -24,6 +25,7 @@ use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct SinkSettings {
     pub pg: tokio_postgres::Config,
+    pub tls: tls::Tls,
     pub table: String,
     pub schema: SchemaMode,
     pub writable: ColumnSet,
@@ -34,13 +36,14 @@ pub struct SinkSettings {
     pub resync_interval: Duration,
 }
 
-/// The connection settings for a URL: password, application_name, timeouts, keepalives.
+/// The connection settings for a URL: password, application_name, timeouts, keepalives,
+/// and the TLS connector (reads `ca_file`).
 pub fn pg_config(
     url: &str,
     password: Option<&str>,
     application_name: &str,
-    connect_timeout: Duration,
-) -> Result<tokio_postgres::Config, SinkError> {
+    cfg: &crate::config::PostgresConfig,
+) -> Result<(tokio_postgres::Config, tls::Tls), SinkError> {
     let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| SinkError::Setup(format!("postgres.url: {e}")))?;
@@ -48,10 +51,11 @@ pub fn pg_config(
         pg.password(p);
     }
     pg.application_name(application_name)
-        .connect_timeout(connect_timeout)
+        .connect_timeout(cfg.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
-    Ok(pg)
+    let tls = tls::setup(&mut pg, cfg.ca_file.as_deref())?;
+    Ok((pg, tls))
 }
 
 impl SinkSettings {
@@ -60,13 +64,15 @@ impl SinkSettings {
             .require_postgres_url()
             .map_err(|e| SinkError::Setup(e.to_string()))?;
         let p = &cfg.postgres;
+        let (pg, tls) = pg_config(
+            url,
+            password,
+            &format!("virtsync-sink/{}", cfg.node_name),
+            p,
+        )?;
         Ok(SinkSettings {
-            pg: pg_config(
-                url,
-                password,
-                &format!("virtsync-sink/{}", cfg.node_name),
-                p.connect_timeout,
-            )?,
+            pg,
+            tls,
             table: p.table.clone(),
             schema: p.schema,
             writable: ColumnSet::writable(&cfg.owns, p.schema),
@@ -108,8 +114,14 @@ pub struct Connection {
     statement: Statement,
 }
 
-pub async fn connect_client(pg: &tokio_postgres::Config) -> Result<Client, SinkError> {
-    let (client, connection) = pg.connect(NoTls).await.map_err(SinkError::Connect)?;
+pub async fn connect_client(
+    pg: &tokio_postgres::Config,
+    tls: &tls::Tls,
+) -> Result<Client, SinkError> {
+    let (client, connection) = pg
+        .connect(tls.0.clone())
+        .await
+        .map_err(SinkError::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection ended");
@@ -141,7 +153,7 @@ impl PgSink {
 
     /// Connects, checks the schema and prepares the flush statement.
     pub async fn connect(&mut self) -> Result<(), SinkError> {
-        let client = connect_client(&self.settings.pg).await?;
+        let client = connect_client(&self.settings.pg, &self.settings.tls).await?;
         let table = schema::check(
             &client,
             &self.settings.table,
