@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::pg::{self, PgCluster};
@@ -291,4 +292,151 @@ async fn a_replaced_row_is_written_like_a_new_one() {
     let row = &db.rows(&["cpu_count", "runtime_primary_ip"]).await["vm-q"];
     eprintln!("queued {queued}; new row {row:?}");
     assert_eq!(row[1].as_deref(), Some("10.0.0.9"));
+}
+
+/// A DEFERRABLE INITIALLY DEFERRED constraint (constraint trigger) refusing one row:
+/// the batch fails at COMMIT, write_rows retries under savepoints (RELEASE does not
+/// check deferred constraints) and fails at COMMIT again with a Data error that is
+/// returned as-is: no row is parked, the good row never lands, and the run loop
+/// retries the same batch for ever.
+#[tokio::test]
+async fn a_deferred_constraint_violation_parks_one_row_not_the_outbox() {
+    let db = Db::new(PgCluster::shared(), "deferred", SchemaMode::Extended).await;
+    db.add_rows(["vm-a".to_string(), "vm-b".to_string()]).await;
+    db.client
+        .batch_execute(
+            "CREATE FUNCTION no_three() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.cpu_count = 3 THEN RAISE EXCEPTION 'three CPUs refused'; END IF;
+             RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER no_three AFTER UPDATE ON vms
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION no_three();",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(
+        &store,
+        &[
+            running("vm-a", 3, 2048, "10.0.0.1", 1),
+            running("vm-b", 2, 2048, "10.0.0.2", 1),
+        ],
+    );
+    let r = sink.flush_pending().await;
+    eprintln!("flush: {r:?}");
+    let row = &db.rows(&["cpu_count"]).await["vm-b"];
+    assert!(r.is_ok(), "flush failed: {r:?}");
+    assert_eq!(row[0].as_deref(), Some("2"), "the good row never landed");
+}
+
+/// A server that accepts connections but refuses writes (read-only / demoted
+/// primary; 25006 is classified Connection): every reconnect succeeds and resets the
+/// backoff to 200 ms, so the daemon reconnects, re-reads the schema and the managed
+/// set (a full GROUP BY over vms) about five times a second, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_gets_a_growing_backoff() {
+    let db = Db::new(PgCluster::shared(), "readonly", SchemaMode::Extended).await;
+    db.add_rows(["vm-r".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    ingest(&store, &[running("vm-r", 4, 4096, "10.0.0.4", 1)]);
+    let dbname = db.url.rsplit('/').next().unwrap().to_string();
+    db.client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{dbname}\" SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    ssvirt::reset_statements(&db.client).await;
+    let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.send(true).unwrap();
+    let _ = task.await;
+    let reads = ssvirt::statements_touching(&db.client, "min(id::text)").await;
+    eprintln!("managed-set reads in 4 s: {reads}");
+    // 200+400+800+1600 ms: at most ~5 connects in 4 s with a growing backoff.
+    assert!(
+        reads <= 7,
+        "{reads} reconnects in 4 s: the backoff never grows"
+    );
+}
+
+/// With postgres.ca_file set and the default sslmode (prefer), a server (or anyone
+/// in the path) answering 'N' to the SSLRequest gets a plaintext session.
+#[tokio::test]
+async fn a_configured_ca_file_never_falls_back_to_plaintext() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 8];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(b"N").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let mut pg: tokio_postgres::Config = format!("postgres://secretuser@127.0.0.1:{port}/db")
+        .parse()
+        .unwrap();
+    pg.connect_timeout(Duration::from_secs(2));
+    let tls = virtsync::sink::postgres::tls::setup(
+        &mut pg,
+        Some(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")),
+    )
+    .unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        virtsync::sink::postgres::connect_client(&pg, &tls),
+    )
+    .await;
+    let seen = server.join().unwrap();
+    eprintln!("server saw: {seen:?}");
+    assert!(
+        !seen.contains("secretuser"),
+        "startup message sent in plaintext after the server declined TLS"
+    );
+}
+
+/// Another session holds a row lock (idle in transaction): the flush waits for ever
+/// (no lock_timeout / statement_timeout), and with it every other VM's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
+    let db = Db::new(PgCluster::shared(), "rowlock", SchemaMode::Extended).await;
+    db.add_rows(["vm-l".to_string(), "vm-o".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let settings = db.settings_with(|c| c.postgres.lock_timeout = Duration::from_millis(500));
+    let mut sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), Timestamp::now);
+    sink.connect().await.unwrap();
+    sink.refresh_managed().await.unwrap();
+    ingest(
+        &store,
+        &[
+            running("vm-l", 4, 4096, "10.0.0.4", 1),
+            running("vm-o", 4, 4096, "10.0.0.5", 1),
+        ],
+    );
+    let mut locker = pg::connect(&db.url).await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("SELECT 1 FROM vms WHERE vm_name = 'vm-l' FOR UPDATE")
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), sink.flush_pending()).await;
+    let err = r
+        .expect("flush still waiting on the row lock after 20 s")
+        .unwrap_err();
+    assert!(err.to_string().contains("55P03"), "{err}");
+    assert_eq!(err.class(), virtsync::sink::postgres::ErrorClass::Transient);
+    drop(tx);
+    assert_eq!(
+        sink.flush_pending().await.unwrap().applied,
+        2,
+        "lands once the lock is gone"
+    );
 }

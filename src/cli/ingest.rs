@@ -151,7 +151,10 @@ async fn flush_all(
     store: &crate::state::writer::SharedStore,
     timeout_secs: u64,
 ) -> Result<FlushReport> {
-    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(Duration::from_secs(timeout_secs))
+        .unwrap_or(now + Duration::from_secs(86_400));
     let mut total = FlushReport::default();
     loop {
         let attempt = async {

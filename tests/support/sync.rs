@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 use virtsync::columns::ColumnSet;
-use virtsync::config::{Owns, SchemaMode};
+use virtsync::config::{Config, Env, Owns, SchemaMode};
 use virtsync::model::{
     LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
@@ -72,20 +72,24 @@ impl Db {
             .collect()
     }
 
+    /// The sink's settings through the daemon's own path (`SinkSettings::from_config`).
     pub fn settings(&self) -> SinkSettings {
-        let mut pg: tokio_postgres::Config = self.url.parse().unwrap();
-        let tls = virtsync::sink::postgres::tls::setup(&mut pg, None).unwrap();
-        SinkSettings {
-            pg,
-            tls,
-            table: "vms".into(),
-            schema: self.mode,
-            writable: ColumnSet::writable(&ALL_OWNED, self.mode),
-            batch_size: 500,
-            flush_interval: Duration::from_millis(10),
-            managed_refresh_interval: Duration::from_millis(300),
-            resync_interval: Duration::ZERO,
-        }
+        self.settings_with(|_| {})
+    }
+
+    pub fn settings_with(&self, adjust: impl FnOnce(&mut Config)) -> SinkSettings {
+        let mut cfg = Config::defaults(&Env {
+            hostname: "test-node".into(),
+            vars: Vec::new(),
+        });
+        cfg.owns = ALL_OWNED;
+        cfg.postgres.url = Some(self.url.clone());
+        cfg.postgres.schema = self.mode;
+        cfg.postgres.flush_interval = Duration::from_millis(10);
+        cfg.postgres.managed_refresh_interval = Duration::from_millis(300);
+        cfg.postgres.resync_interval = Duration::ZERO;
+        adjust(&mut cfg);
+        SinkSettings::from_config(&cfg, None).unwrap()
     }
 }
 

@@ -16,6 +16,8 @@ pub enum SinkError {
     /// The database lacks what this configuration needs: an operator must act.
     #[error("not connected to PostgreSQL")]
     NotConnected,
+    #[error("timed out {0}")]
+    Timeout(&'static str),
     /// The local state store failed (e.g. a full disk): retried, never fatal.
     #[error("state store: {0}")]
     Store(#[from] crate::state::StoreError),
@@ -37,7 +39,9 @@ impl SinkError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            SinkError::Connect(_) | SinkError::NotConnected => ErrorClass::Connection,
+            SinkError::Connect(_) | SinkError::NotConnected | SinkError::Timeout(_) => {
+                ErrorClass::Connection
+            }
             SinkError::Query { source, .. } => classify(source),
             SinkError::Store(_) => ErrorClass::Transient,
             SinkError::Schema(_) | SinkError::Setup(_) => ErrorClass::Fatal,
@@ -78,6 +82,10 @@ pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
     // A session on a demoted or read-only server: another connection may do better.
     if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         return ErrorClass::Connection;
+    }
+    // statement_timeout: the connection is fine, try again later.
+    if *code == SqlState::QUERY_CANCELED {
+        return ErrorClass::Transient;
     }
     match code.code().get(..2).unwrap_or("") {
         // cardinality, data exception, integrity constraint violation, program limit

@@ -306,6 +306,10 @@ async fn write_rows(
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
     let mut tx = begin(client).await?;
+    // Deferred constraints must fire inside each row's savepoint, not at COMMIT.
+    tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+        .await
+        .map_err(SinkError::query("set constraints immediate"))?;
     let mut out = Vec::with_capacity(deltas.len());
     for d in deltas {
         let one = [*d];

@@ -21,6 +21,11 @@ use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, lock};
 use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError};
 
+/// How long one statement may run at all (row-lock waits: `postgres.lock_timeout`).
+const SESSION_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A server that accepts the socket but never answers must not hang the sink.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Everything the sink needs, resolved from the configuration (no I/O).
 #[derive(Clone, Debug)]
 pub struct SinkSettings {
@@ -50,10 +55,22 @@ pub fn pg_config(
     if let Some(p) = password {
         pg.password(p);
     }
+    // Bounded waits: a row lock held by someone else or a stuck statement must not
+    // stall every other VM's changes (55P03 / 57014 are retried).
+    let limits = format!(
+        "-c lock_timeout={}ms -c statement_timeout={}ms",
+        cfg.lock_timeout.as_millis().max(1),
+        SESSION_STATEMENT_TIMEOUT.as_millis()
+    );
+    let options = match pg.get_options() {
+        Some(existing) => format!("{existing} {limits}"),
+        None => limits,
+    };
     pg.application_name(application_name)
         .connect_timeout(cfg.connect_timeout)
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
+        .keepalives_idle(Duration::from_secs(30))
+        .options(&options);
     let tls = tls::setup(&mut pg, cfg.ca_file.as_deref())?;
     Ok((pg, tls))
 }
@@ -153,6 +170,13 @@ impl PgSink {
 
     /// Connects, checks the schema and prepares the flush statement.
     pub async fn connect(&mut self) -> Result<(), SinkError> {
+        match tokio::time::timeout(CONNECT_DEADLINE, self.connect_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(SinkError::Timeout("connecting and checking the schema")),
+        }
+    }
+
+    async fn connect_inner(&mut self) -> Result<(), SinkError> {
         let client = connect_client(&self.settings.pg, &self.settings.tls).await?;
         let table = schema::check(
             &client,
@@ -337,10 +361,9 @@ impl PgSink {
             };
             match result {
                 // Connected: flush what waited for the connection right away.
-                Ok(Step::Connected) => {
-                    backoff = Duration::from_millis(200);
-                    continue;
-                }
+                // The backoff is reset only by a flush that worked: a server that
+                // accepts connections but refuses the work must not be hammered.
+                Ok(Step::Connected) => continue,
                 Ok(Step::Flushed) => backoff = Duration::from_millis(200),
                 Err(e) if e.is_setup_problem() => return Err(e),
                 Err(e) => {

@@ -1,9 +1,10 @@
 //! TLS for PostgreSQL connections (rustls). The server certificate is always verified,
 //! chain and host name, against `postgres.ca_file` or the system trust store.
 //!
-//! When TLS is used: with `sslmode=require`, or with `sslmode=prefer` (the default) when
-//! a `ca_file` is configured. Without a `ca_file`, `prefer` stays plaintext, as it was
-//! before TLS support: a server with a self-signed certificate must not start failing.
+//! When TLS is used: with `sslmode=require`, or whenever a `ca_file` is configured (then
+//! `prefer`, the default, means `require`: no silent fallback to plaintext). Without a
+//! `ca_file`, `prefer` stays plaintext, as before TLS support: a server with a
+//! self-signed certificate must not start failing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,8 +26,16 @@ impl std::fmt::Debug for Tls {
 
 /// Builds the connector and settles the connection's sslmode (see the module docs).
 pub fn setup(pg: &mut tokio_postgres::Config, ca_file: Option<&Path>) -> Result<Tls, SinkError> {
-    if ca_file.is_none() && pg.get_ssl_mode() == SslMode::Prefer {
-        pg.ssl_mode(SslMode::Disable);
+    match (ca_file, pg.get_ssl_mode()) {
+        (None, SslMode::Prefer) => {
+            pg.ssl_mode(SslMode::Disable);
+        }
+        // A configured CA means verified TLS: `prefer` would fall back to plaintext
+        // if the server (or someone in between) declined TLS.
+        (Some(_), SslMode::Prefer) => {
+            pg.ssl_mode(SslMode::Require);
+        }
+        _ => {}
     }
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
