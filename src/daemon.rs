@@ -39,6 +39,7 @@ pub async fn open_store(cfg: &Config) -> Result<SharedStore> {
         records = report.records,
         outbox = report.outbox,
         managed = report.managed,
+        skipped_rows = report.skipped_rows,
         "state store open"
     );
     Ok(Arc::new(Mutex::new(store)))

@@ -28,6 +28,8 @@ pub struct OpenReport {
     pub records: usize,
     pub outbox: usize,
     pub managed: usize,
+    /// Rows that could not be read and were left out (logged).
+    pub skipped_rows: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +64,7 @@ pub struct Store {
     next_seq: u64,
     write_transactions: u64,
     reopens: u64,
+    skipped_rows: usize,
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
@@ -98,6 +101,7 @@ impl Store {
             next_seq: 1,
             write_transactions: 0,
             reopens: 0,
+            skipped_rows: 0,
         };
         if let Err(problem) = store.load() {
             // Decodable by redb but not by us: same treatment as a corrupt file.
@@ -121,6 +125,7 @@ impl Store {
             records: store.records.len(),
             outbox: store.outbox.len(),
             managed: store.managed.len(),
+            skipped_rows: store.skipped_rows,
         };
         Ok((store, report))
     }
@@ -136,19 +141,38 @@ impl Store {
         for row in records.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
             let Some(key) = stored_key(k.value()) else {
+                self.skipped_rows += 1;
                 continue;
             };
-            self.records.insert(key, decode("record", v.value())?);
+            match decode::<StoredVm>("record", v.value()) {
+                Ok(stored) => {
+                    self.records.insert(key, stored);
+                }
+                Err(problem) => self.skip(&key, &problem),
+            }
         }
         let outbox = read.open_table(OUTBOX).map_err(|e| e.to_string())?;
         for row in outbox.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
             let Some(key) = stored_key(k.value()) else {
+                self.skipped_rows += 1;
                 continue;
             };
-            let entry: OutboxEntry = decode("outbox entry", v.value())?;
-            self.order.insert(entry.first_seq, key.clone());
-            self.outbox.insert(key, entry);
+            match decode::<OutboxEntry>("outbox entry", v.value()) {
+                Ok(entry) => self.insert_entry(key, entry),
+                Err(problem) => self.skip(&key, &problem),
+            }
+        }
+        // A delta without its record cannot be written (its values are the record's);
+        // the record comes back from the sources and is then written as first seen.
+        let orphans: Vec<VmKey> = self
+            .outbox
+            .keys()
+            .filter(|k| !self.records.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in orphans {
+            self.remove_entry(&key);
         }
         let managed = read.open_table(MANAGED).map_err(|e| e.to_string())?;
         for row in managed.iter().map_err(|e| e.to_string())? {
@@ -164,6 +188,13 @@ impl Store {
         let max_seen = self.outbox.values().map(|e| e.seq).max().unwrap_or(0);
         self.next_seq = self.next_seq.max(max_seen + 1);
         Ok(())
+    }
+
+    /// One row we cannot read (e.g. written by another version) costs that row only: a
+    /// record is derived again from the sources, a lost delta is found by anti-entropy.
+    fn skip(&mut self, key: &VmKey, problem: &str) {
+        tracing::warn!(vm = %key, problem, "skipping an unreadable row of the state file");
+        self.skipped_rows += 1;
     }
 
     fn begin(&self) -> Result<WriteTransaction, StoreError> {
