@@ -184,8 +184,7 @@ async fn migrate(cfg: &Config) -> Result<()> {
         .owner_url
         .as_deref()
         .map_or_else(|| cfg.require_postgres_url(), Ok)?;
-    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let password = config::read_password(&cfg.postgres, creds.as_deref())?;
+    let password = password(cfg)?;
     let (pg, tls) = postgres::pg_config(
         url,
         password.as_deref(),

@@ -166,11 +166,7 @@ async fn flush_all(
         .await;
         match attempt {
             Ok(r) => {
-                total.batches += r.batches;
-                total.applied += r.applied;
-                total.fenced += r.fenced;
-                total.missing += r.missing;
-                total.parked += r.parked;
+                total.merge(r);
                 if lock(store).outbox_stats().pending == 0 {
                     return Ok(total);
                 }

@@ -119,6 +119,20 @@ fn rebuild(
     now_unix: u64,
     problem: &str,
 ) -> Result<(Database, Option<PathBuf>), StoreError> {
+    let aside = move_aside(path, now_unix, problem)?;
+    match open(path, cache_size) {
+        Ok(db) => Ok((db, Some(aside))),
+        Err(OpenFailure::Fatal(e)) => Err(e),
+        Err(OpenFailure::Unreadable(message)) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        }),
+    }
+}
+
+/// Renames an unreadable state file to `<path>.unreadable-<unix>` (kept for analysis);
+/// the state is then rebuilt from the sources, with one clear log line.
+pub fn move_aside(path: &Path, now_unix: u64, problem: &str) -> Result<PathBuf, StoreError> {
     let aside = PathBuf::from(format!("{}.unreadable-{now_unix}", path.display()));
     std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
         path: path.display().to_string(),
@@ -130,14 +144,7 @@ fn rebuild(
         problem,
         "state file unreadable: moved aside, starting with an empty state (rebuilt from the sources)"
     );
-    match open(path, cache_size) {
-        Ok(db) => Ok((db, Some(aside))),
-        Err(OpenFailure::Fatal(e)) => Err(e),
-        Err(OpenFailure::Unreadable(message)) => Err(StoreError::Open {
-            path: path.display().to_string(),
-            message,
-        }),
-    }
+    Ok(aside)
 }
 
 /// Creates every table and stamps the schema version (idempotent).

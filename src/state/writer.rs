@@ -20,6 +20,24 @@ pub fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs `f` on the locked store (call it on a blocking thread: redb commits fsync).
+/// After an I/O error the file is reopened, so the caller's next attempt can succeed.
+pub fn with_store<T>(
+    store: &SharedStore,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut s = lock(store);
+    let result = f(&mut s);
+    if let Err(e) = &result {
+        if e.needs_reopen() {
+            if let Err(reopen) = s.reopen() {
+                tracing::error!(error = %reopen, "reopening the state file failed");
+            }
+        }
+    }
+    result
+}
+
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
     pub window: Duration,
@@ -69,16 +87,7 @@ async fn store_until_done(
     loop {
         let (store2, batch2) = (store.clone(), batch.clone());
         let result = tokio::task::spawn_blocking(move || {
-            let mut s = lock(&store2);
-            let r = s.ingest(&batch2, clock());
-            if let Err(e) = &r {
-                if e.needs_reopen() {
-                    if let Err(reopen) = s.reopen() {
-                        tracing::error!(error = %reopen, "reopening the state file failed");
-                    }
-                }
-            }
-            r
+            with_store(&store2, |s| s.ingest(&batch2, clock()))
         })
         .await;
         match result {

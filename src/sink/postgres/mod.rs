@@ -18,7 +18,7 @@ pub use error::{ErrorClass, SinkError, classify, describe};
 use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
 use crate::model::Timestamp;
-use crate::state::writer::{SharedStore, lock};
+use crate::state::writer::{SharedStore, lock, with_store};
 use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError};
 
 /// How long one statement may run at all (row-lock waits: `postgres.lock_timeout`).
@@ -111,6 +111,14 @@ pub struct FlushReport {
 }
 
 impl FlushReport {
+    pub fn merge(&mut self, other: FlushReport) {
+        self.batches += other.batches;
+        self.applied += other.applied;
+        self.fenced += other.fenced;
+        self.missing += other.missing;
+        self.parked += other.parked;
+    }
+
     fn add(&mut self, outcomes: &[(crate::model::VmKey, u64, Outcome)]) {
         self.batches += 1;
         for (_, _, o) in outcomes {
@@ -469,25 +477,12 @@ enum Step {
     Flushed,
 }
 
-/// Runs store work on a blocking thread (redb commits fsync); after an I/O error the
-/// file is reopened so the next attempt can succeed.
+/// Runs store work on a blocking thread (see `with_store`).
 async fn blocking<T: Send + 'static>(
     store: SharedStore,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, SinkError> {
-    let joined = tokio::task::spawn_blocking(move || {
-        let mut s = lock(&store);
-        let result = f(&mut s);
-        if let Err(e) = &result {
-            if e.needs_reopen() {
-                if let Err(reopen) = s.reopen() {
-                    tracing::error!(error = %reopen, "reopening the state file failed");
-                }
-            }
-        }
-        result
-    })
-    .await;
+    let joined = tokio::task::spawn_blocking(move || with_store(&store, f)).await;
     match joined {
         Ok(r) => Ok(r?),
         Err(e) => Err(SinkError::Store(StoreError::Task(e.to_string()))),

@@ -107,13 +107,8 @@ impl Store {
             // Decodable by redb but not by us: same treatment as a corrupt file.
             let options = store.options.clone();
             store.close()?;
-            let path = options.path.display().to_string();
-            let aside = PathBuf::from(format!("{path}.unreadable-{now_unix}"));
-            std::fs::rename(&options.path, &aside)
-                .map_err(|source| StoreError::MoveAside { path, source })?;
-            tracing::error!(moved_to = %aside.display(), problem, "state file unreadable: moved aside");
-            let (mut fresh, _) = Store::open(options, now)?;
-            fresh.write_transactions = 0;
+            let aside = file::move_aside(&options.path, now_unix, &problem)?;
+            let (fresh, _) = Store::open(options, now)?;
             let report = OpenReport {
                 moved_aside: Some(aside),
                 ..OpenReport::default()
