@@ -293,6 +293,14 @@ pub struct SourceVersions {
     pub vmi_resource_version: Option<i64>,
     #[serde(default)]
     pub legacy_origin: LegacyOrigin,
+    /// This daemon cannot tell the runtime details (e.g. the cluster role of a VM whose
+    /// VMI runs on another host): the runtime columns are left alone, not cleared.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub runtime_unknown: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// resourceVersions are opaque by contract but etcd revisions in practice: compare them

@@ -39,6 +39,7 @@ fn obs(name: &str, cpu: i64, ip: &str, rv: i64) -> Observation {
             vmi_uid: Some("uid-1".into()),
             vmi_resource_version: Some(rv),
             legacy_origin: LegacyOrigin::Vmi,
+            runtime_unknown: false,
         },
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::columns::ColumnSet;
 use crate::model::{SourceVersions, Timestamp, VmKey, VmRecord};
 
-pub use store::{IngestReport, ManagedChange, OpenReport, Store, StoreOptions};
+pub use store::{IngestReport, ManagedChange, OpenReport, Store, StoreOptions, known_columns};
 
 /// The redb file layout version; a file with another version is moved aside and rebuilt.
 pub const SCHEMA_VERSION: u64 = 1;

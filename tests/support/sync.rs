@@ -134,6 +134,7 @@ pub fn running(name: &str, cpu: i64, mem: i64, ip: &str, rv: i64) -> Observation
             vmi_uid: Some(format!("uid-{name}")),
             vmi_resource_version: Some(rv),
             legacy_origin: LegacyOrigin::Vmi,
+            runtime_unknown: false,
         },
     }
 }

@@ -19,7 +19,7 @@ use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, lock, with_store};
-use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError};
+use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError, known_columns};
 
 /// How long one statement may run at all (row-lock waits: `postgres.lock_timeout`).
 const SESSION_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -253,9 +253,11 @@ impl PgSink {
                     })
                     .filter_map(|(key, row)| {
                         // Compare what we would write, i.e. after fitting it to the columns.
-                        let mut record = store.record(key)?.record.clone();
+                        let stored = store.record(key)?;
+                        let mut record = stored.record.clone();
                         flush::sanitize(&mut record, writable, table);
-                        let cols = managed::drift(&record, row, writable);
+                        let known = known_columns(&stored.record, &stored.versions);
+                        let cols = managed::drift(&record, row, writable).intersect(known);
                         (!cols.is_empty()).then(|| (key.clone(), cols))
                     })
                     .collect()

@@ -12,7 +12,7 @@ use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{OutboxEntry, StoreError, StoredVm, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
-use crate::model::{Observation, Timestamp, VmKey, VmRecord};
+use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord};
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -75,14 +75,18 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, b: &[u8]) -> Resul
     serde_json::from_slice(b).map_err(|e| format!("decoding {what}: {e}"))
 }
 
-/// The columns of a record that may be written: all runtime columns (only virtsync
-/// writes them, NULL = no VMI), but status/legacy columns only where the value is
-/// known, so an unknown value never erases what the cloud API put there.
-pub fn known_columns(record: &VmRecord) -> ColumnSet {
+/// The columns of a record that may be written: runtime columns (only virtsync writes
+/// them, NULL = no VMI) unless the source cannot tell them, and status/legacy columns
+/// only where the value is known, so an unknown value never erases what the cloud API
+/// put there.
+pub fn known_columns(record: &VmRecord, versions: &SourceVersions) -> ColumnSet {
     Column::ALL
         .iter()
         .copied()
-        .filter(|c| c.group() == Group::Runtime || columns::value(record, *c) != Value::Null)
+        .filter(|c| match c.group() {
+            Group::Runtime => !versions.runtime_unknown,
+            _ => columns::value(record, *c) != Value::Null,
+        })
         .collect()
 }
 
@@ -224,7 +228,7 @@ impl Store {
             }
             let old = new_records.get(&key).or_else(|| self.records.get(&key));
             let mut changed = match old {
-                None => known_columns(&obs.record),
+                None => known_columns(&obs.record, &obs.versions),
                 Some(old) => columns::diff(Some(&old.record), &obs.record),
             };
             if changed.is_empty() {
@@ -244,7 +248,7 @@ impl Store {
             report.changed += 1;
             let to_write = changed
                 .intersect(self.options.writable)
-                .intersect(known_columns(&record));
+                .intersect(known_columns(&record, &obs.versions));
             if self.managed.contains_key(&key) && !to_write.is_empty() {
                 let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
@@ -312,7 +316,7 @@ impl Store {
         }
         let first_sight = appeared.iter().filter_map(|(key, _)| {
             let stored = self.records.get(key)?;
-            Some((key.clone(), known_columns(&stored.record)))
+            Some((key.clone(), known_columns(&stored.record, &stored.versions)))
         });
         let (entries, next_seq) = self.queue(first_sight, now);
         change.enqueued = entries.len();
@@ -351,9 +355,11 @@ impl Store {
         items: Vec<(VmKey, ColumnSet)>,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
-        let known = items
-            .into_iter()
-            .filter(|(key, _)| self.records.contains_key(key));
+        let known = items.into_iter().filter_map(|(key, cols)| {
+            let stored = self.records.get(&key)?;
+            let cols = cols.intersect(known_columns(&stored.record, &stored.versions));
+            Some((key, cols))
+        });
         let (entries, next_seq) = self.queue(known, now);
         if entries.is_empty() {
             return Ok(0);
