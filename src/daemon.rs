@@ -9,10 +9,10 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::columns::ColumnSet;
 use crate::config::Config;
-use crate::model::{Observation, Timestamp};
+use crate::model::Timestamp;
 use crate::sink::postgres::{PgSink, SinkSettings};
 use crate::state::writer::{self, SharedStore, WriterOptions, lock};
-use crate::state::{Store, StoreOptions};
+use crate::state::{StateEvent, Store, StoreOptions};
 use crate::{Error, Result, shutdown};
 
 /// How long shutdown may take to flush and close before giving up (the outbox keeps
@@ -51,7 +51,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     let store = open_store(&cfg).await?;
     // Sources will get clones of `events`; until they exist the pipeline idles. The
     // writer ends when every sender is gone.
-    let (events, rx) = mpsc::channel::<Observation>(4096);
+    let (events, rx) = mpsc::channel::<StateEvent>(4096);
     let enqueued = Arc::new(Notify::new());
     let writer = tokio::spawn(writer::run(
         store.clone(),

@@ -51,7 +51,7 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
         Timestamp::now,
     ));
     for i in 1..=2000 {
-        tx.send(record(i)).await.unwrap();
+        tx.send(record(i).into()).await.unwrap();
     }
     // The writer keeps failing and reopening while the file may not grow...
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

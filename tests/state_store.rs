@@ -251,7 +251,7 @@ async fn the_writer_stores_a_burst_of_events_in_few_group_commits() {
     let store = Arc::new(Mutex::new(store));
     let (tx, rx) = tokio::sync::mpsc::channel(1000);
     for i in 0..500 {
-        tx.try_send(obs(&format!("vm-{i}"), 1, "10.0.0.1", i))
+        tx.try_send(obs(&format!("vm-{i}"), 1, "10.0.0.1", i).into())
             .unwrap();
     }
     drop(tx);
@@ -318,4 +318,61 @@ fn an_unreadable_row_costs_that_row_only() {
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].key, VmKey::new("ns", "b"));
     assert_eq!(store.outbox_stats().pending, 1);
+}
+
+#[test]
+fn a_record_whose_runtime_is_unknown_leaves_the_runtime_columns_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["a"]), t(0)).unwrap();
+    // The cluster role's view of a VM whose VMI runs elsewhere: status only.
+    let mut o = obs("a", 1, "10.0.0.1", 1);
+    o.record.cpu_count = None;
+    o.record.memory_mb = None;
+    o.record.guest_os = None;
+    o.record.runtime_details = None;
+    o.versions.runtime_unknown = true;
+    store.ingest(&[o.clone()], t(1)).unwrap();
+    let d = store.next_batch(1).remove(0);
+    assert_eq!(d.columns.names(), vec!["status"]);
+    // Anti-entropy's enqueue is held to the same rule.
+    store
+        .ack(&[(d.key.clone(), d.seq, Outcome::Applied)])
+        .unwrap();
+    let runtime: ColumnSet = [Column::RuntimePrimaryIp, Column::Status]
+        .into_iter()
+        .collect();
+    assert_eq!(store.enqueue(vec![(d.key, runtime)], t(2)).unwrap(), 1);
+    assert_eq!(
+        store.next_batch(1).remove(0).columns.names(),
+        vec!["status"]
+    );
+}
+
+#[test]
+fn a_hand_off_forgets_the_record_and_its_pending_delta_for_good() {
+    use virtsync::state::StateEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed(managed(&["a", "b"]), t(0)).unwrap();
+    let events: Vec<StateEvent> = vec![
+        obs("a", 1, "10.0.0.1", 1).into(),
+        obs("b", 1, "10.0.0.2", 1).into(),
+        StateEvent::Forget(VmKey::new("ns", "a")),
+    ];
+    let report = store.apply(&events, t(1)).unwrap();
+    assert_eq!(report.forgotten, 1);
+    assert!(store.record(&VmKey::new("ns", "a")).is_none());
+    assert!(store.outbox_entry(&VmKey::new("ns", "a")).is_none());
+    assert!(store.outbox_entry(&VmKey::new("ns", "b")).is_some());
+    store.reopen().unwrap();
+    drop(store);
+    let (store, report) = Store::open(options(&dir), t(2)).unwrap();
+    assert_eq!((report.records, report.outbox), (1, 1));
+    // Coming back is a first sight again: every known column is written.
+    let mut store = store;
+    store.ingest(&[obs("a", 1, "10.0.0.1", 1)], t(3)).unwrap();
+    let entry = store.outbox_entry(&VmKey::new("ns", "a")).unwrap();
+    assert!(entry.columns.names().contains(&"runtime_primary_ip"));
+    assert!(entry.columns.names().contains(&"cpu_count"));
 }

@@ -9,7 +9,7 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 use crate::columns::ColumnSet;
-use crate::model::{SourceVersions, Timestamp, VmKey, VmRecord};
+use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord};
 
 pub use store::{IngestReport, ManagedChange, OpenReport, Store, StoreOptions, known_columns};
 
@@ -61,6 +61,22 @@ pub(crate) fn redb_err<E: Into<redb::Error>>(step: &'static str) -> impl FnOnce(
     move |e| StoreError::Redb {
         step,
         source: e.into(),
+    }
+}
+
+/// What a source hands to the state writer, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateEvent {
+    /// A derived record (stored when it differs from the last one).
+    Observed(Observation),
+    /// The VM is no longer this daemon's to handle (e.g. its VMI moved to another host):
+    /// its record and pending delta are dropped, nothing is written.
+    Forget(VmKey),
+}
+
+impl From<Observation> for StateEvent {
+    fn from(obs: Observation) -> Self {
+        StateEvent::Observed(obs)
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{IngestReport, Store, StoreError};
-use crate::model::{Observation, Timestamp};
+use super::{IngestReport, StateEvent, Store, StoreError};
+use crate::model::Timestamp;
 
 pub type SharedStore = Arc<Mutex<Store>>;
 
@@ -56,7 +56,7 @@ impl Default for WriterOptions {
 /// Runs until every sender is dropped; `enqueued` is notified when deltas wait.
 pub async fn run(
     store: SharedStore,
-    mut rx: mpsc::Receiver<Observation>,
+    mut rx: mpsc::Receiver<StateEvent>,
     options: WriterOptions,
     enqueued: Arc<Notify>,
     clock: fn() -> Timestamp,
@@ -66,7 +66,7 @@ pub async fn run(
         let deadline = tokio::time::Instant::now() + options.window;
         while batch.len() < options.max_batch {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(obs)) => batch.push(obs),
+                Ok(Some(event)) => batch.push(event),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -80,16 +80,15 @@ pub async fn run(
 
 async fn store_until_done(
     store: &SharedStore,
-    batch: &Arc<Vec<Observation>>,
+    batch: &Arc<Vec<StateEvent>>,
     clock: fn() -> Timestamp,
 ) -> IngestReport {
     let mut backoff = Duration::from_millis(100);
     loop {
         let (store2, batch2) = (store.clone(), batch.clone());
-        let result = tokio::task::spawn_blocking(move || {
-            with_store(&store2, |s| s.ingest(&batch2, clock()))
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || with_store(&store2, |s| s.apply(&batch2, clock())))
+                .await;
         match result {
             Ok(Ok(report)) => return report,
             Ok(Err(e)) => log_retry(&e, backoff),

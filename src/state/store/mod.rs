@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 mod outbox;
 
 use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
-use super::{OutboxEntry, StoreError, StoredVm, redb_err};
+use super::{OutboxEntry, StateEvent, StoreError, StoredVm, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
 use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord};
@@ -42,8 +42,20 @@ pub struct IngestReport {
     pub changed: usize,
     /// Changes that created or widened an outbox entry (managed VMs only).
     pub enqueued: usize,
-    /// Column changes per column, for the field-update counters.
     pub write_transactions: usize,
+    /// Records dropped because another host took the VM over.
+    pub forgotten: usize,
+}
+
+impl IngestReport {
+    fn merge(&mut self, other: IngestReport) {
+        self.noop += other.noop;
+        self.rejected += other.rejected;
+        self.changed += other.changed;
+        self.enqueued += other.enqueued;
+        self.write_transactions += other.write_transactions;
+        self.forgotten += other.forgotten;
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -285,6 +297,51 @@ impl Store {
             self.insert_entry(key, entry);
         }
         Ok(report)
+    }
+
+    /// Source events in order: runs of observations are ingested together (group commit),
+    /// hand-offs drop their keys.
+    pub fn apply(
+        &mut self,
+        events: &[StateEvent],
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut run: Vec<Observation> = Vec::new();
+        for event in events {
+            match event {
+                StateEvent::Observed(obs) => run.push(obs.clone()),
+                StateEvent::Forget(key) => {
+                    report.merge(self.ingest(&run, now)?);
+                    run.clear();
+                    report.forgotten += usize::from(self.forget(key)?);
+                }
+            }
+        }
+        report.merge(self.ingest(&run, now)?);
+        Ok(report)
+    }
+
+    /// Drops a VM's record and pending delta (hand-off to another host). Returns whether
+    /// there was anything to drop.
+    pub fn forget(&mut self, key: &VmKey) -> Result<bool, StoreError> {
+        if !self.records.contains_key(key) && !self.outbox.contains_key(key) {
+            return Ok(false);
+        }
+        let txn = self.begin()?;
+        {
+            let k = key.to_string();
+            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
+            records
+                .remove(k.as_str())
+                .map_err(redb_err("remove record"))?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
+        }
+        self.commit(txn)?;
+        self.records.remove(key);
+        self.remove_entry(key);
+        Ok(true)
     }
 
     /// Replaces the set of VMs that have a live row (key → row id). VMs whose row
