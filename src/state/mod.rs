@@ -68,7 +68,7 @@ pub(crate) fn redb_err<E: Into<redb::Error>>(step: &'static str) -> impl FnOnce(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateEvent {
     /// A derived record (stored when it differs from the last one).
-    Observed(Observation),
+    Observed(Box<Observation>),
     /// The VM is no longer this daemon's to handle (e.g. its VMI moved to another host):
     /// its record and pending delta are dropped, nothing is written.
     Forget(VmKey),
@@ -76,7 +76,7 @@ pub enum StateEvent {
 
 impl From<Observation> for StateEvent {
     fn from(obs: Observation) -> Self {
-        StateEvent::Observed(obs)
+        StateEvent::Observed(Box::new(obs))
     }
 }
 

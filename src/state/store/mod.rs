@@ -227,6 +227,15 @@ impl Store {
         batch: &[Observation],
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
+        let refs: Vec<&Observation> = batch.iter().collect();
+        self.ingest_refs(&refs, now)
+    }
+
+    fn ingest_refs(
+        &mut self,
+        batch: &[&Observation],
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         let mut new_records: HashMap<VmKey, StoredVm> = HashMap::new();
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
@@ -307,18 +316,18 @@ impl Store {
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
-        let mut run: Vec<Observation> = Vec::new();
+        let mut run: Vec<&Observation> = Vec::new();
         for event in events {
             match event {
-                StateEvent::Observed(obs) => run.push(obs.clone()),
+                StateEvent::Observed(obs) => run.push(obs),
                 StateEvent::Forget(key) => {
-                    report.merge(self.ingest(&run, now)?);
+                    report.merge(self.ingest_refs(&run, now)?);
                     run.clear();
                     report.forgotten += usize::from(self.forget(key)?);
                 }
             }
         }
-        report.merge(self.ingest(&run, now)?);
+        report.merge(self.ingest_refs(&run, now)?);
         Ok(report)
     }
 
