@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::columns::ColumnSet;
-use crate::config::Config;
-use crate::model::Timestamp;
+use crate::config::{Config, Role};
+use crate::model::{Observation, Timestamp};
+use crate::sink::postgres::cluster_role::{ClusterRoleSettings, run_cluster_role};
 use crate::sink::postgres::{PgSink, SinkSettings};
+use crate::source::kube::{self as kube_source, KubeSettings, KubeSource};
 use crate::state::writer::{self, SharedStore, WriterOptions, lock};
 use crate::state::{StateEvent, Store, StoreOptions};
 use crate::{Error, Result, shutdown};
@@ -61,10 +63,12 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         Timestamp::now,
     ));
     let (stop, stopped) = watch::channel(false);
+    let mut resync = None;
     let mut sink = match cfg.postgres.url {
         Some(_) => {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
             let sink = PgSink::new(settings, store.clone(), Timestamp::now);
+            resync = Some(sink.resync_trigger());
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped)))
         }
         None => {
@@ -72,7 +76,10 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             None
         }
     };
-    tracing::info!(node = %cfg.node_name, "virtsync running");
+    let (stop_sources, sources_stopped) = watch::channel(false);
+    let (holder, election) = cluster_role(&cfg, password.as_deref(), sources_stopped.clone())?;
+    let source = start_kube_source(&cfg, &store, &events, resync, holder, sources_stopped).await?;
+    tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
     let sink_failed = tokio::select! {
         sig = signals.received() => {
             tracing::info!(signal = sig, "shutting down");
@@ -90,14 +97,23 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     };
     // Stop the inputs first and let the writer store what it has, then let the sink
     // flush that, all within the grace period.
+    let _ = stop_sources.send(true);
     drop(events);
     let finish = async {
+        if let Some(source) = source {
+            let _ = source.await;
+        }
         let _ = writer.await;
         let _ = stop.send(true);
-        if let Some(handle) = sink {
-            return handle.await.ok().and_then(|r| r.err());
+        let sink_error = match sink {
+            Some(handle) => handle.await.ok().and_then(|r| r.err()),
+            None => None,
+        };
+        // Last: give the cluster role up (after the last flush of its records).
+        if let Some(election) = election {
+            let _ = election.await;
         }
-        None
+        sink_error
     };
     match tokio::time::timeout(GRACE_PERIOD, finish).await {
         Ok(Some(e)) => tracing::warn!(error = %e, "sink ended with an error during shutdown"),
@@ -122,4 +138,68 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         Some(Err(join)) => Err(Error::Other(format!("sink task failed: {join}"))),
         Some(Ok(Ok(()))) | None => Ok(()),
     }
+}
+
+/// The cluster-role election: through PostgreSQL's advisory lock when a database is
+/// configured; a daemon without one holds the role alone (a single host or a lab).
+fn cluster_role(
+    cfg: &Config,
+    password: Option<&str>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(watch::Receiver<bool>, Option<tokio::task::JoinHandle<()>>)> {
+    if cfg.role == Role::Node {
+        return Ok((watch::channel(false).1, None));
+    }
+    if cfg.postgres.url.is_none() {
+        tracing::info!("no PostgreSQL to elect with: this daemon holds the cluster role");
+        let (tx, rx) = watch::channel(true);
+        // Keep the sender alive for the daemon's life so the role never "ends".
+        std::mem::forget(tx);
+        return Ok((rx, None));
+    }
+    let settings = ClusterRoleSettings::from_config(cfg, password)?;
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(run_cluster_role(settings, tx, stopped));
+    Ok((rx, Some(handle)))
+}
+
+/// Starts the KubeVirt source when a Kubernetes API is configured.
+async fn start_kube_source(
+    cfg: &Config,
+    store: &SharedStore,
+    events: &mpsc::Sender<StateEvent>,
+    resync: Option<Arc<Notify>>,
+    holder: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let client = kube_source::client_from_config(&cfg.kubernetes)
+        .await
+        .map_err(|e| Error::Kubernetes(e.to_string()))?;
+    let Some(client) = client else {
+        tracing::warn!("no Kubernetes API configured (kubernetes.kubeconfig, url or in_cluster): the KubeVirt source is off");
+        return Ok(None);
+    };
+    let settings = KubeSettings {
+        node: cfg.node_name.clone(),
+        node_role: cfg.role != Role::Cluster,
+        cluster_role: cfg.role != Role::Node,
+        namespaces: cfg.kubernetes.namespaces.clone(),
+        label_selector: cfg.kubernetes.label_selector.clone(),
+    };
+    if settings.node_role {
+        kube_source::check_node(&client, &cfg.node_name).await;
+    }
+    let last = lock(store)
+        .records()
+        .map(|(k, stored)| {
+            let obs = Observation {
+                record: stored.record.clone(),
+                versions: stored.versions.clone(),
+            };
+            (k.clone(), obs)
+        })
+        .collect();
+    let source = KubeSource::new(client, settings, last, events.clone(), resync)
+        .map_err(|e| Error::Kubernetes(e.to_string()))?;
+    Ok(Some(tokio::spawn(source.run(holder, stopped))))
 }

@@ -30,6 +30,8 @@ pub enum Error {
     },
     #[error("state store: {0}")]
     Store(#[from] state::StoreError),
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
     #[error("postgres: {0}")]
     Postgres(#[from] sink::postgres::SinkError),
     #[error("input line {line}: {problem}")]

@@ -72,6 +72,8 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins) -> Result<Config, Co
         c.kubernetes.namespaces = v;
     }
     if let Some(v) = k.label_selector {
+        let parsed = crate::source::kube::Selector::parse(&v).map(|_| ());
+        o.check("kubernetes.label_selector", parsed)?;
         c.kubernetes.label_selector = Some(v);
     }
 

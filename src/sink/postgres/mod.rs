@@ -160,6 +160,8 @@ pub struct PgSink {
     store: SharedStore,
     conn: Option<Connection>,
     clock: fn() -> Timestamp,
+    /// Asks for an anti-entropy pass now (a new cluster-role holder, `virtsync resync`).
+    resync_requested: Arc<Notify>,
 }
 
 impl PgSink {
@@ -169,7 +171,13 @@ impl PgSink {
             store,
             conn: None,
             clock,
+            resync_requested: Arc::new(Notify::new()),
         }
+    }
+
+    /// The handle that requests an anti-entropy pass as soon as possible.
+    pub fn resync_trigger(&self) -> Arc<Notify> {
+        self.resync_requested.clone()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -393,7 +401,9 @@ impl PgSink {
             let wake = timers
                 .resync
                 .map_or(timers.refresh, |r| r.min(timers.refresh));
+            let resync_requested = self.resync_requested.clone();
             tokio::select! {
+                _ = resync_requested.notified() => timers.resync = Some(Instant::now()),
                 _ = enqueued.notified() => {
                     // Rate limit: changes arriving meanwhile coalesce into the next batch.
                     let wait = self.settings.flush_interval.saturating_sub(flushed_at.elapsed());
@@ -450,7 +460,7 @@ impl PgSink {
         }
         if timers.resync.is_some_and(|due| Instant::now() >= due) {
             let interval = self.settings.resync_interval;
-            timers.resync = Some(match self.anti_entropy().await {
+            let next = match self.anti_entropy().await {
                 Ok(drifted) => {
                     tracing::info!(drifted, "anti-entropy pass done");
                     after(interval)
@@ -458,9 +468,11 @@ impl PgSink {
                 Err(e) if e.class() == ErrorClass::Connection => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "anti-entropy pass failed; retrying later");
-                    after(interval.min(RETRY))
+                    after(if interval.is_zero() { RETRY } else { interval.min(RETRY) })
                 }
-            });
+            };
+            // resync_interval = 0: no periodic passes, only requested ones.
+            timers.resync = (!interval.is_zero() || next > Instant::now()).then_some(next);
             // What anti-entropy queued goes out now, not at the next wake-up.
             self.flush_pending().await?;
         }

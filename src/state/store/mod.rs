@@ -267,6 +267,7 @@ impl Store {
                 changed.insert(Column::RuntimeVmiUpdatedAt);
             }
             report.changed += 1;
+            tracing::debug!(vm = %key, columns = ?changed.names(), managed = self.managed.contains_key(&key), "record changed");
             let to_write = changed
                 .intersect(self.options.writable)
                 .intersect(known_columns(&record, &obs.versions));

@@ -1,0 +1,221 @@
+//! The KubeVirt source (DESIGN §3): kube-rs watchers on VMIs (node role, this node's
+//! label) and VMs (cluster role, while this daemon holds it), fed through the pure
+//! `Tracker`; disappearances are confirmed with a GET before anything is written.
+
+mod client;
+mod object;
+mod selector;
+mod tracker;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::{Notify, mpsc, watch};
+
+pub use client::{ClientError, check_node, client_from_config};
+pub use object::{KubeObject, Kind};
+pub use selector::Selector;
+pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
+
+use crate::model::{Observation, VmKey};
+use crate::state::StateEvent;
+
+/// What the source needs to know, from the configuration.
+#[derive(Clone, Debug)]
+pub struct KubeSettings {
+    pub node: String,
+    pub node_role: bool,
+    pub cluster_role: bool,
+    /// Empty = all namespaces.
+    pub namespaces: Vec<String>,
+    pub label_selector: Option<String>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = (Option<String>, watcher::Result<Event<KubeObject>>)> + Send>>;
+
+/// How long a failed confirming GET waits before it is tried again.
+const CONFIRM_RETRY: Duration = Duration::from_secs(5);
+
+pub struct KubeSource {
+    client: Client,
+    settings: KubeSettings,
+    tracker: Tracker,
+    events: mpsc::Sender<StateEvent>,
+    /// Confirmations whose GET failed: (kind, key, event resourceVersion).
+    retry: Vec<(Kind, VmKey, Option<i64>)>,
+    /// Pinged when the cluster role's first VM list is in: a new holder compares with
+    /// PostgreSQL before it trusts its own state (DESIGN §1).
+    resync: Option<Arc<Notify>>,
+}
+
+impl KubeSource {
+    pub fn new(
+        client: Client,
+        settings: KubeSettings,
+        last: HashMap<VmKey, Observation>,
+        events: mpsc::Sender<StateEvent>,
+        resync: Option<Arc<Notify>>,
+    ) -> Result<KubeSource, ClientError> {
+        let selector = match &settings.label_selector {
+            Some(text) => Selector::parse(text).map_err(ClientError::Selector)?,
+            None => Selector::default(),
+        };
+        let tracker = Tracker::new(
+            TrackerOptions {
+                node: settings.node.clone(),
+                node_role: settings.node_role,
+                selector,
+            },
+            last,
+        );
+        Ok(KubeSource {
+            client,
+            settings,
+            tracker,
+            events,
+            retry: Vec::new(),
+            resync,
+        })
+    }
+
+    /// Runs until `shutdown` turns true or the state writer is gone. `holder` says
+    /// whether this daemon holds the cluster role.
+    pub async fn run(mut self, mut holder: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
+        let mut vmis = self
+            .settings
+            .node_role
+            .then(|| self.watch(Kind::Vmi));
+        let mut vms: Option<EventStream> = None;
+        let mut awaiting_first_vm_list = false;
+        let mut retry_tick = tokio::time::interval(CONFIRM_RETRY);
+        retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let holding = self.settings.cluster_role && *holder.borrow_and_update();
+            if holding != self.tracker.cluster_active() {
+                self.tracker.set_cluster_active(holding);
+                vms = holding.then(|| self.watch(Kind::Vm));
+                awaiting_first_vm_list = holding;
+                tracing::info!(active = holding, "cluster role (all VMs) {}", if holding { "active: watching VMs" } else { "inactive" });
+            }
+            let (kind, scope, item) = tokio::select! {
+                Some((scope, item)) = next(&mut vmis) => (Kind::Vmi, scope, item),
+                Some((scope, item)) = next(&mut vms) => (Kind::Vm, scope, item),
+                changed = holder.changed() => {
+                    if changed.is_err() {
+                        // The election ended (shutdown): keep what we have.
+                        holder = watch::channel(*holder.borrow()).1;
+                    }
+                    continue;
+                }
+                _ = retry_tick.tick() => {
+                    if !self.retry_confirmations().await {
+                        return;
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => return,
+            };
+            let event = match item {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            let list_done = matches!(event, Event::InitDone);
+            let actions = self.tracker.event(kind, scope.as_deref(), event);
+            if !self.perform(actions).await {
+                return;
+            }
+            if kind == Kind::Vm && list_done && awaiting_first_vm_list {
+                awaiting_first_vm_list = false;
+                if let Some(resync) = &self.resync {
+                    resync.notify_one();
+                }
+            }
+        }
+    }
+
+    /// A watcher per namespace (or one for all), merged, each item tagged with its scope.
+    fn watch(&self, kind: Kind) -> EventStream {
+        let ar = kind.api_resource();
+        let mut labels: Vec<String> = Vec::new();
+        if kind == Kind::Vmi {
+            labels.push(format!("{NODE_LABEL}={}", self.settings.node));
+        }
+        labels.extend(self.settings.label_selector.iter().cloned());
+        let config = watcher::Config::default().labels(&labels.join(","));
+        let scopes: Vec<Option<String>> = if self.settings.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.settings.namespaces.iter().cloned().map(Some).collect()
+        };
+        let streams = scopes.into_iter().map(|scope| {
+            let api: Api<KubeObject> = match &scope {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+                None => Api::all_with(self.client.clone(), &ar),
+            };
+            watcher::watcher(api, config.clone())
+                .default_backoff()
+                .map(move |item| (scope.clone(), item))
+                .boxed()
+        });
+        futures::stream::select_all(streams).boxed()
+    }
+
+    /// Sends events on and makes the GETs asked for. False when the writer is gone.
+    async fn perform(&mut self, actions: Vec<Action>) -> bool {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Emit(event) => {
+                    if self.events.send(event).await.is_err() {
+                        return false;
+                    }
+                }
+                Action::Confirm { kind, key, event_rv } => match self.lookup(kind, &key).await {
+                    Ok(found) => queue.extend(self.tracker.confirmed(kind, &key, event_rv, found)),
+                    Err(e) => {
+                        tracing::warn!(kind = kind.name(), vm = %key, error = %e, "confirming a disappearance failed; retrying");
+                        self.retry.push((kind, key, event_rv));
+                    }
+                },
+            }
+        }
+        true
+    }
+
+    async fn retry_confirmations(&mut self) -> bool {
+        let pending = std::mem::take(&mut self.retry);
+        let actions = pending
+            .into_iter()
+            .map(|(kind, key, event_rv)| Action::Confirm { kind, key, event_rv })
+            .collect();
+        self.perform(actions).await
+    }
+
+    async fn lookup(&self, kind: Kind, key: &VmKey) -> Result<Lookup, kube::Error> {
+        let api: Api<KubeObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
+        Ok(match api.get_opt(&key.name).await? {
+            Some(obj) => Lookup::Found(Box::new(obj)),
+            None => Lookup::NotFound,
+        })
+    }
+
+    pub fn stats(&self) -> TrackerStats {
+        self.tracker.stats
+    }
+}
+
+async fn next(stream: &mut Option<EventStream>) -> Option<(Option<String>, watcher::Result<Event<KubeObject>>)> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}

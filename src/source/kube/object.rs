@@ -1,0 +1,129 @@
+//! The object type the watchers decode into: the raw JSON (our derive code decodes the
+//! fields it reads from it, so a bad field costs that object only) plus the metadata the
+//! watcher itself needs.
+
+use std::borrow::Cow;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{ApiResource, DynamicResourceScope};
+use serde::{Deserialize, Deserializer};
+
+#[derive(Clone, Debug)]
+pub struct KubeObject {
+    pub metadata: ObjectMeta,
+    pub value: serde_json::Value,
+    /// Set when `metadata` could not be decoded (the object is then reported, not used).
+    pub metadata_error: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for KubeObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom("a Kubernetes object must be a JSON object"));
+        }
+        let (metadata, metadata_error) = match value.get("metadata") {
+            Some(m) => match ObjectMeta::deserialize(m) {
+                Ok(meta) => (meta, None),
+                // Keep what the watcher needs to carry on; the object itself is rejected
+                // by the tracker with this message.
+                Err(e) => (fallback_meta(m), Some(format!("metadata: {e}"))),
+            },
+            None => (ObjectMeta::default(), Some("metadata: missing".to_string())),
+        };
+        Ok(KubeObject {
+            metadata,
+            value,
+            metadata_error,
+        })
+    }
+}
+
+fn fallback_meta(m: &serde_json::Value) -> ObjectMeta {
+    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    ObjectMeta {
+        name: text("name"),
+        namespace: text("namespace"),
+        resource_version: text("resourceVersion"),
+        ..ObjectMeta::default()
+    }
+}
+
+impl kube::Resource for KubeObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The two KubeVirt kinds virtsync watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Vm,
+    Vmi,
+}
+
+impl Kind {
+    pub fn api_resource(self) -> ApiResource {
+        let (kind, plural) = match self {
+            Kind::Vm => ("VirtualMachine", "virtualmachines"),
+            Kind::Vmi => ("VirtualMachineInstance", "virtualmachineinstances"),
+        };
+        ApiResource {
+            group: "kubevirt.io".into(),
+            version: "v1".into(),
+            api_version: "kubevirt.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Vm => "vm",
+            Kind::Vmi => "vmi",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_metadata_is_carried_as_an_error_not_a_decode_failure() {
+        let obj: KubeObject = serde_json::from_str(
+            r#"{"metadata":{"name":"a","namespace":"n","resourceVersion":"5","labels":7}}"#,
+        )
+        .unwrap();
+        assert!(obj.metadata_error.as_deref().unwrap().contains("metadata"));
+        assert_eq!(obj.metadata.resource_version.as_deref(), Some("5"));
+        assert!(serde_json::from_str::<KubeObject>("[1]").is_err());
+    }
+}

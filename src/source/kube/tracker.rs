@@ -1,0 +1,373 @@
+//! The KubeVirt source's state machine, without I/O: watcher events and the answers to
+//! confirming GETs in, state events (records, hand-offs) and GETs to make out.
+//!
+//! It holds the derived parts of the VMs (cluster role) and VMIs (node role) it watches,
+//! combines them into one record per VM, and decides what a disappearance means: a
+//! DELETED event in node role may only mean the VMI left this node's label selector, so
+//! every disappearance is confirmed with a GET before anything is written.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use kube::runtime::watcher::Event;
+
+use super::object::{KubeObject, Kind};
+use super::selector::Selector;
+use crate::derive::{self, VmInput, VmPart, VmiInput, VmiPart};
+use crate::model::{Observation, VmKey, VmStatus, parse_resource_version};
+use crate::state::StateEvent;
+
+/// The label KubeVirt puts on every VMI naming the node it runs on.
+pub const NODE_LABEL: &str = "kubevirt.io/nodeName";
+
+#[derive(Debug)]
+pub enum Action {
+    Emit(StateEvent),
+    /// GET the object to learn what its disappearance means; `event_rv` is the
+    /// resourceVersion of the DELETED event (none after a relist).
+    Confirm {
+        kind: Kind,
+        key: VmKey,
+        event_rv: Option<i64>,
+    },
+}
+
+/// The answer to a confirming GET.
+#[derive(Debug)]
+pub enum Lookup {
+    NotFound,
+    Found(Box<KubeObject>),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub vm_events: u64,
+    pub vmi_events: u64,
+    /// Events that derived the same record as before (nothing sent on).
+    pub noop: u64,
+    /// Objects that could not be decoded or derived (logged).
+    pub rejected: u64,
+    pub relists: u64,
+    pub handoffs: u64,
+    pub vmis_gone: u64,
+    pub vms_deleted: u64,
+}
+
+pub struct TrackerOptions {
+    pub node: String,
+    pub node_role: bool,
+    /// The user's extra label selector (kubernetes.label_selector), if any.
+    pub selector: Selector,
+}
+
+pub struct Tracker {
+    options: TrackerOptions,
+    cluster_active: bool,
+    vms: HashMap<VmKey, VmPart>,
+    vmis: HashMap<VmKey, VmiPart>,
+    /// VMIs confirmed gone (uid, resourceVersion of the event), until a new one appears.
+    gone: HashMap<VmKey, (Option<String>, Option<i64>)>,
+    /// The last observation sent per VM (the state layer's view, minus bookkeeping).
+    last: HashMap<VmKey, Observation>,
+    /// Keys seen since the current (re)list began, per kind and namespace scope.
+    listing: HashMap<(Kind, Option<String>), HashSet<VmKey>>,
+    unknown_statuses: HashSet<String>,
+    pub stats: TrackerStats,
+}
+
+impl Tracker {
+    /// `last`: the records in the state file, so that a restart costs nothing for
+    /// unchanged VMs and objects that vanished meanwhile are confirmed.
+    pub fn new(options: TrackerOptions, last: HashMap<VmKey, Observation>) -> Tracker {
+        let last = last
+            .into_iter()
+            .map(|(k, mut obs)| {
+                if let Some(rt) = obs.record.runtime_details.as_mut() {
+                    rt.vmi_updated_at = None;
+                }
+                (k, obs)
+            })
+            .collect();
+        Tracker {
+            options,
+            cluster_active: false,
+            vms: HashMap::new(),
+            vmis: HashMap::new(),
+            gone: HashMap::new(),
+            last,
+            listing: HashMap::new(),
+            unknown_statuses: HashSet::new(),
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn cluster_active(&self) -> bool {
+        self.cluster_active
+    }
+
+    /// Taking or losing the cluster role. Losing it forgets the VM parts (records are
+    /// then combined without them); taking it waits for the VM watch's first list.
+    pub fn set_cluster_active(&mut self, active: bool) {
+        self.cluster_active = active;
+        if !active {
+            self.vms.clear();
+            self.listing.retain(|(kind, _), _| *kind != Kind::Vm);
+        }
+    }
+
+    pub fn event(&mut self, kind: Kind, scope: Option<&str>, event: Event<KubeObject>) -> Vec<Action> {
+        let scope_key = (kind, scope.map(str::to_string));
+        match event {
+            Event::Init => {
+                self.stats.relists += 1;
+                self.listing.insert(scope_key, HashSet::new());
+                Vec::new()
+            }
+            Event::InitApply(obj) => {
+                if let (Some(seen), Some(key)) = (self.listing.get_mut(&scope_key), key_of(&obj)) {
+                    seen.insert(key);
+                }
+                self.apply(kind, &obj)
+            }
+            Event::Apply(obj) => self.apply(kind, &obj),
+            Event::Delete(obj) => {
+                self.count(kind);
+                match key_of(&obj) {
+                    Some(key) => vec![Action::Confirm {
+                        kind,
+                        key,
+                        event_rv: obj
+                            .metadata
+                            .resource_version
+                            .as_deref()
+                            .and_then(parse_resource_version),
+                    }],
+                    None => Vec::new(),
+                }
+            }
+            Event::InitDone => {
+                let seen = self.listing.remove(&scope_key).unwrap_or_default();
+                let mut missing: Vec<VmKey> = self
+                    .tracked(kind)
+                    .into_iter()
+                    .filter(|k| scope.is_none_or(|ns| k.namespace == ns))
+                    .filter(|k| !seen.contains(k))
+                    .collect();
+                missing.sort();
+                missing
+                    .into_iter()
+                    .map(|key| Action::Confirm {
+                        kind,
+                        key,
+                        event_rv: None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// What a confirming GET found.
+    pub fn confirmed(&mut self, kind: Kind, key: &VmKey, event_rv: Option<i64>, lookup: Lookup) -> Vec<Action> {
+        match (kind, lookup) {
+            (Kind::Vmi, Lookup::NotFound) => {
+                self.stats.vmis_gone += 1;
+                let uid = match self.vmis.remove(key) {
+                    Some(part) => part.uid,
+                    None => self.last.get(key).and_then(|o| o.versions.vmi_uid.clone()),
+                };
+                self.gone.insert(key.clone(), (uid, event_rv));
+                self.emit(key)
+            }
+            (Kind::Vm, Lookup::NotFound) => {
+                self.stats.vms_deleted += 1;
+                self.vms.remove(key);
+                let vmi = self.vmi_input(key);
+                let obs = derive::observe(
+                    key,
+                    VmInput::Deleted {
+                        resource_version: event_rv,
+                    },
+                    vmi,
+                    self.last.get(key),
+                );
+                self.send(key, obs)
+            }
+            (kind, Lookup::Found(obj)) => {
+                if self.still_ours(kind, &obj) {
+                    return self.apply(kind, &obj);
+                }
+                self.hand_off(kind, key)
+            }
+        }
+    }
+
+    fn still_ours(&self, kind: Kind, obj: &KubeObject) -> bool {
+        let empty = BTreeMap::new();
+        let labels = obj.metadata.labels.as_ref().unwrap_or(&empty);
+        let on_this_node = labels.get(NODE_LABEL) == Some(&self.options.node);
+        let selected = self.options.selector.matches(labels);
+        match kind {
+            Kind::Vmi => self.options.node_role && on_this_node && selected,
+            Kind::Vm => self.cluster_active && selected,
+        }
+    }
+
+    /// The object is another host's (or another filter's) now: drop what we know and
+    /// write nothing. A VM part this daemon still holds keeps the record alive.
+    fn hand_off(&mut self, kind: Kind, key: &VmKey) -> Vec<Action> {
+        self.stats.handoffs += 1;
+        match kind {
+            Kind::Vmi => {
+                self.vmis.remove(key);
+                self.gone.remove(key);
+            }
+            Kind::Vm => {
+                self.vms.remove(key);
+            }
+        }
+        let keeps_record = match kind {
+            Kind::Vmi => self.vms.contains_key(key),
+            Kind::Vm => self.vmis.contains_key(key),
+        };
+        if keeps_record {
+            return self.emit(key);
+        }
+        self.last.remove(key);
+        tracing::info!(vm = %key, kind = kind.name(), "now handled elsewhere; local record dropped");
+        vec![Action::Emit(StateEvent::Forget(key.clone()))]
+    }
+
+    fn apply(&mut self, kind: Kind, obj: &KubeObject) -> Vec<Action> {
+        self.count(kind);
+        if let Some(problem) = &obj.metadata_error {
+            return self.reject(kind, obj, problem);
+        }
+        match kind {
+            Kind::Vmi => {
+                if !self.options.node_role {
+                    return Vec::new();
+                }
+                let part = match derive::decode_vmi(&obj.value).map_err(|e| e.to_string()).and_then(|vmi| derive::derive_vmi(&vmi).map_err(|e| e.to_string())) {
+                    Ok(part) => part,
+                    Err(problem) => return self.reject(kind, obj, &problem),
+                };
+                for warning in &part.warnings {
+                    tracing::warn!(vmi = %part.key, warning, "field ignored");
+                }
+                let key = part.key.clone();
+                self.gone.remove(&key);
+                self.vmis.insert(key.clone(), part);
+                self.emit(&key)
+            }
+            Kind::Vm => {
+                if !self.cluster_active {
+                    return Vec::new();
+                }
+                let part = match derive::decode_vm(&obj.value).map_err(|e| e.to_string()).and_then(|vm| derive::derive_vm(&vm).map_err(|e| e.to_string())) {
+                    Ok(part) => part,
+                    Err(problem) => return self.reject(kind, obj, &problem),
+                };
+                if let Some(status) = &part.unknown_printable_status {
+                    if self.unknown_statuses.insert(status.clone()) {
+                        tracing::warn!(vm = %part.key, status, "unknown printableStatus; reported as UNKNOWN");
+                    }
+                }
+                let key = part.key.clone();
+                self.vms.insert(key.clone(), part);
+                self.emit(&key)
+            }
+        }
+    }
+
+    fn reject(&mut self, kind: Kind, obj: &KubeObject, problem: &str) -> Vec<Action> {
+        self.stats.rejected += 1;
+        let meta = &obj.metadata;
+        tracing::warn!(
+            kind = kind.name(),
+            namespace = meta.namespace.as_deref().unwrap_or(""),
+            name = meta.name.as_deref().unwrap_or(""),
+            problem,
+            "object rejected; its last good record is kept"
+        );
+        Vec::new()
+    }
+
+    fn count(&mut self, kind: Kind) {
+        match kind {
+            Kind::Vm => self.stats.vm_events += 1,
+            Kind::Vmi => self.stats.vmi_events += 1,
+        }
+    }
+
+    fn vm_input(&self, key: &VmKey) -> VmInput<'_> {
+        match self.vms.get(key) {
+            Some(part) if self.cluster_active => VmInput::Present(part),
+            _ => VmInput::Unknown,
+        }
+    }
+
+    fn vmi_input(&self, key: &VmKey) -> VmiInput<'_> {
+        if let Some(part) = self.vmis.get(key) {
+            return VmiInput::Present(part);
+        }
+        match self.gone.get(key) {
+            Some((uid, rv)) => VmiInput::Gone {
+                uid: uid.clone(),
+                resource_version: *rv,
+            },
+            None => VmiInput::Unknown,
+        }
+    }
+
+    fn emit(&mut self, key: &VmKey) -> Vec<Action> {
+        let obs = derive::observe(key, self.vm_input(key), self.vmi_input(key), self.last.get(key));
+        self.send(key, obs)
+    }
+
+    fn send(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
+        if self.last.get(key) == Some(&obs) {
+            self.stats.noop += 1;
+            return Vec::new();
+        }
+        self.last.insert(key.clone(), obs.clone());
+        vec![Action::Emit(StateEvent::Observed(Box::new(obs)))]
+    }
+
+    /// Keys whose disappearance from a list needs confirming: what this daemon holds
+    /// for the kind, including records from before a restart.
+    fn tracked(&self, kind: Kind) -> HashSet<VmKey> {
+        match kind {
+            Kind::Vmi => {
+                let node = &self.options.node;
+                let from_state = self.last.iter().filter(|(k, o)| {
+                    !self.vmis.contains_key(*k)
+                        && !self.gone.contains_key(*k)
+                        && !o.versions.runtime_unknown
+                        && o.record
+                            .runtime_details
+                            .as_ref()
+                            .is_some_and(|rt| rt.node_name.as_ref() == Some(node))
+                });
+                self.vmis
+                    .keys()
+                    .chain(from_state.map(|(k, _)| k))
+                    .cloned()
+                    .collect()
+            }
+            Kind::Vm => {
+                let from_state = self.last.iter().filter(|(_, o)| {
+                    o.record.status.is_some() && o.record.status != Some(VmStatus::Deleted)
+                });
+                self.vms
+                    .keys()
+                    .chain(from_state.map(|(k, _)| k))
+                    .cloned()
+                    .collect()
+            }
+        }
+    }
+}
+
+fn key_of(obj: &KubeObject) -> Option<VmKey> {
+    let key = VmKey::new(obj.metadata.namespace.clone()?, obj.metadata.name.clone()?);
+    key.validate().is_ok().then_some(key)
+}
