@@ -12,6 +12,7 @@ pub mod cli;
 pub mod columns;
 pub mod config;
 pub mod daemon;
+pub mod derive;
 pub mod failpoint;
 pub mod model;
 pub mod shutdown;
