@@ -411,6 +411,12 @@ fn decode<T: serde::de::DeserializeOwned + Kinded>(
     kind: &'static str,
     v: &serde_json::Value,
 ) -> Result<T, DecodeError> {
+    if !v.is_object() {
+        return Err(DecodeError::Json {
+            kind,
+            message: "not a JSON object".to_string(),
+        });
+    }
     let t = serde_path_to_error::deserialize(v).map_err(|e| DecodeError::Field {
         kind,
         object: object_id(v),
@@ -431,6 +437,12 @@ fn decode_slice<T: serde::de::DeserializeOwned + Kinded>(
             .map(|v| object_id(&v))
             .unwrap_or_else(|_| "?/?".to_string())
     };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::Json {
+            kind,
+            message: "not a JSON object".to_string(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let t: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(t) => t,
