@@ -1,2 +1,6 @@
+mod combine;
+mod condition;
+mod details;
 mod fixtures;
 mod quantity;
+mod status;
