@@ -6,7 +6,7 @@ use crate::derive::{
     DecodeError, VmInput, VmiInput, decode_vm, decode_vm_slice, decode_vmi, decode_vmi_slice,
     derive_vm, derive_vmi, observe,
 };
-use crate::model::{LegacyOrigin, VmKey, VmStatus};
+use crate::model::{VmKey, VmStatus};
 
 pub(super) fn fixture_path(name: &str) -> String {
     format!(
@@ -245,5 +245,4 @@ fn nulls_and_missing_sections_are_defaults_not_errors() {
     let p = derive_vmi(&decode_vmi(&v).unwrap()).unwrap();
     assert_eq!(p.node.as_deref(), Some("n1"));
     assert_eq!(p.runtime.node_name, None);
-    let _ = LegacyOrigin::Vmi;
 }

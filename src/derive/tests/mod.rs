@@ -1,4 +1,5 @@
 mod combine;
+mod combine_previous;
 mod condition;
 mod details;
 mod fixtures;
