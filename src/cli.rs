@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error).
 
 mod ingest;
+mod inspect;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ pub enum Command {
     /// store and flush them: a support and test tool that uses the daemon's code path.
     #[command(hide = true)]
     Ingest(ingest::IngestArgs),
+    /// Derive records offline from KubeVirt objects (`kubectl get -o json|yaml`), with the
+    /// daemon's code: `inspect vmi FILE [--vm FILE]`, `inspect vm FILE`.
+    Inspect(inspect::InspectArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -117,6 +121,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             runtime()?.block_on(crate::daemon::run(cfg, password))
         }
+        Command::Inspect(inspect_args) => inspect::run(inspect_args),
         Command::Ingest(ingest_args) => {
             let (cfg, _) = load_config(&args)?;
             let password = password(&cfg)?;

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod columns;
 pub mod config;
 pub mod daemon;
+pub mod derive;
 pub mod failpoint;
 pub mod model;
 pub mod shutdown;
@@ -34,6 +35,9 @@ pub enum Error {
     Kubernetes(String),
     #[error("postgres: {0}")]
     Postgres(#[from] sink::postgres::SinkError),
+    /// A file given to `virtsync inspect` that cannot be read or derived.
+    #[error("{path}: {problem}")]
+    Inspect { path: String, problem: String },
     #[error("input line {line}: {problem}")]
     Input { line: usize, problem: String },
     #[error("{0}")]
@@ -44,7 +48,7 @@ impl Error {
     /// Process exit code: 2 for usage/configuration problems an operator must fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::Inspect { .. } => 2,
             Error::Postgres(e) if e.is_setup_problem() => 2,
             _ => 1,
         }

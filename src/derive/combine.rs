@@ -1,0 +1,174 @@
+//! The record for one key from what this daemon knows about the VM and its VMI
+//! (DESIGN §4 and the fencing rules of §6).
+
+use crate::model::{
+    LegacyOrigin, Observation, RuntimeDetails, SourceVersions, VmKey, VmRecord, VmStatus,
+};
+
+use super::vm::VmPart;
+use super::vmi::VmiPart;
+
+/// What this daemon knows about the VM object.
+#[derive(Clone, Copy, Debug)]
+pub enum VmInput<'a> {
+    /// Not watched here (node role) or not seen yet.
+    Unknown,
+    Present(&'a VmPart),
+    /// Deletion confirmed.
+    Deleted {
+        resource_version: Option<i64>,
+    },
+}
+
+/// What this daemon knows about the VMI object.
+#[derive(Clone, Debug)]
+pub enum VmiInput<'a> {
+    /// Not watched here (cluster role: the VMI may run on another host).
+    Unknown,
+    Present(&'a VmiPart),
+    /// Confirmed gone (stopped), with the last identity known.
+    Gone {
+        uid: Option<String>,
+        resource_version: Option<i64>,
+    },
+}
+
+/// Fills the fields `current` does not report with those of `previous`.
+fn keep_unreported(current: &mut RuntimeDetails, previous: &RuntimeDetails) {
+    fn keep<T: Clone>(cur: &mut Option<T>, prev: &Option<T>) {
+        if cur.is_none() {
+            cur.clone_from(prev);
+        }
+    }
+    let p = previous;
+    let c = current;
+    keep(&mut c.cpu_cores, &p.cpu_cores);
+    keep(&mut c.cpu_sockets, &p.cpu_sockets);
+    keep(&mut c.cpu_threads, &p.cpu_threads);
+    keep(&mut c.cpu_model, &p.cpu_model);
+    keep(&mut c.memory_guest, &p.memory_guest);
+    keep(&mut c.memory_current, &p.memory_current);
+    keep(&mut c.memory_requested, &p.memory_requested);
+    keep(&mut c.primary_ip, &p.primary_ip);
+    keep(&mut c.network_interfaces, &p.network_interfaces);
+    keep(&mut c.guest_os_id, &p.guest_os_id);
+    keep(&mut c.guest_os_name, &p.guest_os_name);
+    keep(&mut c.guest_os_version, &p.guest_os_version);
+    keep(&mut c.guest_os_kernel, &p.guest_os_kernel);
+    keep(&mut c.phase, &p.phase);
+    keep(&mut c.node_name, &p.node_name);
+    keep(&mut c.qos_class, &p.qos_class);
+    keep(&mut c.machine_type, &p.machine_type);
+    keep(&mut c.architecture, &p.architecture);
+    keep(&mut c.volume_details, &p.volume_details);
+    keep(&mut c.agent_connected, &p.agent_connected);
+    keep(&mut c.hypervisor_type, &p.hypervisor_type);
+    keep(&mut c.vmi_updated_at, &p.vmi_updated_at);
+}
+
+/// The observation for `key`:
+/// - status: the VM's (DELETING while deleting), DELETED once deleted, none if unknown;
+/// - runtime: from a live VMI (present, not Succeeded/Failed), unreported fields kept
+///   from `previous` when it came from the same VMI uid; cleared when the VMI is final or
+///   gone, or unknown while the VM is deleted or has no running VMI (then fenced by the
+///   VM's resourceVersion); otherwise unknown (`runtime_unknown`, left alone);
+/// - legacy (cpu_count, memory_mb, guest_os): from a live VMI, else from the VM spec
+///   when the VM has no running VMI, else not written; guest_os never replaced by an
+///   unknown value.
+pub fn observe(
+    key: &VmKey,
+    vm: VmInput<'_>,
+    vmi: VmiInput<'_>,
+    previous: Option<&Observation>,
+) -> Observation {
+    let mut record = VmRecord::new(key);
+    let mut versions = SourceVersions::default();
+    let previous_guest_os = previous.and_then(|p| p.record.guest_os.clone());
+
+    match vm {
+        VmInput::Present(p) => {
+            record.status = Some(if p.deleting {
+                VmStatus::Deleting
+            } else {
+                p.status
+            });
+            versions.vm_resource_version = p.resource_version;
+        }
+        VmInput::Deleted { resource_version } => {
+            record.status = Some(VmStatus::Deleted);
+            versions.vm_resource_version = resource_version;
+        }
+        VmInput::Unknown => {}
+    }
+
+    match &vmi {
+        VmiInput::Present(p) => {
+            versions.vmi_uid.clone_from(&p.uid);
+            versions.vmi_resource_version = p.resource_version;
+        }
+        VmiInput::Gone {
+            uid,
+            resource_version,
+        } => {
+            versions.vmi_uid.clone_from(uid);
+            versions.vmi_resource_version = *resource_version;
+        }
+        VmiInput::Unknown => {}
+    }
+
+    let live = match &vmi {
+        VmiInput::Present(p) if !p.final_phase => Some(*p),
+        _ => None,
+    };
+    // The VM alone says no VMI runs.
+    let vm_says_none = match vm {
+        VmInput::Deleted { .. } => true,
+        VmInput::Present(p) => !p.has_running_vmi,
+        VmInput::Unknown => false,
+    };
+
+    match (live, &vmi) {
+        (Some(p), _) => {
+            let mut details = p.runtime.clone();
+            if let Some(prev) = previous {
+                let same_vmi = p.uid.is_some() && prev.versions.vmi_uid == p.uid;
+                if let (true, Some(prev_details)) = (same_vmi, &prev.record.runtime_details) {
+                    keep_unreported(&mut details, prev_details);
+                }
+            }
+            record.runtime_details = Some(details);
+        }
+        (None, VmiInput::Present(_) | VmiInput::Gone { .. }) => record.runtime_details = None,
+        (None, VmiInput::Unknown) if vm_says_none => {
+            record.runtime_details = None;
+            // resourceVersions are cluster-wide etcd revisions: the VM's fences the
+            // clearing against newer writes from a VMI.
+            versions.vmi_uid = None;
+            versions.vmi_resource_version = versions.vm_resource_version;
+        }
+        (None, VmiInput::Unknown) => versions.runtime_unknown = true,
+    }
+
+    let no_vmi = match &vmi {
+        VmiInput::Gone { .. } => true,
+        VmiInput::Present(p) => p.final_phase,
+        VmiInput::Unknown => vm_says_none,
+    };
+    match (live, vm) {
+        (Some(p), _) => {
+            record.cpu_count = p.cpu_count;
+            record.memory_mb = p.memory_mb;
+            record.guest_os = p.guest_os.clone().or(previous_guest_os);
+            versions.legacy_origin = LegacyOrigin::Vmi;
+        }
+        (None, VmInput::Present(p)) if no_vmi => {
+            record.cpu_count = p.spec_cpu_count;
+            record.memory_mb = p.spec_memory_mb;
+            record.guest_os = p.annotation_os.clone().or(previous_guest_os);
+            versions.legacy_origin = LegacyOrigin::Vm;
+        }
+        _ => {}
+    }
+
+    Observation { record, versions }
+}
