@@ -181,6 +181,39 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins) -> Result<Config, Co
     )?;
     set_duration(
         o,
+        "postgres.lock_idle_timeout",
+        p.lock_idle_timeout,
+        &mut pg.lock_idle_timeout,
+        Duration::from_secs(1),
+        Some(hour),
+    )?;
+    set_duration(
+        o,
+        "postgres.lock_retry_interval",
+        p.lock_retry_interval,
+        &mut pg.lock_retry_interval,
+        Duration::from_millis(100),
+        Some(hour),
+    )?;
+    // A standby's session idles between tries: it must not be ended for idling.
+    if pg.lock_retry_interval >= pg.lock_idle_timeout {
+        let key = if p.lock_retry_interval.is_some() {
+            "postgres.lock_retry_interval"
+        } else {
+            "postgres.lock_idle_timeout"
+        };
+        return Err(o.err(
+            key,
+            format!(
+                "postgres.lock_retry_interval ({}) must be shorter than \
+                 postgres.lock_idle_timeout ({})",
+                format_duration(pg.lock_retry_interval),
+                format_duration(pg.lock_idle_timeout)
+            ),
+        ));
+    }
+    set_duration(
+        o,
         "capabilities.refresh_interval",
         raw.capabilities.refresh_interval,
         &mut c.capabilities.refresh_interval,

@@ -63,6 +63,8 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("postgres.connect_timeout", Kind::Duration),
     ("postgres.lock_key", Kind::Int),
     ("postgres.lock_timeout", Kind::Duration),
+    ("postgres.lock_idle_timeout", Kind::Duration),
+    ("postgres.lock_retry_interval", Kind::Duration),
     ("cache.path", Kind::Str),
     ("cache.cache_size", Kind::Size),
     ("api.socket", Kind::Str),

@@ -174,6 +174,11 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     pub lock_key: i64,
     pub lock_timeout: Duration,
+    /// `idle_session_timeout` of the cluster-role lock session; the holder's heartbeat
+    /// runs at a third of it.
+    pub lock_idle_timeout: Duration,
+    /// How often a standby tries to take the cluster-role lock.
+    pub lock_retry_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +258,8 @@ impl Config {
                 connect_timeout: Duration::from_secs(10),
                 lock_key: 0x7669_7274_7379_6e63,
                 lock_timeout: Duration::from_secs(10),
+                lock_idle_timeout: Duration::from_secs(15),
+                lock_retry_interval: Duration::from_secs(2),
             },
             cache: CacheConfig {
                 path: PathBuf::from("/var/lib/virtsync/state.redb"),

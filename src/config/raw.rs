@@ -98,6 +98,10 @@ pub(super) struct RawPostgres {
     pub(super) lock_key: Option<i64>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) lock_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) lock_idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) lock_retry_interval: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

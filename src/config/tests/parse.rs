@@ -45,6 +45,8 @@ fn defaults() {
     assert_eq!(p.connect_timeout, Duration::from_secs(10));
     assert_eq!(p.lock_key, 0x7669727473796e63);
     assert_eq!(p.lock_timeout, Duration::from_secs(10));
+    assert_eq!(p.lock_idle_timeout, Duration::from_secs(15));
+    assert_eq!(p.lock_retry_interval, Duration::from_secs(2));
     assert_eq!(c.cache.path, Path::new("/var/lib/virtsync/state.redb"));
     assert_eq!(c.cache.cache_size, 32 * 1024 * 1024);
     assert_eq!(c.api.socket, Path::new("/run/virtsync/virtsync.sock"));
@@ -84,6 +86,8 @@ const FULL: &[(&str, &str, &str)] = &[
     ("postgres.connect_timeout", r#""3s""#, "3s"),
     ("postgres.lock_key", "-42", "-42"),
     ("postgres.lock_timeout", r#""1m""#, "1m"),
+    ("postgres.lock_idle_timeout", r#""1s""#, "1s"),
+    ("postgres.lock_retry_interval", r#""250ms""#, "250ms"),
     ("cache.path", r#""/tmp/state.redb""#, "/tmp/state.redb"),
     ("cache.cache_size", r#""1GiB""#, "1GiB"),
     ("api.socket", r#""/tmp/v.sock""#, "/tmp/v.sock"),
@@ -128,6 +132,8 @@ fn full_expected() -> Config {
             connect_timeout: Duration::from_secs(3),
             lock_key: -42,
             lock_timeout: Duration::from_secs(60),
+            lock_idle_timeout: Duration::from_secs(1),
+            lock_retry_interval: Duration::from_millis(250),
         },
         cache: CacheConfig {
             path: PathBuf::from("/tmp/state.redb"),

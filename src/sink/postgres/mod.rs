@@ -1,6 +1,7 @@
 //! The PostgreSQL sink (DESIGN §6): settings, the connection, and the flush loop that
 //! drains the outbox into the cloud API's `vms` table.
 
+pub mod cluster_role;
 mod error;
 pub mod flush;
 pub mod managed;
