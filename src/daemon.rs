@@ -69,7 +69,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
             let sink = PgSink::new(settings, store.clone(), Timestamp::now);
             resync = Some(sink.resync_trigger());
-            Some(tokio::spawn(sink.run(enqueued.clone(), stopped)))
+            Some(tokio::spawn(sink.run(enqueued.clone(), stopped.clone())))
         }
         None => {
             tracing::info!("no postgres.url configured: changes are kept in the local state only");
@@ -77,7 +77,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         }
     };
     let (stop_sources, sources_stopped) = watch::channel(false);
-    let (holder, election) = cluster_role(&cfg, password.as_deref(), sources_stopped.clone())?;
+    let (holder, election) = cluster_role(&cfg, password.as_deref(), stopped)?;
     let source = start_kube_source(&cfg, &store, &events, resync, holder, sources_stopped).await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
     let sink_failed = tokio::select! {
@@ -111,7 +111,9 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         };
         // Last: give the cluster role up (after the last flush of its records).
         if let Some(election) = election {
-            let _ = election.await;
+            if let Ok(Err(e)) = election.await {
+                tracing::warn!(error = %e, "cluster-role election ended with an error");
+            }
         }
         sink_error
     };
@@ -140,13 +142,15 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     }
 }
 
+type Election = tokio::task::JoinHandle<std::result::Result<(), crate::sink::postgres::SinkError>>;
+
 /// The cluster-role election: through PostgreSQL's advisory lock when a database is
 /// configured; a daemon without one holds the role alone (a single host or a lab).
 fn cluster_role(
     cfg: &Config,
     password: Option<&str>,
     stopped: watch::Receiver<bool>,
-) -> Result<(watch::Receiver<bool>, Option<tokio::task::JoinHandle<()>>)> {
+) -> Result<(watch::Receiver<bool>, Option<Election>)> {
     if cfg.role == Role::Node {
         return Ok((watch::channel(false).1, None));
     }
@@ -176,7 +180,9 @@ async fn start_kube_source(
         .await
         .map_err(|e| Error::Kubernetes(e.to_string()))?;
     let Some(client) = client else {
-        tracing::warn!("no Kubernetes API configured (kubernetes.kubeconfig, url or in_cluster): the KubeVirt source is off");
+        tracing::warn!(
+            "no Kubernetes API configured (kubernetes.kubeconfig, url or in_cluster): the KubeVirt source is off"
+        );
         return Ok(None);
     };
     let settings = KubeSettings {

@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod model;
 pub mod shutdown;
 pub mod sink;
+pub mod source;
 pub mod state;
 
 /// Errors named after the step that failed.

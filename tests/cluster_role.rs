@@ -237,7 +237,9 @@ async fn killed_backend_steps_down_and_the_standby_takes_over() {
     let stepped_down = t0.elapsed();
     b.wait_holder(true, Duration::from_secs(3)).await;
     let takeover = t0.elapsed();
-    eprintln!("killed backend: holder stepped down after {stepped_down:?}, takeover after {takeover:?}");
+    eprintln!(
+        "killed backend: holder stepped down after {stepped_down:?}, takeover after {takeover:?}"
+    );
     assert!(stepped_down < a.heartbeat, "{stepped_down:?}");
     assert!(takeover < Duration::from_secs(2), "{takeover:?}");
     assert!(
@@ -286,7 +288,10 @@ async fn a_hung_holder_loses_the_role_and_steps_down_when_it_wakes() {
         ("tcp_keepalives_count", "3"),
         ("application_name", "virtsync/node-a"),
     ] {
-        let row = probe.query_one(&format!("SHOW {setting}"), &[]).await.unwrap();
+        let row = probe
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
         assert_eq!(row.get::<_, String>(0), want, "{setting}");
     }
     drop(probe);

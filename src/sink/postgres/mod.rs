@@ -469,7 +469,11 @@ impl PgSink {
                 Err(e) if e.class() == ErrorClass::Connection => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "anti-entropy pass failed; retrying later");
-                    after(if interval.is_zero() { RETRY } else { interval.min(RETRY) })
+                    after(if interval.is_zero() {
+                        RETRY
+                    } else {
+                        interval.min(RETRY)
+                    })
                 }
             };
             // resync_interval = 0: no periodic passes, only requested ones.

@@ -24,10 +24,12 @@ pub enum ClientError {
 /// `None` when no Kubernetes API is configured (the KubeVirt source stays off).
 pub async fn client_from_config(cfg: &KubernetesConfig) -> Result<Option<Client>, ClientError> {
     let config = if let Some(url) = &cfg.url {
-        let uri = url.parse().map_err(|e: http::uri::InvalidUri| ClientError::Url {
-            url: url.clone(),
-            problem: e.to_string(),
-        })?;
+        let uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Url {
+                url: url.clone(),
+                problem: e.to_string(),
+            })?;
         Config::new(uri)
     } else if let Some(path) = &cfg.kubeconfig {
         let kubeconfig = Kubeconfig::read_from(path).map_err(|e| ClientError::Kubeconfig {

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use client::{ClientError, check_node, client_from_config};
-pub use object::{KubeObject, Kind};
+pub use object::{Kind, KubeObject};
 pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
 
@@ -37,7 +37,8 @@ pub struct KubeSettings {
     pub label_selector: Option<String>,
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = (Option<String>, watcher::Result<Event<KubeObject>>)> + Send>>;
+type EventStream =
+    Pin<Box<dyn Stream<Item = (Option<String>, watcher::Result<Event<KubeObject>>)> + Send>>;
 
 /// How long a failed confirming GET waits before it is tried again.
 const CONFIRM_RETRY: Duration = Duration::from_secs(5);
@@ -86,13 +87,15 @@ impl KubeSource {
 
     /// Runs until `shutdown` turns true or the state writer is gone. `holder` says
     /// whether this daemon holds the cluster role.
-    pub async fn run(mut self, mut holder: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
-        let mut vmis = self
-            .settings
-            .node_role
-            .then(|| self.watch(Kind::Vmi));
+    pub async fn run(
+        mut self,
+        mut holder: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut vmis = self.settings.node_role.then(|| self.watch(Kind::Vmi));
         let mut vms: Option<EventStream> = None;
         let mut awaiting_first_vm_list = false;
+        let mut election_over = false;
         let mut retry_tick = tokio::time::interval(CONFIRM_RETRY);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -101,16 +104,22 @@ impl KubeSource {
                 self.tracker.set_cluster_active(holding);
                 vms = holding.then(|| self.watch(Kind::Vm));
                 awaiting_first_vm_list = holding;
-                tracing::info!(active = holding, "cluster role (all VMs) {}", if holding { "active: watching VMs" } else { "inactive" });
+                tracing::info!(
+                    active = holding,
+                    "cluster role (all VMs) {}",
+                    if holding {
+                        "active: watching VMs"
+                    } else {
+                        "inactive"
+                    }
+                );
             }
             let (kind, scope, item) = tokio::select! {
                 Some((scope, item)) = next(&mut vmis) => (Kind::Vmi, scope, item),
                 Some((scope, item)) = next(&mut vms) => (Kind::Vm, scope, item),
-                changed = holder.changed() => {
-                    if changed.is_err() {
-                        // The election ended (shutdown): keep what we have.
-                        holder = watch::channel(*holder.borrow()).1;
-                    }
+                changed = holder.changed(), if !election_over => {
+                    // The election ended (shutdown): keep what we have.
+                    election_over = changed.is_err();
                     continue;
                 }
                 _ = retry_tick.tick() => {
@@ -179,7 +188,11 @@ impl KubeSource {
                         return false;
                     }
                 }
-                Action::Confirm { kind, key, event_rv } => match self.lookup(kind, &key).await {
+                Action::Confirm {
+                    kind,
+                    key,
+                    event_rv,
+                } => match self.lookup(kind, &key).await {
                     Ok(found) => queue.extend(self.tracker.confirmed(kind, &key, event_rv, found)),
                     Err(e) => {
                         tracing::warn!(kind = kind.name(), vm = %key, error = %e, "confirming a disappearance failed; retrying");
@@ -195,13 +208,18 @@ impl KubeSource {
         let pending = std::mem::take(&mut self.retry);
         let actions = pending
             .into_iter()
-            .map(|(kind, key, event_rv)| Action::Confirm { kind, key, event_rv })
+            .map(|(kind, key, event_rv)| Action::Confirm {
+                kind,
+                key,
+                event_rv,
+            })
             .collect();
         self.perform(actions).await
     }
 
     async fn lookup(&self, kind: Kind, key: &VmKey) -> Result<Lookup, kube::Error> {
-        let api: Api<KubeObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
+        let api: Api<KubeObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
         Ok(match api.get_opt(&key.name).await? {
             Some(obj) => Lookup::Found(Box::new(obj)),
             None => Lookup::NotFound,
@@ -213,7 +231,9 @@ impl KubeSource {
     }
 }
 
-async fn next(stream: &mut Option<EventStream>) -> Option<(Option<String>, watcher::Result<Event<KubeObject>>)> {
+async fn next(
+    stream: &mut Option<EventStream>,
+) -> Option<(Option<String>, watcher::Result<Event<KubeObject>>)> {
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,

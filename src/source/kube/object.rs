@@ -20,7 +20,9 @@ impl<'de> Deserialize<'de> for KubeObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
         if !value.is_object() {
-            return Err(serde::de::Error::custom("a Kubernetes object must be a JSON object"));
+            return Err(serde::de::Error::custom(
+                "a Kubernetes object must be a JSON object",
+            ));
         }
         let (metadata, metadata_error) = match value.get("metadata") {
             Some(m) => match ObjectMeta::deserialize(m) {

@@ -66,7 +66,9 @@ fn split_top_level(text: &str) -> Vec<&str> {
 fn parse_requirement(part: &str) -> Result<Requirement, String> {
     let bad = || format!("invalid label selector requirement {part:?}");
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement::NotExists(check_key(key.trim()).ok_or_else(bad)?));
+        return Ok(Requirement::NotExists(
+            check_key(key.trim()).ok_or_else(bad)?,
+        ));
     }
     for (op, negated) in [("!=", true), ("==", false), ("=", false)] {
         if let Some((k, v)) = part.split_once(op) {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kube::runtime::watcher::Event;
 
-use super::object::{KubeObject, Kind};
+use super::object::{Kind, KubeObject};
 use super::selector::Selector;
 use crate::derive::{self, VmInput, VmPart, VmiInput, VmiPart};
 use crate::model::{Observation, VmKey, VmStatus, parse_resource_version};
@@ -114,7 +114,12 @@ impl Tracker {
         }
     }
 
-    pub fn event(&mut self, kind: Kind, scope: Option<&str>, event: Event<KubeObject>) -> Vec<Action> {
+    pub fn event(
+        &mut self,
+        kind: Kind,
+        scope: Option<&str>,
+        event: Event<KubeObject>,
+    ) -> Vec<Action> {
         let scope_key = (kind, scope.map(str::to_string));
         match event {
             Event::Init => {
@@ -166,7 +171,13 @@ impl Tracker {
     }
 
     /// What a confirming GET found.
-    pub fn confirmed(&mut self, kind: Kind, key: &VmKey, event_rv: Option<i64>, lookup: Lookup) -> Vec<Action> {
+    pub fn confirmed(
+        &mut self,
+        kind: Kind,
+        key: &VmKey,
+        event_rv: Option<i64>,
+        lookup: Lookup,
+    ) -> Vec<Action> {
         match (kind, lookup) {
             (Kind::Vmi, Lookup::NotFound) => {
                 self.stats.vmis_gone += 1;
@@ -246,7 +257,10 @@ impl Tracker {
                 if !self.options.node_role {
                     return Vec::new();
                 }
-                let part = match derive::decode_vmi(&obj.value).map_err(|e| e.to_string()).and_then(|vmi| derive::derive_vmi(&vmi).map_err(|e| e.to_string())) {
+                let part = match derive::decode_vmi(&obj.value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|vmi| derive::derive_vmi(&vmi).map_err(|e| e.to_string()))
+                {
                     Ok(part) => part,
                     Err(problem) => return self.reject(kind, obj, &problem),
                 };
@@ -262,7 +276,10 @@ impl Tracker {
                 if !self.cluster_active {
                     return Vec::new();
                 }
-                let part = match derive::decode_vm(&obj.value).map_err(|e| e.to_string()).and_then(|vm| derive::derive_vm(&vm).map_err(|e| e.to_string())) {
+                let part = match derive::decode_vm(&obj.value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|vm| derive::derive_vm(&vm).map_err(|e| e.to_string()))
+                {
                     Ok(part) => part,
                     Err(problem) => return self.reject(kind, obj, &problem),
                 };
@@ -319,7 +336,12 @@ impl Tracker {
     }
 
     fn emit(&mut self, key: &VmKey) -> Vec<Action> {
-        let obs = derive::observe(key, self.vm_input(key), self.vmi_input(key), self.last.get(key));
+        let obs = derive::observe(
+            key,
+            self.vm_input(key),
+            self.vmi_input(key),
+            self.last.get(key),
+        );
         self.send(key, obs)
     }
 
