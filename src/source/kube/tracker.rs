@@ -393,3 +393,6 @@ fn key_of(obj: &KubeObject) -> Option<VmKey> {
     let key = VmKey::new(obj.metadata.namespace.clone()?, obj.metadata.name.clone()?);
     key.validate().is_ok().then_some(key)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+use std::collections::HashMap;
+
+use kube::runtime::watcher::Event;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::model::{Observation, VmKey, VmStatus};
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../shared/fixtures/kubevirt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn object(v: Value) -> KubeObject {
+    serde_json::from_value(v).unwrap()
+}
+
+/// The real CNV VMI, as node sno-0-0 sees it.
+fn vmi() -> Value {
+    fixture("vmi-running-cnv.json")
+}
+
+/// The real CNV VM, renamed to own the VMI above.
+fn vm() -> Value {
+    let mut v = fixture("vm-running-cnv.json");
+    v["metadata"]["name"] = json!("centos7-gray-owl-35");
+    v
+}
+
+fn key() -> VmKey {
+    VmKey::new("openshift-cnv", "centos7-gray-owl-35")
+}
+
+fn tracker(node_role: bool, last: HashMap<VmKey, Observation>) -> Tracker {
+    Tracker::new(
+        TrackerOptions {
+            node: "sno-0-0".into(),
+            node_role,
+            selector: Selector::default(),
+        },
+        last,
+    )
+}
+
+fn observed(actions: &[Action]) -> Vec<&Observation> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(StateEvent::Observed(o)) => Some(&**o),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_vmi_becomes_a_record_and_the_same_event_again_costs_nothing() {
+    let mut t = tracker(true, HashMap::new());
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let obs = observed(&actions);
+    assert_eq!(obs.len(), 1);
+    let rt = obs[0].record.runtime_details.as_ref().unwrap();
+    assert_eq!(rt.primary_ip.as_deref(), Some("10.128.1.193"));
+    assert_eq!(obs[0].record.cpu_count, Some(1));
+    assert_eq!(obs[0].record.status, None, "status is the cluster role's");
+    assert_eq!(obs[0].versions.vmi_resource_version, Some(11848215));
+    assert!(
+        t.event(Kind::Vmi, None, Event::Apply(object(vmi())))
+            .is_empty()
+    );
+    assert_eq!(t.stats.noop, 1);
+}
+
+#[test]
+fn a_deleted_vmi_is_confirmed_first_then_cleared_when_really_gone() {
+    let mut t = tracker(true, HashMap::new());
+    t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let mut gone = vmi();
+    gone["metadata"]["resourceVersion"] = json!("11900000");
+    let actions = t.event(Kind::Vmi, None, Event::Delete(object(gone)));
+    assert!(matches!(
+        &actions[..],
+        [Action::Confirm {
+            kind: Kind::Vmi,
+            event_rv: Some(11900000),
+            ..
+        }]
+    ));
+    let actions = t.confirmed(Kind::Vmi, &key(), Some(11900000), Lookup::NotFound);
+    let obs = observed(&actions);
+    assert_eq!(obs.len(), 1);
+    assert_eq!(obs[0].record.runtime_details, None, "runtime cleared");
+    assert_eq!(obs[0].versions.vmi_resource_version, Some(11900000));
+    assert!(!obs[0].versions.runtime_unknown);
+}
+
+#[test]
+fn a_vmi_found_on_another_node_is_handed_off_without_a_write() {
+    let mut t = tracker(true, HashMap::new());
+    t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let mut moved = vmi();
+    moved["metadata"]["labels"]["kubevirt.io/nodeName"] = json!("node-b");
+    moved["status"]["nodeName"] = json!("node-b");
+    let actions = t.confirmed(
+        Kind::Vmi,
+        &key(),
+        None,
+        Lookup::Found(Box::new(object(moved))),
+    );
+    assert!(matches!(&actions[..], [Action::Emit(StateEvent::Forget(k))] if *k == key()));
+    assert_eq!(t.stats.handoffs, 1);
+    // Coming back is a fresh start.
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    assert_eq!(observed(&actions).len(), 1);
+}
+
+#[test]
+fn after_a_relist_only_the_missing_ones_are_confirmed_including_records_from_before_a_restart() {
+    let mut before = tracker(true, HashMap::new());
+    let mut other = vmi();
+    other["metadata"]["name"] = json!("other");
+    other["metadata"]["uid"] = json!("uid-other");
+    let mut last = HashMap::new();
+    for v in [vmi(), other] {
+        let actions = before.event(Kind::Vmi, None, Event::Apply(object(v)));
+        let o = observed(&actions)[0].clone();
+        last.insert(o.record.key(), o);
+    }
+    // Restart: both records are in the state file; the relist shows only one.
+    let mut t = tracker(true, last);
+    assert!(t.event(Kind::Vmi, None, Event::Init).is_empty());
+    let actions = t.event(Kind::Vmi, None, Event::InitApply(object(vmi())));
+    assert!(
+        actions.is_empty(),
+        "unchanged since the restart: nothing sent"
+    );
+    let actions = t.event(Kind::Vmi, None, Event::InitDone);
+    let confirms: Vec<&VmKey> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Confirm {
+                key,
+                event_rv: None,
+                ..
+            } => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirms, vec![&VmKey::new("openshift-cnv", "other")]);
+    // A namespace-scoped list says nothing about other namespaces.
+    t.event(Kind::Vmi, Some("elsewhere"), Event::Init);
+    assert!(
+        t.event(Kind::Vmi, Some("elsewhere"), Event::InitDone)
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_cluster_role_writes_status_and_a_confirmed_deletion() {
+    let mut t = tracker(false, HashMap::new());
+    assert!(
+        t.event(Kind::Vm, None, Event::Apply(object(vm())))
+            .is_empty(),
+        "inactive"
+    );
+    t.set_cluster_active(true);
+    let actions = t.event(Kind::Vm, None, Event::Apply(object(vm())));
+    let obs = observed(&actions);
+    assert_eq!(obs[0].record.status, Some(VmStatus::PoweredOn));
+    assert!(obs[0].versions.runtime_unknown, "its VMI runs elsewhere");
+    t.event(Kind::Vm, None, Event::Delete(object(vm())));
+    let actions = t.confirmed(Kind::Vm, &key(), Some(9000000), Lookup::NotFound);
+    let obs = observed(&actions);
+    assert_eq!(obs[0].record.status, Some(VmStatus::Deleted));
+    assert_eq!(obs[0].record.runtime_details, None);
+    assert!(
+        !obs[0].versions.runtime_unknown,
+        "deletion clears the runtime"
+    );
+    assert_eq!(obs[0].versions.vm_resource_version, Some(9000000));
+    // Losing the role forgets the VM parts: later VMI events are not combined with them.
+    t.set_cluster_active(false);
+    assert!(
+        t.event(Kind::Vm, None, Event::Apply(object(vm())))
+            .is_empty()
+    );
+}
+
+#[test]
+fn role_all_hand_off_keeps_the_cluster_part_of_the_record() {
+    let mut t = tracker(true, HashMap::new());
+    t.set_cluster_active(true);
+    t.event(Kind::Vm, None, Event::Apply(object(vm())));
+    t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let mut moved = vmi();
+    moved["metadata"]["labels"]["kubevirt.io/nodeName"] = json!("node-b");
+    let actions = t.confirmed(
+        Kind::Vmi,
+        &key(),
+        None,
+        Lookup::Found(Box::new(object(moved))),
+    );
+    let obs = observed(&actions);
+    assert_eq!(obs.len(), 1, "no Forget: the VM part stays");
+    assert_eq!(obs[0].record.status, Some(VmStatus::PoweredOn));
+    assert!(obs[0].versions.runtime_unknown, "runtime is node-b's now");
+}
+
+#[test]
+fn a_malformed_object_is_rejected_and_counted_and_the_last_record_kept() {
+    let mut t = tracker(true, HashMap::new());
+    t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let mut bad = vmi();
+    bad["status"]["currentCPUTopology"]["cores"] = json!("many");
+    assert!(
+        t.event(Kind::Vmi, None, Event::Apply(object(bad)))
+            .is_empty()
+    );
+    assert_eq!(t.stats.rejected, 1);
+    let mut bad_meta = vmi();
+    bad_meta["metadata"]["labels"] = json!(7);
+    assert!(
+        t.event(Kind::Vmi, None, Event::Apply(object(bad_meta)))
+            .is_empty()
+    );
+    assert_eq!(t.stats.rejected, 2);
+    // The good record is still the reference: the same good event is a no-op.
+    assert!(
+        t.event(Kind::Vmi, None, Event::Apply(object(vmi())))
+            .is_empty()
+    );
+}
