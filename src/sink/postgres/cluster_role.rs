@@ -151,11 +151,16 @@ pub async fn current_holder(client: &Client, lock_key: i64) -> Result<Option<Str
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
           AND l.classid = (($1::bigint >> 32) & 4294967295)::oid \
           AND l.objid = ($1::bigint & 4294967295)::oid";
-    let row = client
+    const STEP: &str = "reading the cluster-role holder";
+    let Some(row) = client
         .query_opt(SQL, &[&lock_key])
         .await
-        .map_err(SinkError::query("reading the cluster-role holder"))?;
-    Ok(row.map(|r| r.get::<_, Option<String>>(0).unwrap_or_default()))
+        .map_err(SinkError::query(STEP))?
+    else {
+        return Ok(None);
+    };
+    let name: Option<String> = row.try_get(0).map_err(SinkError::query(STEP))?;
+    Ok(Some(name.unwrap_or_default()))
 }
 
 /// Whether this session still holds `lock_key` (one row in `pg_locks` for our backend).
