@@ -376,3 +376,52 @@ async fn a_hung_holder_loses_the_role_and_steps_down_when_it_wakes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_holder_suspended_past_its_lease_steps_down_even_if_the_session_survived() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let url = PgCluster::shared().create_database("role_lease");
+    let admin = connect(&url).await;
+    let key = 8;
+    let idle = Duration::from_secs(3);
+    let mut a = Node::start(&url, "node-a", key, idle);
+    a.wait_holder(true, Duration::from_secs(5)).await;
+    let mut b = Node::start(&url, "node-b", key, idle);
+    wait_until("both lock sessions", Duration::from_secs(5), || async {
+        lock_sessions(&admin).await.len() == 2
+    })
+    .await;
+    // Pause A right after a heartbeat (its session just went idle), for longer than its
+    // lease (two heartbeat intervals) but shorter than the idle timeout.
+    wait_until("a fresh heartbeat", Duration::from_secs(5), || async {
+        let row = admin
+            .query_one(
+                "SELECT extract(epoch FROM now() - state_change)::float8 FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'virtsync/node-a'",
+                &[],
+            )
+            .await
+            .unwrap();
+        // now() is the start of this statement's transaction: compare within ~50 ms.
+        row.get::<_, f64>(0) < 0.05
+    })
+    .await;
+    a.holder.borrow_and_update();
+    b.holder.borrow_and_update();
+    a.pause.send_replace(true);
+    tokio::time::sleep(a.heartbeat * 2 + Duration::from_millis(400)).await;
+    assert!(a.holds(), "a paused holder does nothing");
+    a.pause.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It stepped down on waking (the flag changed twice: false, then true again once
+    // its check found the lock still held), and nobody else took the role meanwhile.
+    assert!(a.holds());
+    assert!(a.holder.has_changed().unwrap(), "no step-down on waking");
+    assert!(!b.holds() && !b.holder.has_changed().unwrap());
+    assert_eq!(
+        holder_name(&admin, key).await.as_deref(),
+        Some("virtsync/node-a")
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

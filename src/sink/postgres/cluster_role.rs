@@ -128,7 +128,7 @@ pub async fn run_cluster_role(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     let pause = settings.pause.clone();
-    holder.send_replace(false);
+    holder.send_if_modified(|h| std::mem::replace(h, false));
     let mut elector = Elector {
         settings,
         holder,
@@ -151,11 +151,16 @@ pub async fn current_holder(client: &Client, lock_key: i64) -> Result<Option<Str
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
           AND l.classid = (($1::bigint >> 32) & 4294967295)::oid \
           AND l.objid = ($1::bigint & 4294967295)::oid";
-    let row = client
+    const STEP: &str = "reading the cluster-role holder";
+    let Some(row) = client
         .query_opt(SQL, &[&lock_key])
         .await
-        .map_err(SinkError::query("reading the cluster-role holder"))?;
-    Ok(row.map(|r| r.get::<_, Option<String>>(0).unwrap_or_default()))
+        .map_err(SinkError::query(STEP))?
+    else {
+        return Ok(None);
+    };
+    let name: Option<String> = row.try_get(0).map_err(SinkError::query(STEP))?;
+    Ok(Some(name.unwrap_or_default()))
 }
 
 /// Whether this session still holds `lock_key` (one row in `pg_locks` for our backend).
@@ -382,8 +387,18 @@ impl Elector {
         }
     }
 
+    /// Sets the holder flag; true if that changed it. Receivers are woken only by a
+    /// change.
+    fn set_holder(&self, holds: bool) -> bool {
+        self.holder.send_if_modified(|h| {
+            let changed = *h != holds;
+            *h = holds;
+            changed
+        })
+    }
+
     fn take_role(&self, what: &'static str) {
-        if !self.holder.send_replace(true) {
+        if self.set_holder(true) {
             tracing::info!(
                 application_name = self.settings.application_name(),
                 lock_key = self.settings.lock_key,
@@ -394,7 +409,7 @@ impl Elector {
 
     /// Gives up the role: the flag first, then the log line.
     fn step_down(&self, why: &str) {
-        if self.holder.send_replace(false) {
+        if self.set_holder(false) {
             tracing::warn!(
                 application_name = self.settings.application_name(),
                 reason = why,
@@ -405,7 +420,7 @@ impl Elector {
 
     /// Shutdown: step down, unlock, close the session.
     async fn release(&mut self) {
-        if self.holder.send_replace(false) {
+        if self.set_holder(false) {
             tracing::info!("gave up the cluster role: shutting down");
         }
         let Some(session) = self.session.take() else {
