@@ -2,6 +2,7 @@
 //! helpers that wire stores and sinks to them.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod disk;
 pub mod pg;
 pub mod ssvirt;

@@ -1,0 +1,137 @@
+//! The built `virtsync` binary as a child process, driven only through its config file:
+//! its log is collected so tests can wait for lines, and it can be stopped, killed
+//! (SIGKILL) or frozen (SIGSTOP) like a real process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct DaemonProcess {
+    pub name: String,
+    pub config: PathBuf,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl DaemonProcess {
+    /// Writes `config` (TOML) to `dir/<name>.toml` and starts `virtsync daemon` with it.
+    pub fn start(dir: &Path, name: &str, config: &str) -> DaemonProcess {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let mut d = DaemonProcess {
+            name: name.to_string(),
+            config: path,
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        d.restart();
+        d
+    }
+
+    /// Starts the process again with the same config (after a kill or a stop).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_virtsync"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("daemon")
+            .env("RUST_LOG", "info,virtsync=debug")
+            .env_remove("VIRTSYNC_FAILPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("VIRTSYNC_TEST_ECHO").is_some() {
+                    eprintln!("[{name}] {line}");
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until the log has at least `n` occurrences of `needle`.
+    pub async fn wait_for_n(&mut self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(needle) < n {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} exited ({status}) while waiting for {needle:?}:\n{}", self.name, self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {needle:?} not seen {n} times within {timeout:?}; log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_n(needle, 1, timeout).await;
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not stop within 20 s:\n{}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+        }
+        self.kill();
+    }
+}
