@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod fake_kube;
 pub mod pg;
 pub mod ssvirt;
 pub mod sync;
