@@ -419,3 +419,68 @@ async fn churn_changes_guest_agent_data() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(s.resource_version(), rv, "churn stops with its handle");
 }
+
+/// The raw bytes of a watch response, read until the server closes.
+async fn raw_watch(s: &FakeApiServer, query: &str, during: impl FnOnce()) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(s.addr()).await.expect("connect");
+    let req = format!("GET /apis/kubevirt.io/v1/virtualmachineinstances?{query} HTTP/1.1\r\nHost: fake\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    // Wait for the headers, so the watch is registered before `during` runs.
+    while !String::from_utf8_lossy(&out).contains("\r\n\r\n") {
+        let n = c.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before headers");
+        out.extend_from_slice(&buf[..n]);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    during();
+    let rest = tokio::time::timeout(STEP, async {
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest).await;
+        rest
+    });
+    out.extend(rest.await.expect("server closes the watch"));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn watch_wire_format_and_endings() {
+    let s = server().await;
+    let rv = s.resource_version();
+    // timeoutSeconds: a clean end (final zero-length chunk).
+    let text = raw_watch(&s, &format!("watch=1&resourceVersion={rv}&timeoutSeconds=1"), || {
+        s.apply(vmi("w", "node-a", "10.0.5.1"));
+    })
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    assert!(text.contains(r#"{"type":"ADDED","object":{"apiVersion":"kubevirt.io/v1""#));
+    assert!(text.ends_with("\r\n0\r\n\r\n"), "{text}");
+
+    // Expired by the test: ERROR 410 in the stream, then a clean end.
+    let text = raw_watch(&s, &format!("watch=true&resourceVersion={rv}"), || s.expire_watches()).await;
+    assert!(text.contains(r#""type":"MODIFIED""#) || text.contains(r#""type":"ADDED""#), "replayed first");
+    assert!(text.contains(r#"{"type":"ERROR","object":{"apiVersion":"v1","code":410"#), "{text}");
+    assert!(text.contains(r#""reason":"Expired""#));
+    assert!(text.ends_with("\r\n0\r\n\r\n"));
+    // Resuming from an RV before the expiry: 410 at once.
+    let text = raw_watch(&s, &format!("watch=true&resourceVersion={rv}"), || {}).await;
+    assert!(text.contains(r#""code":410"#), "{text}");
+
+    // Cut mid-event: half a line, then the connection closes without the last chunk.
+    let rv = s.resource_version();
+    let text = raw_watch(&s, &format!("watch=true&resourceVersion={rv}"), || {
+        s.cut_connections_mid_event();
+        s.apply(vmi("w", "node-a", "10.0.5.2"));
+    })
+    .await;
+    assert!(text.contains(r#"{"type":"MODIFIED","object":"#), "{text}");
+    assert!(!text.contains("}}\n"), "the event line is incomplete: {text}");
+    assert!(!text.ends_with("\r\n0\r\n\r\n"), "truncated chunked body: {text}");
+
+    // Cut at once: no final chunk either.
+    let text = raw_watch(&s, "watch=true", || s.cut_connections()).await;
+    assert!(text.starts_with("HTTP/1.1 200") && !text.ends_with("\r\n0\r\n\r\n"), "{text}");
+}
