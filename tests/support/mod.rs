@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod disk;
+pub mod fake_kube;
 pub mod pg;
 pub mod ssvirt;
 pub mod sync;
