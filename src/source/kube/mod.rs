@@ -142,6 +142,16 @@ impl KubeSource {
             if !self.perform(actions).await {
                 return;
             }
+            if list_done {
+                let stats = self.tracker.stats;
+                tracing::info!(
+                    kind = kind.name(),
+                    namespace = scope.as_deref().unwrap_or("*"),
+                    relists = stats.relists,
+                    rejected = stats.rejected,
+                    "{} list complete; watching", kind.name()
+                );
+            }
             if kind == Kind::Vm && list_done && awaiting_first_vm_list {
                 awaiting_first_vm_list = false;
                 if let Some(resync) = &self.resync {

@@ -1,0 +1,235 @@
+//! End to end: the built binary as a process with a config file, the fake Kubernetes API
+//! server speaking the real list/watch protocol, and a real PostgreSQL with SSVirt-shaped
+//! rows and the column-change trigger.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::daemon::DaemonProcess;
+use support::fake_kube::{FakeApiServer, node};
+use support::pg::PgCluster;
+use support::ssvirt;
+use support::sync::Db;
+use virtsync::config::SchemaMode;
+
+const NS: &str = "openshift-cnv";
+const NAME: &str = "centos7-gray-owl-35";
+const NODE: &str = "sno-0-0";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../shared/fixtures/kubevirt/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The real CNV VMI (running on sno-0-0).
+fn vmi() -> Value {
+    let mut v = fixture("vmi-running-cnv.json");
+    v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    v
+}
+
+/// The real CNV VM, renamed to own that VMI.
+fn vm() -> Value {
+    let mut v = fixture("vm-running-cnv.json");
+    v["metadata"]["name"] = json!(NAME);
+    v["metadata"]["namespace"] = json!(NS);
+    v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    v
+}
+
+fn config(dir: &Path, name: &str, node: &str, role: &str, kube: &str, db: &Db) -> String {
+    let mode = match db.mode {
+        SchemaMode::Compat => "compat",
+        SchemaMode::Extended => "extended",
+    };
+    format!(
+        r#"
+node_name = "{node}"
+role = "{role}"
+[kubernetes]
+url = "{kube}"
+[postgres]
+url = "{url}"
+schema = "{mode}"
+flush_interval = "10ms"
+managed_refresh_interval = "1s"
+lock_idle_timeout = "3s"
+lock_retry_interval = "300ms"
+[cache]
+path = "{state}"
+"#,
+        url = db.url,
+        state = dir.join(format!("{name}.redb")).display(),
+    )
+}
+
+/// One row's columns as text, by name.
+async fn row(db: &Db, cols: &[&str]) -> Vec<Option<String>> {
+    db.rows(cols).await.remove(NAME).unwrap_or_default()
+}
+
+/// Polls the row until `ok` holds; returns how long it took.
+async fn wait_row(db: &Db, cols: &[&str], ok: impl Fn(&[Option<String>]) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = row(db, cols).await;
+        if ok(&r) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < WAIT, "row never got there: {cols:?} = {r:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn is(v: &Option<String>, want: &str) -> bool {
+    v.as_deref() == Some(want)
+}
+
+const VMS: &str = r#""public"."vms""#;
+
+async fn start_one(
+    kube: &FakeApiServer,
+    db: &Db,
+    dir: &Path,
+    name: &str,
+    node_name: &str,
+    role: &str,
+) -> DaemonProcess {
+    let mut d = DaemonProcess::start(dir, name, &config(dir, name, node_name, role, &kube.url(), db));
+    if role != "cluster" {
+        d.wait_for("vmi list complete", WAIT).await;
+    }
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
+    let kube = FakeApiServer::start().await;
+    kube.apply(node(NODE));
+    let db = Db::new(PgCluster::shared(), "e2e", SchemaMode::Extended).await;
+    ssvirt::insert_vm(&db.client, NS, NAME).await;
+    ssvirt::insert_vm(&db.client, NS, "sentinel").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_one(&kube, &db, dir.path(), "a", NODE, "all").await;
+    d.wait_for("vm list complete", WAIT).await;
+
+    // Created → status, legacy and runtime fields.
+    ssvirt::clear_column_log(&db.client).await;
+    kube.apply(vm());
+    kube.apply(vmi());
+    let cols = [
+        "status",
+        "cpu_count",
+        "memory_mb",
+        "guest_os",
+        "runtime_primary_ip",
+        "runtime_node_name",
+        "runtime_qos_class",
+        "runtime_agent_connected",
+    ];
+    let took = wait_row(&db, &cols, |r| is(&r[0], "POWERED_ON") && is(&r[4], "10.128.1.193")).await;
+    println!("measured: VM + VMI created -> row written in {took:?}");
+    let r = row(&db, &cols).await;
+    assert!(is(&r[1], "1") && is(&r[2], "2048"), "{r:?}");
+    assert!(is(&r[3], "CentOS Linux 7 (Core)"), "{r:?}");
+    assert!(is(&r[5], NODE) && is(&r[6], "Burstable") && is(&r[7], "true"), "{r:?}");
+
+    // Only guest-agent data changes → exactly those columns.
+    ssvirt::clear_column_log(&db.client).await;
+    let mut changed = vmi();
+    changed["status"]["interfaces"][0]["ipAddress"] = json!("10.128.1.200");
+    changed["status"]["interfaces"][0]["ipAddresses"] = json!(["10.128.1.200", "fe80::1"]);
+    kube.apply(changed.clone());
+    wait_row(&db, &["runtime_primary_ip"], |r| is(&r[0], "10.128.1.200")).await;
+    let columns = ssvirt::changed_columns(&db.client).await;
+    let want = [
+        "runtime_network_interfaces",
+        "runtime_primary_ip",
+        "runtime_vmi_updated_at",
+        "updated_at",
+    ];
+    assert_eq!(columns.iter().map(String::as_str).collect::<Vec<_>>(), want);
+
+    // Unused fields, resourceVersion and lastProbeTime changes → nothing touches vms.
+    ssvirt::reset_statements(&db.client).await;
+    ssvirt::clear_column_log(&db.client).await;
+    kube.apply(changed.clone()); // same content, new resourceVersion
+    let mut probe = changed.clone();
+    for c in probe["status"]["conditions"].as_array_mut().unwrap() {
+        c["lastProbeTime"] = json!("2030-01-01T00:00:00Z");
+    }
+    probe["metadata"]["annotations"]["unrelated"] = json!("x");
+    probe["status"]["launcherContainerImageVersion"] = json!("other");
+    kube.apply(probe);
+    let mut vm2 = vm();
+    vm2["metadata"]["annotations"] = json!({"unrelated": "y"});
+    kube.apply(vm2);
+    // A real change to another VM, applied last, shows when the no-ops were processed.
+    let mut sentinel = vmi();
+    sentinel["metadata"]["name"] = json!("sentinel");
+    sentinel["metadata"]["uid"] = json!("uid-sentinel");
+    kube.apply(sentinel);
+    db_wait_named(&db, "sentinel", "runtime_primary_ip", "10.128.1.193").await;
+    let statements = ssvirt::statements_touching(&db.client, VMS).await;
+    let changes = ssvirt::column_changes(&db.client).await;
+    assert!(
+        changes.iter().all(|(id, _)| !id.is_empty()),
+        "changes logged: {changes:?}"
+    );
+    let touched: std::collections::BTreeSet<String> = db
+        .client
+        .query(
+            "SELECT DISTINCT v.vm_name FROM vms_column_log l JOIN vms v ON v.id = l.vm_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(touched.into_iter().collect::<Vec<_>>(), vec!["sentinel"]);
+    assert_eq!(statements, 1, "one UPDATE, for the sentinel only");
+
+    // The VMI stops: runtime cleared, legacy from the VM spec, POWERED_OFF.
+    let mut stopped = vm();
+    stopped["status"]["printableStatus"] = json!("Stopped");
+    stopped["status"]["created"] = json!(false);
+    stopped["status"]["ready"] = json!(false);
+    stopped["spec"]["running"] = json!(false);
+    stopped["spec"].as_object_mut().unwrap().remove("runStrategy");
+    let part = virtsync::derive::derive_vm(&virtsync::derive::decode_vm(&stopped).unwrap()).unwrap();
+    kube.delete("VirtualMachineInstance", NS, NAME);
+    kube.apply(stopped);
+    let cols = ["status", "runtime_primary_ip", "runtime_node_name", "cpu_count", "memory_mb"];
+    wait_row(&db, &cols, |r| is(&r[0], "POWERED_OFF") && r[1].is_none()).await;
+    let r = row(&db, &cols).await;
+    assert_eq!(r[2], None, "runtime cleared: {r:?}");
+    if let Some(cpu) = part.spec_cpu_count {
+        assert!(is(&r[3], &cpu.to_string()), "cpu from the spec: {r:?}");
+    }
+    if let Some(mem) = part.spec_memory_mb {
+        assert!(is(&r[4], &mem.to_string()), "memory from the spec: {r:?}");
+    }
+
+    // The VM deleted → DELETED.
+    kube.delete("VirtualMachine", NS, NAME);
+    wait_row(&db, &["status"], |r| is(&r[0], "DELETED")).await;
+    assert_eq!(d.stop(), Some(0), "clean stop");
+}
+
+async fn db_wait_named(db: &Db, name: &str, col: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        let rows = db.rows(&[col]).await;
+        if rows.get(name).is_some_and(|r| is(&r[0], want)) {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{name}.{col} never became {want}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
