@@ -90,7 +90,8 @@ fn is(v: &Option<String>, want: &str) -> bool {
     v.as_deref() == Some(want)
 }
 
-const VMS: &str = r#""public"."vms""#;
+/// The flush statement (reads such as the managed-set refresh are not writes).
+const VMS: &str = r#"UPDATE "public"."vms""#;
 
 async fn start_one(
     kube: &FakeApiServer,
@@ -232,4 +233,195 @@ async fn db_wait_named(db: &Db, name: &str, col: &str, want: &str) {
         assert!(start.elapsed() < WAIT, "{name}.{col} never became {want}: {rows:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The VMI fixture placed on `node` (label and status), with `mem` as its current memory.
+fn vmi_on(node: &str, ip: &str, mem: &str) -> Value {
+    let mut v = vmi();
+    v["metadata"]["labels"]["kubevirt.io/nodeName"] = json!(node);
+    v["status"]["nodeName"] = json!(node);
+    v["status"]["interfaces"][0]["ipAddress"] = json!(ip);
+    v["status"]["interfaces"][0]["ipAddresses"] = json!([ip]);
+    v["status"]["memory"]["guestCurrent"] = json!(mem);
+    v
+}
+
+/// Column changes logged since the last clear, as (column, new value).
+async fn logged(db: &Db) -> Vec<(String, Option<String>)> {
+    db.client
+        .query(
+            "SELECT column_name, new_value FROM vms_column_log ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_cut_watches_relist_and_converge_without_spurious_writes() {
+    let kube = FakeApiServer::start().await;
+    kube.apply(node(NODE));
+    let db = Db::new(PgCluster::shared(), "e2e410", SchemaMode::Extended).await;
+    ssvirt::insert_vm(&db.client, NS, NAME).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_one(&kube, &db, dir.path(), "a", NODE, "all").await;
+    d.wait_for("vm list complete", WAIT).await;
+    kube.apply(vm());
+    kube.apply(vmi());
+    wait_row(&db, &["runtime_primary_ip"], |r| is(&r[0], "10.128.1.193")).await;
+    ssvirt::reset_statements(&db.client).await;
+    ssvirt::clear_column_log(&db.client).await;
+
+    // 410 Expired in the stream: both watchers relist; nothing changed, nothing written.
+    let lists = d.count("list complete");
+    kube.expire_watches();
+    d.wait_for_n("list complete", lists + 2, WAIT).await;
+    // A stream cut in the middle of an event, and a change made while it is down.
+    kube.cut_connections_mid_event();
+    kube.apply(vmi_on(NODE, "10.128.1.77", "2Gi"));
+    wait_row(&db, &["runtime_primary_ip"], |r| is(&r[0], "10.128.1.77")).await;
+    // An apiserver restart with a new resourceVersion history.
+    let lists = d.count("list complete");
+    kube.restart_with_new_history();
+    d.wait_for_n("list complete", lists + 2, WAIT).await;
+    kube.apply(vmi_on(NODE, "10.128.1.78", "2Gi"));
+    wait_row(&db, &["runtime_primary_ip"], |r| is(&r[0], "10.128.1.78")).await;
+
+    let statements = ssvirt::statements_touching(&db.client, VMS).await;
+    assert_eq!(statements, 2, "the two real changes, nothing for the relists");
+    let columns: Vec<String> = logged(&db).await.into_iter().map(|(c, _)| c).collect();
+    assert!(
+        columns.iter().all(|c| c.starts_with("runtime_") || c == "updated_at"),
+        "{columns:?}"
+    );
+    println!("measured: lists served {}, watches opened {}", kube.lists_served(), kube.watches_opened());
+    assert_eq!(d.stop(), Some(0));
+}
+
+async fn migration_between_two_node_daemons(mode: SchemaMode, prefix: &str) {
+    let kube = FakeApiServer::start().await;
+    kube.apply(node("node-a"));
+    kube.apply(node("node-b"));
+    let db = Db::new(PgCluster::shared(), prefix, mode).await;
+    ssvirt::insert_vm(&db.client, NS, NAME).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = start_one(&kube, &db, dir.path(), "a", "node-a", "node").await;
+    let mut b = start_one(&kube, &db, dir.path(), "b", "node-b", "node").await;
+    // What each node writes differs (memory; in extended mode also node and IP).
+    let cols: &[&str] = match mode {
+        SchemaMode::Compat => &["memory_mb"],
+        SchemaMode::Extended => &["memory_mb", "runtime_node_name"],
+    };
+    let wrote = |node: &'static str, mem: &'static str| {
+        move |r: &[Option<String>]| {
+            is(&r[0], mem) && (mode == SchemaMode::Compat || is(&r[1], node))
+        }
+    };
+    kube.apply(vmi_on("node-a", "10.0.0.1", "2Gi"));
+    wait_row(&db, cols, wrote("node-a", "2048")).await;
+
+    // a → b while both run: b writes, a hands off without writing.
+    ssvirt::clear_column_log(&db.client).await;
+    kube.apply(vmi_on("node-b", "10.0.0.2", "3Gi"));
+    wait_row(&db, cols, wrote("node-b", "3072")).await;
+    a.wait_for("now handled elsewhere", WAIT).await;
+    let after_b = logged(&db).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(logged(&db).await, after_b, "a wrote after the hand-off");
+    assert!(
+        after_b.iter().all(|(c, v)| c != "memory_mb" || v.as_deref() == Some("3072")),
+        "{after_b:?}"
+    );
+
+    // a is down while the VMI moves back to a and then to b again... then a restarts.
+    kube.apply(vmi_on("node-a", "10.0.0.3", "4Gi"));
+    wait_row(&db, cols, wrote("node-a", "4096")).await;
+    b.wait_for("now handled elsewhere", WAIT).await;
+    assert_eq!(a.stop(), Some(0));
+    kube.apply(vmi_on("node-b", "10.0.0.4", "5Gi"));
+    wait_row(&db, cols, wrote("node-b", "5120")).await;
+    ssvirt::clear_column_log(&db.client).await;
+    let handed = a.count("now handled elsewhere");
+    a.restart();
+    a.wait_for_n("now handled elsewhere", handed + 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(logged(&db).await, vec![], "a restarted after the migration wrote nothing");
+    assert!(wrote("node-b", "5120")(&row(&db, cols).await));
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_is_written_by_the_new_node_only_compat() {
+    migration_between_two_node_daemons(SchemaMode::Compat, "e2emigc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_is_written_by_the_new_node_only_extended() {
+    migration_between_two_node_daemons(SchemaMode::Extended, "e2emige").await;
+}
+
+fn vm_with_status(printable: &str) -> Value {
+    let mut v = vm();
+    v["status"]["printableStatus"] = json!(printable);
+    v
+}
+
+const ACTIVE: &str = "cluster role (all VMs) active";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_role_moves_when_its_holder_is_killed_or_frozen() {
+    let kube = FakeApiServer::start().await;
+    let db = Db::new(PgCluster::shared(), "e2erole", SchemaMode::Compat).await;
+    ssvirt::insert_vm(&db.client, NS, NAME).await;
+    kube.apply(vm_with_status("Running"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = start_one(&kube, &db, dir.path(), "x", "node-x", "cluster").await;
+    x.wait_for(ACTIVE, WAIT).await;
+    let mut y = start_one(&kube, &db, dir.path(), "y", "node-y", "cluster").await;
+    wait_row(&db, &["status"], |r| is(&r[0], "POWERED_ON")).await;
+    assert_eq!(y.count(ACTIVE), 0, "one holder at a time");
+
+    // SIGKILL the holder: the standby takes over within seconds and writes.
+    let killed = Instant::now();
+    x.kill();
+    y.wait_for(ACTIVE, WAIT).await;
+    println!("measured: role taken {:?} after SIGKILL of the holder", killed.elapsed());
+    kube.apply(vm_with_status("Paused"));
+    wait_row(&db, &["status"], |r| is(&r[0], "SUSPENDED")).await;
+
+    // Freeze the new holder: it loses the role after the idle timeout (3 s).
+    x.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(x.count(ACTIVE), 1, "x is standby while y holds the role");
+    let frozen = Instant::now();
+    y.signal(libc::SIGSTOP);
+    x.wait_for_n(ACTIVE, 2, WAIT).await;
+    println!("measured: role taken {:?} after SIGSTOP of the holder", frozen.elapsed());
+    ssvirt::clear_column_log(&db.client).await;
+    kube.apply(vm_with_status("Stopping"));
+    wait_row(&db, &["status"], |r| is(&r[0], "POWERING_OFF")).await;
+    kube.apply(vm_with_status("Running"));
+    wait_row(&db, &["status"], |r| is(&r[0], "POWERED_ON")).await;
+    // y resumes with the older events still in its socket: it steps down, and whatever
+    // it still writes is fenced out by the newer resourceVersions.
+    y.signal(libc::SIGCONT);
+    y.wait_for("stepped down from the cluster role", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let statuses: Vec<Option<String>> = logged(&db)
+        .await
+        .into_iter()
+        .filter(|(c, _)| c == "status")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![Some("POWERING_OFF".to_string()), Some("POWERED_ON".to_string())],
+        "no late write from the deposed holder"
+    );
+    assert_eq!(x.stop(), Some(0));
+    assert_eq!(y.stop(), Some(0));
 }
