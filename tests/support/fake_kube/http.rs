@@ -17,6 +17,9 @@ use super::watch;
 
 pub type Body = BoxBody<Bytes, io::Error>;
 
+/// The request log keeps the newest of at most this many entries.
+const LOG_LIMIT: usize = 100_000;
+
 /// One served request, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -29,12 +32,21 @@ pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(body.into()).map_err(|e: Infallible| match e {}).boxed())
+        .body(
+            Full::new(body.into())
+                .map_err(|e: Infallible| match e {})
+                .boxed(),
+        )
         .expect("response")
 }
 
 /// A `metav1.Status` failure, as the apiserver sends it.
-pub fn status_json(code: u16, reason: &str, message: &str, details: Option<serde_json::Value>) -> Vec<u8> {
+pub fn status_json(
+    code: u16,
+    reason: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> Vec<u8> {
     let mut s = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -97,7 +109,11 @@ impl Query {
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn flag(&self, k: &str) -> bool {
@@ -117,7 +133,9 @@ fn route(path: &str) -> Option<Route> {
     match segs.as_slice() {
         ["version"] => Some(Route::Version),
         ["api", "v1", "nodes"] => Some(Route::Collection(Kind::Node, None)),
-        ["api", "v1", "nodes", name] => Some(Route::Object(Kind::Node, String::new(), name.to_string())),
+        ["api", "v1", "nodes", name] => {
+            Some(Route::Object(Kind::Node, String::new(), name.to_string()))
+        }
         ["apis", "kubevirt.io", "v1", plural] => Some(Route::Collection(kv(plural)?, None)),
         ["apis", "kubevirt.io", "v1", "namespaces", ns, plural] => {
             Some(Route::Collection(kv(plural)?, Some(ns.to_string())))
@@ -129,17 +147,26 @@ fn route(path: &str) -> Option<Route> {
     }
 }
 
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let pq = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.clone());
-    shared.log.lock().expect("log lock").push(RequestRecord {
-        method: req.method().to_string(),
-        path_and_query: pq,
-    });
+    {
+        let mut log = shared.log.lock().expect("log lock");
+        if log.len() >= LOG_LIMIT {
+            log.drain(..LOG_LIMIT / 2);
+        }
+        log.push(RequestRecord {
+            method: req.method().to_string(),
+            path_and_query: pq,
+        });
+    }
     let Some(r) = route(&path) else {
         return Ok(status(
             StatusCode::NOT_FOUND,
@@ -151,7 +178,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
         return Ok(status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            &format!("the server does not allow this method on the requested resource ({})", req.method()),
+            &format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.method()
+            ),
         ));
     }
     let q = Query::parse(req.uri().query());
@@ -170,7 +200,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
                 Ok(s) => s,
                 Err(e) => return Ok(status(StatusCode::BAD_REQUEST, "BadRequest", &e)),
             };
-            let filter = Filter { kind, ns, lsel, fsel };
+            let filter = Filter {
+                kind,
+                ns,
+                lsel,
+                fsel,
+            };
             if q.flag("watch") {
                 watch::start(shared, filter, &q)
             } else {
@@ -211,7 +246,12 @@ fn get_object(shared: &Shared, kind: Kind, ns: &str, name: &str) -> Response<Bod
             let details = json!({"name": name, "group": kind.group(), "kind": kind.plural()});
             full(
                 StatusCode::NOT_FOUND,
-                status_json(404, "NotFound", &format!("{what} \"{name}\" not found"), Some(details)),
+                status_json(
+                    404,
+                    "NotFound",
+                    &format!("{what} \"{name}\" not found"),
+                    Some(details),
+                ),
             )
         }
     }
@@ -251,7 +291,11 @@ fn list(shared: &Shared, f: &Filter, q: &Query) -> Response<Body> {
                 Some((rv.parse::<u64>().ok()?, ns.to_string(), name.to_string()))
             });
             let Some((rv, ns, name)) = parsed else {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "continue key is not valid");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "continue key is not valid",
+                );
             };
             if rv < st.compacted {
                 return status(

@@ -33,7 +33,8 @@ fn push_doc(out: &mut Loaded, path: &Path, doc: Value) {
     if Kind::parse(&kind).is_some_and(|k| k.name() == kind) {
         out.objects.push(doc);
     } else {
-        out.skipped.push((path.to_path_buf(), format!("kind {kind:?} is not served")));
+        out.skipped
+            .push((path.to_path_buf(), format!("kind {kind:?} is not served")));
     }
 }
 
@@ -54,14 +55,17 @@ pub fn read_dir_objects(dir: &Path) -> anyhow::Result<Loaded> {
     files.sort();
     let mut out = Loaded::default();
     for f in files {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         if f.extension().is_some_and(|e| e == "json") {
-            let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
+            let v: Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
             push_doc(&mut out, &f, v);
         } else {
             use serde::Deserialize;
             for d in serde_yaml_ng::Deserializer::from_str(&text) {
-                let v = Value::deserialize(d).with_context(|| format!("parsing {}", f.display()))?;
+                let v =
+                    Value::deserialize(d).with_context(|| format!("parsing {}", f.display()))?;
                 push_doc(&mut out, &f, v);
             }
         }
@@ -122,10 +126,34 @@ impl Rng {
 }
 
 const OSES: [(&str, &str, &str, &str, &str); 4] = [
-    ("centos", "CentOS Linux", "7 (Core)", "7", "3.10.0-1160.el7.x86_64"),
-    ("rhel", "Red Hat Enterprise Linux", "9.4 (Plow)", "9.4", "5.14.0-427.13.1.el9_4.x86_64"),
-    ("ubuntu", "Ubuntu", "24.04.1 LTS (Noble Numbat)", "24.04", "6.8.0-45-generic"),
-    ("fedora", "Fedora Linux", "41 (Cloud Edition)", "41", "6.11.4-301.fc41.x86_64"),
+    (
+        "centos",
+        "CentOS Linux",
+        "7 (Core)",
+        "7",
+        "3.10.0-1160.el7.x86_64",
+    ),
+    (
+        "rhel",
+        "Red Hat Enterprise Linux",
+        "9.4 (Plow)",
+        "9.4",
+        "5.14.0-427.13.1.el9_4.x86_64",
+    ),
+    (
+        "ubuntu",
+        "Ubuntu",
+        "24.04.1 LTS (Noble Numbat)",
+        "24.04",
+        "6.8.0-45-generic",
+    ),
+    (
+        "fedora",
+        "Fedora Linux",
+        "41 (Cloud Edition)",
+        "41",
+        "6.11.4-301.fc41.x86_64",
+    ),
 ];
 
 fn guest_os(i: u64) -> Value {
@@ -137,7 +165,12 @@ fn guest_os(i: u64) -> Value {
 
 fn ip(i: u64, salt: u64) -> String {
     let n = i.wrapping_mul(7).wrapping_add(salt);
-    format!("10.{}.{}.{}", 128 + (n >> 16) % 64, (n >> 8) % 256, 1 + n % 254)
+    format!(
+        "10.{}.{}.{}",
+        128 + (n >> 16) % 64,
+        (n >> 8) % 256,
+        1 + n % 254
+    )
 }
 
 /// `n_vms` VM+VMI pairs (running, guest agent connected) spread round-robin over
@@ -147,7 +180,10 @@ pub fn synthetic(n_vms: usize, nodes: &[String], seed: u64) -> Vec<Value> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(n_vms * 2 + nodes.len());
     for i in 0..n_vms as u64 {
-        let node = nodes.get(i as usize % nodes.len().max(1)).map(String::as_str).unwrap_or("node-a");
+        let node = nodes
+            .get(i as usize % nodes.len().max(1))
+            .map(String::as_str)
+            .unwrap_or("node-a");
         let name = format!("vm-{i:05}");
         let ns = format!("ns-{}", i % 10);
         let cores = 1 + rng.below(4);
@@ -155,7 +191,12 @@ pub fn synthetic(n_vms: usize, nodes: &[String], seed: u64) -> Vec<Value> {
         let vm_uid = format!("{:08x}-0000-4000-8000-{:012x}", seed as u32, i);
         let vmi_uid = format!("{:08x}-0001-4000-8000-{:012x}", seed as u32, i);
         let os = rng.below(4);
-        let mac = format!("02:00:00:{:02x}:{:02x}:{:02x}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        let mac = format!(
+            "02:00:00:{:02x}:{:02x}:{:02x}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255
+        );
         let ts = "2025-01-01T00:00:00Z";
         let ip4 = ip(i, rng.below(1 << 20));
         out.push(json!({
@@ -214,7 +255,12 @@ pub fn churn_vmi(vmi: &mut Value, rng: &mut Rng) {
     let st = &mut vmi["status"];
     if rng.below(4) == 0 {
         let mut os = guest_os(rng.below(4));
-        os["kernelRelease"] = json!(format!("6.{}.{}-{}.x86_64", rng.below(12), rng.below(60), rng.below(500)));
+        os["kernelRelease"] = json!(format!(
+            "6.{}.{}-{}.x86_64",
+            rng.below(12),
+            rng.below(60),
+            rng.below(500)
+        ));
         st["guestOSInfo"] = os;
     } else {
         let ip4 = ip(rng.below(1 << 24), rng.below(1 << 20));

@@ -117,7 +117,11 @@ impl FakeApiServer {
                 }
             }
         });
-        Ok(FakeApiServer { shared, addr, accept })
+        Ok(FakeApiServer {
+            shared,
+            addr,
+            accept,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, for `kube::Config::new(url.parse()?)`.
@@ -139,7 +143,8 @@ impl FakeApiServer {
     /// object with identical content is a no-op (same RV, no event). Panics on
     /// objects the server cannot hold (see `try_apply`).
     pub fn apply(&self, obj: Value) -> String {
-        self.try_apply(obj).unwrap_or_else(|e| panic!("fake API server: {e}"))
+        self.try_apply(obj)
+            .unwrap_or_else(|e| panic!("fake API server: {e}"))
     }
 
     /// `apply` that reports unsupported kinds or missing names instead of panicking.
@@ -305,11 +310,14 @@ impl FakeApiServer {
             .collect();
         names.sort();
         names.dedup();
-        names
-            .into_iter()
-            .filter(|n| self.get("node", "", n).is_none())
-            .map(|n| self.apply(node(&n)))
-            .count()
+        let mut created = 0;
+        for n in names {
+            if self.get("node", "", &n).is_none() {
+                self.apply(node(&n));
+                created += 1;
+            }
+        }
+        created
     }
 
     /// One guest-agent change on a random VMI (`churn_vmi`); returns `ns/name`.
@@ -361,19 +369,23 @@ impl Drop for ChurnHandle {
 
 fn churn_shared(shared: &Shared, rng: &mut Rng) -> Option<String> {
     let mut st = shared.state.lock().expect("state lock");
-        let n = st.objects.keys().filter(|k| k.0 == Kind::VirtualMachineInstance).count();
-        if n == 0 {
-            return None;
-        }
-        let pick = rng.below(n as u64) as usize;
-        let (key, snap) = st
-            .objects
-            .iter()
-            .filter(|(k, _)| k.0 == Kind::VirtualMachineInstance)
-            .nth(pick)
-            .map(|(k, s)| (k.clone(), s.clone()))?;
-        let mut v = snap.value();
-        churn_vmi(&mut v, rng);
-        st.apply(v).ok()?;
-        Some(format!("{}/{}", key.1, key.2))
+    let n = st
+        .objects
+        .keys()
+        .filter(|k| k.0 == Kind::VirtualMachineInstance)
+        .count();
+    if n == 0 {
+        return None;
+    }
+    let pick = rng.below(n as u64) as usize;
+    let (key, snap) = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == Kind::VirtualMachineInstance)
+        .nth(pick)
+        .map(|(k, s)| (k.clone(), s.clone()))?;
+    let mut v = snap.value();
+    churn_vmi(&mut v, rng);
+    st.apply(v).ok()?;
+    Some(format!("{}/{}", key.1, key.2))
 }

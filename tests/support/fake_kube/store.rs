@@ -127,7 +127,9 @@ pub enum WatchMsg {
     /// Send ERROR 410 Expired, then end the stream.
     Expire,
     /// Abort the response body; `mid_line` sends half of an event line first.
-    Cut { mid_line: bool },
+    Cut {
+        mid_line: bool,
+    },
 }
 
 pub struct WatchReg {
@@ -183,7 +185,11 @@ impl State {
             .ok_or_else(|| format!("unsupported kind {}", obj["kind"]))?;
         let api_version = obj["apiVersion"].as_str().unwrap_or(kind.api_version());
         if api_version != kind.api_version() {
-            return Err(format!("{} must have apiVersion {}", kind.name(), kind.api_version()));
+            return Err(format!(
+                "{} must have apiVersion {}",
+                kind.name(),
+                kind.api_version()
+            ));
         }
         obj["apiVersion"] = Value::from(kind.api_version());
         obj["kind"] = Value::from(kind.name());
@@ -222,7 +228,10 @@ impl State {
                 }
             }
             // A no-op update keeps the resourceVersion and sends no event.
-            md.insert("resourceVersion".into(), prev["metadata"]["resourceVersion"].clone());
+            md.insert(
+                "resourceVersion".into(),
+                prev["metadata"]["resourceVersion"].clone(),
+            );
             if obj == prev {
                 return Ok(prev["metadata"]["resourceVersion"]
                     .as_str()
@@ -272,7 +281,10 @@ impl State {
 
     pub fn delete(&mut self, kind: Kind, ns: &str, name: &str) -> bool {
         let ns = if kind.namespaced() { ns } else { "" };
-        let Some(old) = self.objects.remove(&(kind, ns.to_string(), name.to_string())) else {
+        let Some(old) = self
+            .objects
+            .remove(&(kind, ns.to_string(), name.to_string()))
+        else {
             return false;
         };
         self.rv += 1;

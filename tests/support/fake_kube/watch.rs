@@ -40,10 +40,19 @@ pub fn start(shared: Arc<Shared>, filter: Filter, q: &Query) -> Response<Body> {
             }
         },
     };
+    // "From now" means from when the request arrived, as on the apiserver, not from
+    // whenever the watch task gets to run.
+    let from = from.or_else(|| Some(shared.state.lock().expect("state lock").rv));
     let timeout = match q.get("timeoutSeconds").map(str::parse::<u64>) {
         None => DEFAULT_TIMEOUT,
         Some(Ok(s)) => Duration::from_secs(s),
-        Some(Err(_)) => return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid timeoutSeconds"),
+        Some(Err(_)) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "invalid timeoutSeconds",
+            );
+        }
     };
     Counters::bump(&shared.counters.watches);
     let bookmarks = q.flag("allowWatchBookmarks");
@@ -112,8 +121,16 @@ impl Watch {
         }
     }
 
-    async fn error_event(&self, code: u16, reason: &str, message: &str, details: Option<serde_json::Value>) {
-        let _ = self.send(line("ERROR", &status_json(code, reason, message, details))).await;
+    async fn error_event(
+        &self,
+        code: u16,
+        reason: &str,
+        message: &str,
+        details: Option<serde_json::Value>,
+    ) {
+        let _ = self
+            .send(line("ERROR", &status_json(code, reason, message, details)))
+            .await;
     }
 
     /// Abort the body: the client sees a truncated chunked response. With `partial`,
@@ -124,17 +141,25 @@ impl Watch {
         }
         // Let hyper flush what it has before it sees the error.
         sleep(Duration::from_millis(50)).await;
-        let _ = self.tx.send(Err(io::Error::other("connection cut by test"))).await;
+        let _ = self
+            .tx
+            .send(Err(io::Error::other("connection cut by test")))
+            .await;
         Flow::Stop
     }
 
     fn event_for(&self, c: &Change) -> Option<Bytes> {
-        let m = |s: &Option<Arc<super::store::Snap>>| s.as_ref().filter(|s| self.filter.matches(s)).cloned();
+        let m = |s: &Option<Arc<super::store::Snap>>| {
+            s.as_ref().filter(|s| self.filter.matches(s)).cloned()
+        };
         match (m(&c.old), m(&c.new)) {
             (Some(_), Some(n)) => Some(line("MODIFIED", &n.json)),
             (None, Some(n)) => Some(line("ADDED", &n.json)),
             (Some(o), None) => {
-                let obj = c.old_at_rv.clone().unwrap_or_else(|| super::store::with_rv(&o, c.rv));
+                let obj = c
+                    .old_at_rv
+                    .clone()
+                    .unwrap_or_else(|| super::store::with_rv(&o, c.rv));
                 Some(line("DELETED", &obj))
             }
             (None, None) => None,
@@ -155,8 +180,13 @@ impl Watch {
         match msg {
             WatchMsg::Change(c) => self.on_change(&c).await,
             WatchMsg::Expire => {
-                self.error_event(410, "Expired", "too old resource version (expired by test)", None)
-                    .await;
+                self.error_event(
+                    410,
+                    "Expired",
+                    "too old resource version (expired by test)",
+                    None,
+                )
+                .await;
                 Flow::Stop
             }
             WatchMsg::Cut { mid_line: false } => self.cut(None).await,
@@ -178,7 +208,8 @@ impl Watch {
         }
         let k = self.filter.kind;
         let obj = json!({"kind": k.name(), "apiVersion": k.api_version(), "metadata": {"resourceVersion": rv.to_string()}});
-        self.send(line("BOOKMARK", &serde_json::to_vec(&obj).expect("json"))).await
+        self.send(line("BOOKMARK", &serde_json::to_vec(&obj).expect("json")))
+            .await
     }
 
     async fn run(mut self, from: Option<u64>) {
@@ -211,7 +242,13 @@ impl Watch {
                     let from = from.unwrap_or(st.rv);
                     let id = st.next_watch_id;
                     st.next_watch_id += 1;
-                    st.watches.insert(id, WatchReg { kind: self.filter.kind, tx: wtx });
+                    st.watches.insert(
+                        id,
+                        WatchReg {
+                            kind: self.filter.kind,
+                            tx: wtx,
+                        },
+                    );
                     self.id = Some(id);
                     Ok(st
                         .history
