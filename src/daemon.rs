@@ -55,20 +55,25 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     // writer ends when every sender is gone.
     let (events, rx) = mpsc::channel::<StateEvent>(4096);
     let enqueued = Arc::new(Notify::new());
+    // A new cluster-role holder asks for anti-entropy once its first VM list is stored.
+    let resync = Arc::new(Notify::new());
+    let writer_options = WriterOptions {
+        resync: Some(resync.clone()),
+        ..WriterOptions::default()
+    };
     let writer = tokio::spawn(writer::run(
         store.clone(),
         rx,
-        WriterOptions::default(),
+        writer_options,
         enqueued.clone(),
         Timestamp::now,
     ));
     let (stop, stopped) = watch::channel(false);
-    let mut resync = None;
     let mut sink = match cfg.postgres.url {
         Some(_) => {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
-            let sink = PgSink::new(settings, store.clone(), Timestamp::now);
-            resync = Some(sink.resync_trigger());
+            let sink =
+                PgSink::new(settings, store.clone(), Timestamp::now).with_resync_trigger(resync);
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped.clone())))
         }
         None => {
@@ -78,7 +83,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     };
     let (stop_sources, sources_stopped) = watch::channel(false);
     let (holder, election) = cluster_role(&cfg, password.as_deref(), stopped)?;
-    let source = start_kube_source(&cfg, &store, &events, resync, holder, sources_stopped).await?;
+    let source = start_kube_source(&cfg, &store, &events, holder, sources_stopped).await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
     let sink_failed = tokio::select! {
         sig = signals.received() => {
@@ -172,7 +177,6 @@ async fn start_kube_source(
     cfg: &Config,
     store: &SharedStore,
     events: &mpsc::Sender<StateEvent>,
-    resync: Option<Arc<Notify>>,
     holder: watch::Receiver<bool>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
@@ -205,7 +209,7 @@ async fn start_kube_source(
             (k.clone(), obs)
         })
         .collect();
-    let source = KubeSource::new(client, settings, last, events.clone(), resync)
+    let source = KubeSource::new(client, settings, last, events.clone())
         .map_err(|e| Error::Kubernetes(e.to_string()))?;
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
 }

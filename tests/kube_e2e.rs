@@ -22,14 +22,20 @@ const NODE: &str = "sno-0-0";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../shared/fixtures/kubevirt/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../shared/fixtures/kubevirt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The real CNV VMI (running on sno-0-0).
 fn vmi() -> Value {
     let mut v = fixture("vmi-running-cnv.json");
-    v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    v["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
     v
 }
 
@@ -38,7 +44,10 @@ fn vm() -> Value {
     let mut v = fixture("vm-running-cnv.json");
     v["metadata"]["name"] = json!(NAME);
     v["metadata"]["namespace"] = json!(NS);
-    v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    v["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
     v
 }
 
@@ -81,7 +90,10 @@ async fn wait_row(db: &Db, cols: &[&str], ok: impl Fn(&[Option<String>]) -> bool
         if ok(&r) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < WAIT, "row never got there: {cols:?} = {r:?}");
+        assert!(
+            start.elapsed() < WAIT,
+            "row never got there: {cols:?} = {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -101,7 +113,11 @@ async fn start_one(
     node_name: &str,
     role: &str,
 ) -> DaemonProcess {
-    let mut d = DaemonProcess::start(dir, name, &config(dir, name, node_name, role, &kube.url(), db));
+    let mut d = DaemonProcess::start(
+        dir,
+        name,
+        &config(dir, name, node_name, role, &kube.url(), db),
+    );
     if role != "cluster" {
         d.wait_for("vmi list complete", WAIT).await;
     }
@@ -133,12 +149,18 @@ async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
         "runtime_qos_class",
         "runtime_agent_connected",
     ];
-    let took = wait_row(&db, &cols, |r| is(&r[0], "POWERED_ON") && is(&r[4], "10.128.1.193")).await;
+    let took = wait_row(&db, &cols, |r| {
+        is(&r[0], "POWERED_ON") && is(&r[4], "10.128.1.193")
+    })
+    .await;
     println!("measured: VM + VMI created -> row written in {took:?}");
     let r = row(&db, &cols).await;
     assert!(is(&r[1], "1") && is(&r[2], "2048"), "{r:?}");
     assert!(is(&r[3], "CentOS Linux 7 (Core)"), "{r:?}");
-    assert!(is(&r[5], NODE) && is(&r[6], "Burstable") && is(&r[7], "true"), "{r:?}");
+    assert!(
+        is(&r[5], NODE) && is(&r[6], "Burstable") && is(&r[7], "true"),
+        "{r:?}"
+    );
 
     // Only guest-agent data changes → exactly those columns.
     ssvirt::clear_column_log(&db.client).await;
@@ -202,11 +224,21 @@ async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
     stopped["status"]["created"] = json!(false);
     stopped["status"]["ready"] = json!(false);
     stopped["spec"]["running"] = json!(false);
-    stopped["spec"].as_object_mut().unwrap().remove("runStrategy");
-    let part = virtsync::derive::derive_vm(&virtsync::derive::decode_vm(&stopped).unwrap()).unwrap();
+    stopped["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("runStrategy");
+    let part =
+        virtsync::derive::derive_vm(&virtsync::derive::decode_vm(&stopped).unwrap()).unwrap();
     kube.delete("VirtualMachineInstance", NS, NAME);
     kube.apply(stopped);
-    let cols = ["status", "runtime_primary_ip", "runtime_node_name", "cpu_count", "memory_mb"];
+    let cols = [
+        "status",
+        "runtime_primary_ip",
+        "runtime_node_name",
+        "cpu_count",
+        "memory_mb",
+    ];
     wait_row(&db, &cols, |r| is(&r[0], "POWERED_OFF") && r[1].is_none()).await;
     let r = row(&db, &cols).await;
     assert_eq!(r[2], None, "runtime cleared: {r:?}");
@@ -230,7 +262,10 @@ async fn db_wait_named(db: &Db, name: &str, col: &str, want: &str) {
         if rows.get(name).is_some_and(|r| is(&r[0], want)) {
             return;
         }
-        assert!(start.elapsed() < WAIT, "{name}.{col} never became {want}: {rows:?}");
+        assert!(
+            start.elapsed() < WAIT,
+            "{name}.{col} never became {want}: {rows:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -291,13 +326,22 @@ async fn expired_and_cut_watches_relist_and_converge_without_spurious_writes() {
     wait_row(&db, &["runtime_primary_ip"], |r| is(&r[0], "10.128.1.78")).await;
 
     let statements = ssvirt::statements_touching(&db.client, VMS).await;
-    assert_eq!(statements, 2, "the two real changes, nothing for the relists");
+    assert_eq!(
+        statements, 2,
+        "the two real changes, nothing for the relists"
+    );
     let columns: Vec<String> = logged(&db).await.into_iter().map(|(c, _)| c).collect();
     assert!(
-        columns.iter().all(|c| c.starts_with("runtime_") || c == "updated_at"),
+        columns
+            .iter()
+            .all(|c| c.starts_with("runtime_") || c == "updated_at"),
         "{columns:?}"
     );
-    println!("measured: lists served {}, watches opened {}", kube.lists_served(), kube.watches_opened());
+    println!(
+        "measured: lists served {}, watches opened {}",
+        kube.lists_served(),
+        kube.watches_opened()
+    );
     assert_eq!(d.stop(), Some(0));
 }
 
@@ -332,7 +376,9 @@ async fn migration_between_two_node_daemons(mode: SchemaMode, prefix: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(logged(&db).await, after_b, "a wrote after the hand-off");
     assert!(
-        after_b.iter().all(|(c, v)| c != "memory_mb" || v.as_deref() == Some("3072")),
+        after_b
+            .iter()
+            .all(|(c, v)| c != "memory_mb" || v.as_deref() == Some("3072")),
         "{after_b:?}"
     );
 
@@ -346,9 +392,14 @@ async fn migration_between_two_node_daemons(mode: SchemaMode, prefix: &str) {
     ssvirt::clear_column_log(&db.client).await;
     let handed = a.count("now handled elsewhere");
     a.restart();
-    a.wait_for_n("now handled elsewhere", handed + 1, WAIT).await;
+    a.wait_for_n("now handled elsewhere", handed + 1, WAIT)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(logged(&db).await, vec![], "a restarted after the migration wrote nothing");
+    assert_eq!(
+        logged(&db).await,
+        vec![],
+        "a restarted after the migration wrote nothing"
+    );
     assert!(wrote("node-b", "5120")(&row(&db, cols).await));
     assert_eq!(a.stop(), Some(0));
     assert_eq!(b.stop(), Some(0));
@@ -389,18 +440,39 @@ async fn the_cluster_role_moves_when_its_holder_is_killed_or_frozen() {
     let killed = Instant::now();
     x.kill();
     y.wait_for(ACTIVE, WAIT).await;
-    println!("measured: role taken {:?} after SIGKILL of the holder", killed.elapsed());
+    println!(
+        "measured: role taken {:?} after SIGKILL of the holder",
+        killed.elapsed()
+    );
     kube.apply(vm_with_status("Paused"));
     wait_row(&db, &["status"], |r| is(&r[0], "SUSPENDED")).await;
 
-    // Freeze the new holder: it loses the role after the idle timeout (3 s).
+    // Back to Running: x's state file (from before it was killed) says the same.
+    kube.apply(vm_with_status("Running"));
+    wait_row(&db, &["status"], |r| is(&r[0], "POWERED_ON")).await;
     x.restart();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.wait_for("anti-entropy pass done", WAIT).await;
     assert_eq!(x.count(ACTIVE), 1, "x is standby while y holds the role");
+    // Another writer changes the row behind the holders' backs.
+    db.client
+        .execute(
+            "UPDATE vms SET status = 'ERROR' WHERE vm_name = $1",
+            &[&NAME],
+        )
+        .await
+        .unwrap();
+
+    // Freeze the holder: it loses the role after the idle timeout (3 s).
     let frozen = Instant::now();
     y.signal(libc::SIGSTOP);
     x.wait_for_n(ACTIVE, 2, WAIT).await;
-    println!("measured: role taken {:?} after SIGSTOP of the holder", frozen.elapsed());
+    println!(
+        "measured: role taken {:?} after SIGSTOP of the holder",
+        frozen.elapsed()
+    );
+    // The VM did not change, so only the new holder's comparison with PostgreSQL
+    // (anti-entropy on taking the role) can repair the row.
+    wait_row(&db, &["status"], |r| is(&r[0], "POWERED_ON")).await;
     ssvirt::clear_column_log(&db.client).await;
     kube.apply(vm_with_status("Stopping"));
     wait_row(&db, &["status"], |r| is(&r[0], "POWERING_OFF")).await;
@@ -419,7 +491,10 @@ async fn the_cluster_role_moves_when_its_holder_is_killed_or_frozen() {
         .collect();
     assert_eq!(
         statuses,
-        vec![Some("POWERING_OFF".to_string()), Some("POWERED_ON".to_string())],
+        vec![
+            Some("POWERING_OFF".to_string()),
+            Some("POWERED_ON".to_string())
+        ],
         "no late write from the deposed holder"
     );
     assert_eq!(x.stop(), Some(0));

@@ -376,3 +376,25 @@ fn a_hand_off_forgets_the_record_and_its_pending_delta_for_good() {
     assert!(entry.columns.names().contains(&"runtime_primary_ip"));
     assert!(entry.columns.names().contains(&"cpu_count"));
 }
+
+#[test]
+fn a_no_op_with_newer_versions_refreshes_them_in_memory_without_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.ingest(&[obs("a", 1, "10.0.0.1", 1)], t(1)).unwrap();
+    let before = store.write_transactions();
+    let report = store.ingest(&[obs("a", 1, "10.0.0.1", 7)], t(2)).unwrap();
+    assert_eq!(report.noop, 1);
+    assert_eq!(store.write_transactions(), before, "no I/O for a no-op");
+    let versions = &store.record(&VmKey::new("ns", "a")).unwrap().versions;
+    assert_eq!(versions.vm_resource_version, Some(7));
+    // Within one batch a change after a no-op keeps the change's versions.
+    store
+        .ingest(
+            &[obs("a", 1, "10.0.0.1", 8), obs("a", 2, "10.0.0.1", 9)],
+            t(3),
+        )
+        .unwrap();
+    let versions = &store.record(&VmKey::new("ns", "a")).unwrap().versions;
+    assert_eq!(versions.vm_resource_version, Some(9));
+}

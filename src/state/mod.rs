@@ -72,6 +72,9 @@ pub enum StateEvent {
     /// The VM is no longer this daemon's to handle (e.g. its VMI moved to another host):
     /// its record and pending delta are dropped, nothing is written.
     Forget(VmKey),
+    /// Asks for an anti-entropy pass once everything before this event is stored (a new
+    /// cluster-role holder compares with PostgreSQL using its fresh records).
+    ResyncAfterThis,
 }
 
 impl From<Observation> for StateEvent {

@@ -42,6 +42,8 @@ pub fn with_store<T>(
 pub struct WriterOptions {
     pub window: Duration,
     pub max_batch: usize,
+    /// Notified when a stored batch carried `StateEvent::ResyncAfterThis`.
+    pub resync: Option<Arc<Notify>>,
 }
 
 impl Default for WriterOptions {
@@ -49,6 +51,7 @@ impl Default for WriterOptions {
         WriterOptions {
             window: Duration::from_millis(5),
             max_batch: 1024,
+            resync: None,
         }
     }
 }
@@ -74,6 +77,9 @@ pub async fn run(
         let report = store_until_done(&store, &batch, clock).await;
         if report.enqueued > 0 {
             enqueued.notify_one();
+        }
+        if let (true, Some(resync)) = (report.resync_requested, &options.resync) {
+            resync.notify_one();
         }
     }
 }

@@ -51,7 +51,7 @@ impl DaemonProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if std::env::var_os("VIRTSYNC_TEST_ECHO").is_some() {
+                if std::env::var_os("TEST_DAEMON_ECHO").is_some() {
                     eprintln!("[{name}] {line}");
                 }
                 let mut log = log.lock().unwrap();
@@ -76,7 +76,11 @@ impl DaemonProcess {
         while self.count(needle) < n {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{} exited ({status}) while waiting for {needle:?}:\n{}", self.name, self.log());
+                    panic!(
+                        "{} exited ({status}) while waiting for {needle:?}:\n{}",
+                        self.name,
+                        self.log()
+                    );
                 }
             }
             assert!(

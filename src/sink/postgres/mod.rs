@@ -176,9 +176,10 @@ impl PgSink {
         }
     }
 
-    /// The handle that requests an anti-entropy pass as soon as possible.
-    pub fn resync_trigger(&self) -> Arc<Notify> {
-        self.resync_requested.clone()
+    /// Uses `trigger` to request anti-entropy passes (shared with the state writer).
+    pub fn with_resync_trigger(mut self, trigger: Arc<Notify>) -> PgSink {
+        self.resync_requested = trigger;
+        self
     }
 
     pub fn is_connected(&self) -> bool {

@@ -9,14 +9,13 @@ mod tracker;
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use client::{ClientError, check_node, client_from_config};
 pub use object::{Kind, KubeObject};
@@ -50,9 +49,6 @@ pub struct KubeSource {
     events: mpsc::Sender<StateEvent>,
     /// Confirmations whose GET failed: (kind, key, event resourceVersion).
     retry: Vec<(Kind, VmKey, Option<i64>)>,
-    /// Pinged when the cluster role's first VM list is in: a new holder compares with
-    /// PostgreSQL before it trusts its own state (DESIGN §1).
-    resync: Option<Arc<Notify>>,
 }
 
 impl KubeSource {
@@ -61,7 +57,6 @@ impl KubeSource {
         settings: KubeSettings,
         last: HashMap<VmKey, Observation>,
         events: mpsc::Sender<StateEvent>,
-        resync: Option<Arc<Notify>>,
     ) -> Result<KubeSource, ClientError> {
         let selector = match &settings.label_selector {
             Some(text) => Selector::parse(text).map_err(ClientError::Selector)?,
@@ -81,7 +76,6 @@ impl KubeSource {
             tracker,
             events,
             retry: Vec::new(),
-            resync,
         })
     }
 
@@ -149,13 +143,14 @@ impl KubeSource {
                     namespace = scope.as_deref().unwrap_or("*"),
                     relists = stats.relists,
                     rejected = stats.rejected,
-                    "{} list complete; watching", kind.name()
+                    "{} list complete; watching",
+                    kind.name()
                 );
             }
             if kind == Kind::Vm && list_done && awaiting_first_vm_list {
                 awaiting_first_vm_list = false;
-                if let Some(resync) = &self.resync {
-                    resync.notify_one();
+                if self.events.send(StateEvent::ResyncAfterThis).await.is_err() {
+                    return;
                 }
             }
         }

@@ -45,6 +45,8 @@ pub struct IngestReport {
     pub write_transactions: usize,
     /// Records dropped because another host took the VM over.
     pub forgotten: usize,
+    /// A source asked for an anti-entropy pass after these events.
+    pub resync_requested: bool,
 }
 
 impl IngestReport {
@@ -55,6 +57,7 @@ impl IngestReport {
         self.enqueued += other.enqueued;
         self.write_transactions += other.write_transactions;
         self.forgotten += other.forgotten;
+        self.resync_requested |= other.resync_requested;
     }
 }
 
@@ -240,6 +243,7 @@ impl Store {
         let mut new_records: HashMap<VmKey, StoredVm> = HashMap::new();
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
+        let mut refreshed: HashMap<VmKey, SourceVersions> = HashMap::new();
         for obs in batch {
             let key = obs.record.key();
             if let Err(problem) = key.validate() {
@@ -254,8 +258,20 @@ impl Store {
             };
             if changed.is_empty() {
                 report.noop += 1;
+                // Newer source versions with equal data: kept in memory only (no I/O for
+                // a no-op), so that a correction queued later (anti-entropy) carries
+                // them and passes the fence.
+                if old.is_some_and(|o| o.versions != obs.versions) {
+                    match new_records.get_mut(&key) {
+                        Some(pending) => pending.versions = obs.versions.clone(),
+                        None => {
+                            refreshed.insert(key, obs.versions.clone());
+                        }
+                    }
+                }
                 continue;
             }
+            refreshed.remove(&key);
             let mut record = obs.record.clone();
             if let Some(old) = old {
                 carry_bookkeeping(&old.record, &mut record);
@@ -282,6 +298,11 @@ impl Store {
                 versions: obs.versions.clone(),
             };
             new_records.insert(key, stored);
+        }
+        for (key, versions) in refreshed {
+            if let Some(stored) = self.records.get_mut(&key) {
+                stored.versions = versions;
+            }
         }
         if new_records.is_empty() {
             return Ok(report);
@@ -326,6 +347,7 @@ impl Store {
                     run.clear();
                     report.forgotten += usize::from(self.forget(key)?);
                 }
+                StateEvent::ResyncAfterThis => report.resync_requested = true,
             }
         }
         report.merge(self.ingest_refs(&run, now)?);
