@@ -82,7 +82,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         }
     };
     let (stop_sources, sources_stopped) = watch::channel(false);
-    let (holder, election) = cluster_role(&cfg, password.as_deref(), stopped)?;
+    let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
     let source = start_kube_source(&cfg, &store, &events, holder, sources_stopped).await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
     let sink_failed = tokio::select! {
@@ -97,6 +97,17 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             }
         } => {
             sink = None;
+            Some(result)
+        }
+        // The election returns only on a problem an operator must fix (e.g. a server
+        // without idle_session_timeout): stop like for a broken sink.
+        result = async {
+            match election.as_mut() {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            election = None;
             Some(result)
         }
     };

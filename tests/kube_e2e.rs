@@ -52,6 +52,19 @@ fn vm() -> Value {
 }
 
 fn config(dir: &Path, name: &str, node: &str, role: &str, kube: &str, db: &Db) -> String {
+    config_with(dir, name, node, role, kube, db, "")
+}
+
+/// `kube_extra`: more keys for the [kubernetes] table (filters).
+fn config_with(
+    dir: &Path,
+    name: &str,
+    node: &str,
+    role: &str,
+    kube: &str,
+    db: &Db,
+    kube_extra: &str,
+) -> String {
     let mode = match db.mode {
         SchemaMode::Compat => "compat",
         SchemaMode::Extended => "extended",
@@ -62,6 +75,7 @@ node_name = "{node}"
 role = "{role}"
 [kubernetes]
 url = "{kube}"
+{kube_extra}
 [postgres]
 url = "{url}"
 schema = "{mode}"
@@ -499,4 +513,59 @@ async fn the_cluster_role_moves_when_its_holder_is_killed_or_frozen() {
     );
     assert_eq!(x.stop(), Some(0));
     assert_eq!(y.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_hold_and_a_node_name_without_a_node_object_is_reported() {
+    let kube = FakeApiServer::start().await;
+    let db = Db::new(PgCluster::shared(), "e2efilter", SchemaMode::Extended).await;
+    for (ns, name) in [(NS, NAME), ("other", NAME), (NS, "unlabelled")] {
+        ssvirt::insert_vm(&db.client, ns, name).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"namespaces = ["openshift-cnv"]
+label_selector = "tier in (web, db)""#;
+    let cfg = config_with(dir.path(), "f", "ghost", "node", &kube.url(), &db, extra);
+    let mut d = DaemonProcess::start(dir.path(), "f", &cfg);
+    d.wait_for("NO Node object named \"ghost\"", WAIT).await;
+    d.wait_for("vmi list complete", WAIT).await;
+    let place = |mut v: Value, ns: &str, name: &str, tier: Option<&str>| {
+        v["metadata"]["namespace"] = json!(ns);
+        v["metadata"]["name"] = json!(name);
+        v["metadata"]["uid"] = json!(format!("uid-{ns}-{name}"));
+        v["metadata"]["labels"]["kubevirt.io/nodeName"] = json!("ghost");
+        if let Some(t) = tier {
+            v["metadata"]["labels"]["tier"] = json!(t);
+        }
+        v
+    };
+    kube.apply(place(vmi(), "other", NAME, Some("web")));
+    kube.apply(place(vmi(), NS, "unlabelled", None));
+    kube.apply(place(vmi(), NS, NAME, Some("web")));
+    let node_of = |ns: &'static str, name: &'static str| {
+        let db = &db;
+        async move {
+            db.client
+                .query_one(
+                    "SELECT runtime_node_name FROM vms WHERE namespace = $1 AND vm_name = $2",
+                    &[&ns, &name],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<String>>(0)
+        }
+    };
+    let start = Instant::now();
+    while node_of(NS, NAME).await.is_none() {
+        assert!(start.elapsed() < WAIT, "the selected VMI was not written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node_of("other", NAME).await, None, "outside the namespace filter");
+    assert_eq!(node_of(NS, "unlabelled").await, None, "outside the label selector");
+    // Leaving the label selector is a disappearance: confirmed, handed off, no write.
+    ssvirt::clear_column_log(&db.client).await;
+    kube.apply(place(vmi(), NS, NAME, Some("batch")));
+    d.wait_for("now handled elsewhere", WAIT).await;
+    assert_eq!(logged(&db).await, vec![]);
+    assert_eq!(d.stop(), Some(0));
 }
