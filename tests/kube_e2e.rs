@@ -560,8 +560,16 @@ label_selector = "tier in (web, db)""#;
         assert!(start.elapsed() < WAIT, "the selected VMI was not written");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(node_of("other", NAME).await, None, "outside the namespace filter");
-    assert_eq!(node_of(NS, "unlabelled").await, None, "outside the label selector");
+    assert_eq!(
+        node_of("other", NAME).await,
+        None,
+        "outside the namespace filter"
+    );
+    assert_eq!(
+        node_of(NS, "unlabelled").await,
+        None,
+        "outside the label selector"
+    );
     // Leaving the label selector is a disappearance: confirmed, handed off, no write.
     ssvirt::clear_column_log(&db.client).await;
     kube.apply(place(vmi(), NS, NAME, Some("batch")));

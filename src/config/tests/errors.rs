@@ -27,6 +27,7 @@ const ERRORS: &[ErrorCase] = &[
     ("owns = [\"status\", 1]", &[], &[], "owns", &["found an array containing an integer"]),
     ("[api]\nsocket = 1", &[], &[], "api.socket", &["expected a string, found an integer"]),
     ("[postgres]\nflush_interval = true", &[], &[], "postgres.flush_interval", &["expected a duration", "found a boolean"]),
+    ("[kubernetes]\nlabel_selector = \"tier in web\"", &[], &[], "kubernetes.label_selector", &["invalid label selector requirement \"tier in web\""]),
     // Durations and sizes.
     ("[postgres]\nflush_interval = \"5 parsecs\"", &[], &[], "postgres.flush_interval", &["invalid duration \"5 parsecs\" (use e.g. 500ms, 30s, 5m, 1h)"]),
     ("[postgres]\nflush_interval = 200", &[], &[], "postgres.flush_interval", &["invalid duration", "unit is required"]),
