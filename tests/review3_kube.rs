@@ -266,3 +266,53 @@ fn vmis_gone_for_good_do_not_stay_in_the_state_forever() {
         "{kept} records kept for 50 VMIs that are gone (and their VMs never seen again)"
     );
 }
+
+/// BUG: the VM stops while the node daemon that ran its VMI is down (host crashed). The
+/// cluster-role holder sees the VM Stopped with no VMI and derives "runtime cleared"
+/// (fenced by the VM's resourceVersion), but its stored record for the running VM had
+/// runtime None with `runtime_unknown`; the store diffs records only, None == None, so
+/// the clearing is never queued: PostgreSQL keeps the dead node's runtime_* (node name,
+/// IP, phase Running) next to status POWERED_OFF until the next periodic anti-entropy
+/// (an hour by default).
+#[test]
+fn the_cluster_role_clears_the_runtime_of_a_vm_stopped_while_its_node_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut tr = Tracker::new(
+        TrackerOptions {
+            node: "holder".into(),
+            node_role: false,
+            selector: Selector::default(),
+        },
+        HashMap::new(),
+    );
+    tr.set_cluster_active(true);
+    let ev = events(tr.event(Kind::Vm, None, Event::Apply(object(vm()))));
+    store.apply(&ev, t(1)).unwrap();
+    flush_all(&mut store);
+    // (Meanwhile the node daemon wrote the runtime columns; then its host died.)
+
+    let mut stopped = vm();
+    stopped["metadata"]["resourceVersion"] = json!("99999999");
+    stopped["status"]["printableStatus"] = json!("Stopped");
+    stopped["status"]["created"] = json!(false);
+    stopped["status"]["ready"] = json!(false);
+    stopped["spec"]["running"] = json!(false);
+    stopped["spec"].as_object_mut().unwrap().remove("runStrategy");
+    let ev = events(tr.event(Kind::Vm, None, Event::Apply(object(stopped))));
+    let obs = match &ev[..] {
+        [StateEvent::Observed(o)] => o.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        !obs.versions.runtime_unknown && obs.record.runtime_details.is_none(),
+        "derive says: runtime cleared"
+    );
+    store.apply(&ev, t(2)).unwrap();
+    let sent = flush_all(&mut store);
+    assert!(
+        sent.iter()
+            .any(|(_, cols)| cols.contains(&"runtime_node_name")),
+        "the clearing of the runtime columns was never queued: {sent:?}"
+    );
+}
