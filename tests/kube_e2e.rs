@@ -576,4 +576,62 @@ label_selector = "tier in (web, db)""#;
     d.wait_for("now handled elsewhere", WAIT).await;
     assert_eq!(logged(&db).await, vec![]);
     assert_eq!(d.stop(), Some(0));
+
+// ---- review 3 ----
+
+/// BUG (review 3): node a is down while its VM stops; back up, a's relist misses the
+/// VMI and a GET says 404, so a clears the runtime columns with no fence at all
+/// (vmi_resource_version NULL) and keeps that unfenced record. The VM then starts on
+/// node b, which writes its runtime columns. a's periodic anti-entropy sees "drift"
+/// between its stale record and b's row and "corrects" it: the unfenced write clears
+/// what b wrote, again at every pass (b's own pass puts it back: the row flaps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_confirmed_stop_does_not_clear_the_next_vmi_on_another_node() {
+    let kube = FakeApiServer::start().await;
+    kube.apply(node("node-a"));
+    kube.apply(node("node-b"));
+    let db = Db::new(PgCluster::shared(), "e2er3fence", SchemaMode::Extended).await;
+    ssvirt::insert_vm(&db.client, NS, NAME).await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_resync = |name: &str, node_name: &str| {
+        config(dir.path(), name, node_name, "node", &kube.url(), &db)
+            .replace("[cache]", "resync_interval = \"1s\"\n[cache]")
+    };
+    let mut a = DaemonProcess::start(dir.path(), "a", &with_resync("a", "node-a"));
+    a.wait_for("vmi list complete", WAIT).await;
+    let mut b = DaemonProcess::start(dir.path(), "b", &with_resync("b", "node-b"));
+    b.wait_for("vmi list complete", WAIT).await;
+    let cols = ["runtime_node_name", "runtime_primary_ip"];
+    kube.apply(vmi_on("node-a", "10.0.0.1", "2Gi"));
+    wait_row(&db, &cols, |r| is(&r[0], "node-a")).await;
+
+    // a is down while the VM stops (its VMI is deleted); a comes back and clears.
+    assert_eq!(a.stop(), Some(0));
+    kube.delete("VirtualMachineInstance", NS, NAME);
+    a.restart();
+    wait_row(&db, &cols, |r| r[0].is_none() && r[1].is_none()).await;
+
+    // The VM starts again, on node b this time (a new VMI, a new uid).
+    let mut next = vmi_on("node-b", "10.0.0.2", "2Gi");
+    next["metadata"]["uid"] = json!("uid-second-run");
+    kube.apply(next);
+    wait_row(&db, &cols, |r| is(&r[0], "node-b")).await;
+    // Give both anti-entropy passes (every second) a few rounds.
+    let passes = a.count("anti-entropy pass done");
+    a.wait_for_n("anti-entropy pass done", passes + 3, WAIT)
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        seen.push(row(&db, &cols).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.iter().all(|r| is(&r[0], "node-b") && is(&r[1], "10.0.0.2")),
+        "b's runtime columns were overwritten by stale node a: {:?}",
+        seen.iter().filter(|r| !is(&r[0], "node-b")).take(3).collect::<Vec<_>>()
+    );
+    let c = ssvirt::column_changes(&db.client).await;
+    println!("column changes logged: {}", c.len());
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
 }
