@@ -576,6 +576,7 @@ label_selector = "tier in (web, db)""#;
     d.wait_for("now handled elsewhere", WAIT).await;
     assert_eq!(logged(&db).await, vec![]);
     assert_eq!(d.stop(), Some(0));
+}
 
 // ---- review 3 ----
 
