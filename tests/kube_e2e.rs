@@ -580,7 +580,7 @@ label_selector = "tier in (web, db)""#;
 
 // ---- review 3 ----
 
-/// BUG (review 3): node a is down while its VM stops; back up, a's relist misses the
+/// Was a bug (review 3): node a is down while its VM stops; back up, a's relist misses the
 /// VMI and a GET says 404, so a clears the runtime columns with no fence at all
 /// (vmi_resource_version NULL) and keeps that unfenced record. The VM then starts on
 /// node b, which writes its runtime columns. a's periodic anti-entropy sees "drift"
@@ -627,9 +627,13 @@ async fn a_relist_confirmed_stop_does_not_clear_the_next_vmi_on_another_node() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        seen.iter().all(|r| is(&r[0], "node-b") && is(&r[1], "10.0.0.2")),
+        seen.iter()
+            .all(|r| is(&r[0], "node-b") && is(&r[1], "10.0.0.2")),
         "b's runtime columns were overwritten by stale node a: {:?}",
-        seen.iter().filter(|r| !is(&r[0], "node-b")).take(3).collect::<Vec<_>>()
+        seen.iter()
+            .filter(|r| !is(&r[0], "node-b"))
+            .take(3)
+            .collect::<Vec<_>>()
     );
     let c = ssvirt::column_changes(&db.client).await;
     println!("column changes logged: {}", c.len());

@@ -98,7 +98,15 @@ pub fn observe(
             record.status = Some(VmStatus::Deleted);
             versions.vm_resource_version = resource_version;
         }
-        VmInput::Unknown => {}
+        VmInput::Unknown => {
+            // Not known here right now (node role, or the cluster role not held yet):
+            // what the previous observation said stands, so a restart or a role change
+            // writes nothing unchanged (a new holder's anti-entropy checks the rows).
+            if let Some(prev) = previous {
+                record.status = prev.record.status;
+                versions.vm_resource_version = prev.versions.vm_resource_version;
+            }
+        }
     }
 
     match &vmi {
@@ -166,6 +174,15 @@ pub fn observe(
             record.memory_mb = p.spec_memory_mb;
             record.guest_os = p.annotation_os.clone().or(previous_guest_os);
             versions.legacy_origin = LegacyOrigin::Vm;
+        }
+        // Spec values from an earlier VM observation stand while the VM is unknown here.
+        (None, VmInput::Unknown) => {
+            if let Some(prev) = previous.filter(|p| p.versions.legacy_origin == LegacyOrigin::Vm) {
+                record.cpu_count = prev.record.cpu_count;
+                record.memory_mb = prev.record.memory_mb;
+                record.guest_os.clone_from(&prev.record.guest_os);
+                versions.legacy_origin = LegacyOrigin::Vm;
+            }
         }
         _ => {}
     }

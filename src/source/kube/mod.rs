@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kube::api::ListParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -22,7 +23,7 @@ pub use object::{Kind, KubeObject};
 pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
 
-use crate::model::{Observation, VmKey};
+use crate::model::{Observation, VmKey, parse_resource_version};
 use crate::state::StateEvent;
 
 /// What the source needs to know, from the configuration.
@@ -88,7 +89,7 @@ impl KubeSource {
     ) {
         let mut vmis = self.settings.node_role.then(|| self.watch(Kind::Vmi));
         let mut vms: Option<EventStream> = None;
-        let mut awaiting_first_vm_list = false;
+        let mut vm_lists_awaited = 0usize;
         let mut election_over = false;
         let mut retry_tick = tokio::time::interval(CONFIRM_RETRY);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,7 +98,12 @@ impl KubeSource {
             if holding != self.tracker.cluster_active() {
                 self.tracker.set_cluster_active(holding);
                 vms = holding.then(|| self.watch(Kind::Vm));
-                awaiting_first_vm_list = holding;
+                // Every namespace's first list, before the comparison with PostgreSQL.
+                vm_lists_awaited = if holding { self.scopes().len() } else { 0 };
+                if !holding {
+                    // A deposed holder writes nothing more about VMs.
+                    self.retry.retain(|(kind, _, _)| *kind != Kind::Vm);
+                }
                 tracing::info!(
                     active = holding,
                     "cluster role (all VMs) {}",
@@ -147,9 +153,11 @@ impl KubeSource {
                     kind.name()
                 );
             }
-            if kind == Kind::Vm && list_done && awaiting_first_vm_list {
-                awaiting_first_vm_list = false;
-                if self.events.send(StateEvent::ResyncAfterThis).await.is_err() {
+            if kind == Kind::Vm && list_done && vm_lists_awaited > 0 {
+                vm_lists_awaited -= 1;
+                if vm_lists_awaited == 0
+                    && self.events.send(StateEvent::ResyncAfterThis).await.is_err()
+                {
                     return;
                 }
             }
@@ -165,12 +173,7 @@ impl KubeSource {
         }
         labels.extend(self.settings.label_selector.iter().cloned());
         let config = watcher::Config::default().labels(&labels.join(","));
-        let scopes: Vec<Option<String>> = if self.settings.namespaces.is_empty() {
-            vec![None]
-        } else {
-            self.settings.namespaces.iter().cloned().map(Some).collect()
-        };
-        let streams = scopes.into_iter().map(|scope| {
+        let streams = self.scopes().into_iter().map(|scope| {
             let api: Api<KubeObject> = match &scope {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
                 None => Api::all_with(self.client.clone(), &ar),
@@ -181,6 +184,15 @@ impl KubeSource {
                 .boxed()
         });
         futures::stream::select_all(streams).boxed()
+    }
+
+    /// One watch per configured namespace, or one for all.
+    fn scopes(&self) -> Vec<Option<String>> {
+        if self.settings.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.settings.namespaces.iter().cloned().map(Some).collect()
+        }
     }
 
     /// Sends events on and makes the GETs asked for. False when the writer is gone.
@@ -201,7 +213,9 @@ impl KubeSource {
                     Ok(found) => queue.extend(self.tracker.confirmed(kind, &key, event_rv, found)),
                     Err(e) => {
                         tracing::warn!(kind = kind.name(), vm = %key, error = %e, "confirming a disappearance failed; retrying");
-                        self.retry.push((kind, key, event_rv));
+                        if !self.retry.iter().any(|(k, r, _)| *k == kind && *r == key) {
+                            self.retry.push((kind, key, event_rv));
+                        }
                     }
                 },
             }
@@ -227,7 +241,17 @@ impl KubeSource {
             Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
         Ok(match api.get_opt(&key.name).await? {
             Some(obj) => Lookup::Found(Box::new(obj)),
-            None => Lookup::NotFound,
+            None => {
+                // The collection's resourceVersion now is at least the deletion's: a
+                // fence no later object can lose against.
+                let list = api.list(&ListParams::default().limit(1)).await?;
+                let resource_version = list
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(parse_resource_version);
+                Lookup::NotFound { resource_version }
+            }
         })
     }
 

@@ -34,7 +34,11 @@ pub enum Action {
 /// The answer to a confirming GET.
 #[derive(Debug)]
 pub enum Lookup {
-    NotFound,
+    /// Gone. `resource_version`: the collection's resourceVersion read right after the
+    /// 404, the fence for a disappearance seen without a DELETED event (after a relist).
+    NotFound {
+        resource_version: Option<i64>,
+    },
     Found(Box<KubeObject>),
 }
 
@@ -64,8 +68,6 @@ pub struct Tracker {
     cluster_active: bool,
     vms: HashMap<VmKey, VmPart>,
     vmis: HashMap<VmKey, VmiPart>,
-    /// VMIs confirmed gone (uid, resourceVersion of the event), until a new one appears.
-    gone: HashMap<VmKey, (Option<String>, Option<i64>)>,
     /// The last observation sent per VM (the state layer's view, minus bookkeeping).
     last: HashMap<VmKey, Observation>,
     /// Keys seen since the current (re)list began, per kind and namespace scope.
@@ -92,7 +94,6 @@ impl Tracker {
             cluster_active: false,
             vms: HashMap::new(),
             vmis: HashMap::new(),
-            gone: HashMap::new(),
             last,
             listing: HashMap::new(),
             unknown_statuses: HashSet::new(),
@@ -179,28 +180,27 @@ impl Tracker {
         lookup: Lookup,
     ) -> Vec<Action> {
         match (kind, lookup) {
-            (Kind::Vmi, Lookup::NotFound) => {
+            (Kind::Vmi, Lookup::NotFound { resource_version }) => {
                 self.stats.vmis_gone += 1;
                 let uid = match self.vmis.remove(key) {
                     Some(part) => part.uid,
                     None => self.last.get(key).and_then(|o| o.versions.vmi_uid.clone()),
                 };
-                self.gone.insert(key.clone(), (uid, event_rv));
-                self.emit(key)
+                let gone = VmiInput::Gone {
+                    uid,
+                    resource_version: event_rv.or(resource_version),
+                };
+                let obs = derive::observe(key, self.vm_input(key), gone, self.last.get(key));
+                self.send_final(key, obs)
             }
-            (Kind::Vm, Lookup::NotFound) => {
+            (Kind::Vm, Lookup::NotFound { resource_version }) => {
                 self.stats.vms_deleted += 1;
                 self.vms.remove(key);
-                let vmi = self.vmi_input(key);
-                let obs = derive::observe(
-                    key,
-                    VmInput::Deleted {
-                        resource_version: event_rv,
-                    },
-                    vmi,
-                    self.last.get(key),
-                );
-                self.send(key, obs)
+                let deleted = VmInput::Deleted {
+                    resource_version: event_rv.or(resource_version),
+                };
+                let obs = derive::observe(key, deleted, self.vmi_input(key), self.last.get(key));
+                self.send_final(key, obs)
             }
             (kind, Lookup::Found(obj)) => {
                 if self.still_ours(kind, &obj) {
@@ -229,7 +229,6 @@ impl Tracker {
         match kind {
             Kind::Vmi => {
                 self.vmis.remove(key);
-                self.gone.remove(key);
             }
             Kind::Vm => {
                 self.vms.remove(key);
@@ -268,7 +267,6 @@ impl Tracker {
                     tracing::warn!(vmi = %part.key, warning, "field ignored");
                 }
                 let key = part.key.clone();
-                self.gone.remove(&key);
                 self.vmis.insert(key.clone(), part);
                 self.emit(&key)
             }
@@ -322,15 +320,11 @@ impl Tracker {
         }
     }
 
+    /// A VMI confirmed gone is not remembered: later events for the key come from the
+    /// VM, which says itself whether a VMI runs (possibly on another host).
     fn vmi_input(&self, key: &VmKey) -> VmiInput<'_> {
-        if let Some(part) = self.vmis.get(key) {
-            return VmiInput::Present(part);
-        }
-        match self.gone.get(key) {
-            Some((uid, rv)) => VmiInput::Gone {
-                uid: uid.clone(),
-                resource_version: *rv,
-            },
+        match self.vmis.get(key) {
+            Some(part) => VmiInput::Present(part),
             None => VmiInput::Unknown,
         }
     }
@@ -343,6 +337,17 @@ impl Tracker {
             self.last.get(key),
         );
         self.send(key, obs)
+    }
+
+    /// Sends the last observation of something that is gone; when nothing else is known
+    /// about the key any more, it is not remembered either (the state layer drops the
+    /// record once it is written), so state does not grow with every VM ever seen.
+    fn send_final(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
+        let actions = self.send(key, obs);
+        if !self.vms.contains_key(key) && !self.vmis.contains_key(key) {
+            self.last.remove(key);
+        }
+        actions
     }
 
     fn send(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
@@ -362,7 +367,6 @@ impl Tracker {
                 let node = &self.options.node;
                 let from_state = self.last.iter().filter(|(k, o)| {
                     !self.vmis.contains_key(*k)
-                        && !self.gone.contains_key(*k)
                         && !o.versions.runtime_unknown
                         && o.record
                             .runtime_details

@@ -12,7 +12,7 @@ use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{OutboxEntry, StateEvent, StoreError, StoredVm, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
-use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord};
+use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus};
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -47,6 +47,8 @@ pub struct IngestReport {
     pub forgotten: usize,
     /// A source asked for an anti-entropy pass after these events.
     pub resync_requested: bool,
+    /// Records of gone VMs/VMIs dropped because nothing was left to write.
+    pub dropped: usize,
 }
 
 impl IngestReport {
@@ -58,6 +60,7 @@ impl IngestReport {
         self.write_transactions += other.write_transactions;
         self.forgotten += other.forgotten;
         self.resync_requested |= other.resync_requested;
+        self.dropped += other.dropped;
     }
 }
 
@@ -254,7 +257,15 @@ impl Store {
             let old = new_records.get(&key).or_else(|| self.records.get(&key));
             let mut changed = match old {
                 None => known_columns(&obs.record, &obs.versions),
-                Some(old) => columns::diff(Some(&old.record), &obs.record),
+                Some(old) => {
+                    let mut changed = columns::diff(Some(&old.record), &obs.record);
+                    // Runtime columns this daemon could not tell before and can now
+                    // (e.g. cleared): the records alike, the columns still to write.
+                    if old.versions.runtime_unknown && !obs.versions.runtime_unknown {
+                        changed = changed.union(runtime_columns());
+                    }
+                    changed
+                }
             };
             if changed.is_empty() {
                 report.noop += 1;
@@ -304,12 +315,30 @@ impl Store {
                 stored.versions = versions;
             }
         }
-        if new_records.is_empty() {
+        // The last word about something gone, with nothing left to write: not kept.
+        let dropped: Vec<VmKey> = new_records
+            .iter()
+            .filter(|(k, stored)| {
+                is_terminal(stored)
+                    && !new_entries.contains_key(*k)
+                    && !self.outbox.contains_key(*k)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &dropped {
+            new_records.remove(key);
+        }
+        if new_records.is_empty() && dropped.is_empty() {
             return Ok(report);
         }
         let txn = self.begin()?;
         {
             let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
+            for key in &dropped {
+                records
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove record"))?;
+            }
             for (key, stored) in &new_records {
                 let bytes = encode("record", stored)?;
                 records
@@ -323,6 +352,10 @@ impl Store {
         failpoint::hit("after_redb_commit");
         report.write_transactions = 1;
         self.next_seq = next_seq;
+        for key in &dropped {
+            self.records.remove(key);
+        }
+        report.dropped = dropped.len();
         self.records.extend(new_records);
         for (key, entry) in new_entries {
             self.insert_entry(key, entry);
@@ -606,6 +639,23 @@ fn write_entries<'a>(
             .map_err(redb_err("write meta"))?;
     }
     Ok(())
+}
+
+fn runtime_columns() -> ColumnSet {
+    Column::ALL
+        .iter()
+        .copied()
+        .filter(|c| c.group() == Group::Runtime)
+        .collect()
+}
+
+/// The last record of something gone: a deleted VM, or a stopped VMI seen by the node
+/// role only. Once written (or with nothing to write) it is dropped, so the state does
+/// not grow with every VM ever seen.
+pub(super) fn is_terminal(stored: &StoredVm) -> bool {
+    matches!(stored.record.status, None | Some(VmStatus::Deleted))
+        && stored.record.runtime_details.is_none()
+        && !stored.versions.runtime_unknown
 }
 
 /// Keeps fields that are bookkeeping rather than derived data from the stored record.

@@ -1,10 +1,10 @@
 //! The outbox side of the store: handing batches to the sink, recording what
 //! PostgreSQL did with them, and an operator's retry of a parked delta.
 
-use super::{Store, write_entries};
+use super::{Store, is_terminal, write_entries};
 use crate::failpoint;
 use crate::model::VmKey;
-use crate::state::file::{MANAGED, OUTBOX};
+use crate::state::file::{MANAGED, OUTBOX, VM_RECORDS};
 use crate::state::{
     AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError, redb_err,
 };
@@ -72,6 +72,12 @@ impl Store {
         if deletes.is_empty() && parks.is_empty() {
             return Ok(report);
         }
+        // Written (or unwritable): the last record of something gone is not kept.
+        let finished: Vec<VmKey> = deletes
+            .iter()
+            .filter(|k| self.records.get(*k).is_some_and(is_terminal))
+            .cloned()
+            .collect();
         let txn = self.begin()?;
         {
             let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
@@ -79,6 +85,12 @@ impl Store {
                 outbox
                     .remove(key.to_string().as_str())
                     .map_err(redb_err("remove outbox"))?;
+            }
+            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
+            for key in &finished {
+                records
+                    .remove(key.to_string().as_str())
+                    .map_err(redb_err("remove record"))?;
             }
             let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
             for key in &unmanage {
@@ -95,6 +107,9 @@ impl Store {
         report.unmanaged = unmanage.len();
         for key in &deletes {
             self.remove_entry(key);
+        }
+        for key in &finished {
+            self.records.remove(key);
         }
         for (key, entry) in parks {
             self.outbox.insert(key, entry);

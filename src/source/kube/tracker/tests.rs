@@ -88,7 +88,14 @@ fn a_deleted_vmi_is_confirmed_first_then_cleared_when_really_gone() {
             ..
         }]
     ));
-    let actions = t.confirmed(Kind::Vmi, &key(), Some(11900000), Lookup::NotFound);
+    let actions = t.confirmed(
+        Kind::Vmi,
+        &key(),
+        Some(11900000),
+        Lookup::NotFound {
+            resource_version: None,
+        },
+    );
     let obs = observed(&actions);
     assert_eq!(obs.len(), 1);
     assert_eq!(obs[0].record.runtime_details, None, "runtime cleared");
@@ -171,7 +178,14 @@ fn the_cluster_role_writes_status_and_a_confirmed_deletion() {
     assert_eq!(obs[0].record.status, Some(VmStatus::PoweredOn));
     assert!(obs[0].versions.runtime_unknown, "its VMI runs elsewhere");
     t.event(Kind::Vm, None, Event::Delete(object(vm())));
-    let actions = t.confirmed(Kind::Vm, &key(), Some(9000000), Lookup::NotFound);
+    let actions = t.confirmed(
+        Kind::Vm,
+        &key(),
+        Some(9000000),
+        Lookup::NotFound {
+            resource_version: None,
+        },
+    );
     let obs = observed(&actions);
     assert_eq!(obs[0].record.status, Some(VmStatus::Deleted));
     assert_eq!(obs[0].record.runtime_details, None);

@@ -1,6 +1,6 @@
-//! Review 3 of the KubeVirt source: the pure tracker driven like the runner drives it,
-//! feeding a real state store, to show what PostgreSQL would be sent. Each test names
-//! the bug it demonstrates; they fail until it is fixed.
+//! Regression tests from the review of the KubeVirt source: the pure tracker driven like
+//! the runner drives it, feeding a real state store, to show what PostgreSQL would be
+//! sent. Each test names the bug it demonstrated (all fixed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -9,9 +9,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use virtsync::columns::{Column, ColumnSet};
 use virtsync::model::{Observation, Timestamp, VmKey};
-use virtsync::source::kube::{
-    Action, Kind, KubeObject, Lookup, Selector, Tracker, TrackerOptions,
-};
+use virtsync::source::kube::{Action, Kind, KubeObject, Lookup, Selector, Tracker, TrackerOptions};
 use virtsync::state::{Outcome, StateEvent, Store, StoreOptions};
 
 const NS: &str = "openshift-cnv";
@@ -119,13 +117,17 @@ fn steady_role_all(store: &mut Store) {
     let mut tr = tracker(HashMap::new());
     tr.set_cluster_active(true);
     let mut ev = events(tr.event(Kind::Vm, None, Event::Apply(object(vm()))));
-    ev.extend(events(tr.event(Kind::Vmi, None, Event::Apply(object(vmi())))));
+    ev.extend(events(tr.event(
+        Kind::Vmi,
+        None,
+        Event::Apply(object(vmi())),
+    )));
     store.apply(&ev, t(1)).unwrap();
     let sent = flush_all(store);
     assert_eq!(sent.len(), 1);
 }
 
-/// BUG: a role=all daemon restarts with nothing changed in Kubernetes. The VMI watch
+/// Was a bug: a role=all daemon restarts with nothing changed in Kubernetes. The VMI watch
 /// lists before the election has given it the cluster role, so the VMI's record is
 /// combined without the VM part (status None) and differs from the stored one; the
 /// store keeps status None, and when the VM list arrives status "changes" back: an
@@ -139,12 +141,20 @@ fn role_all_restart_with_nothing_changed_writes_nothing() {
     // Restart (same state file); the VMI list comes first, the election a little later.
     let mut tr = tracker(last_of(&store));
     let mut ev = events(tr.event(Kind::Vmi, None, Event::Init));
-    ev.extend(events(tr.event(Kind::Vmi, None, Event::InitApply(object(vmi())))));
+    ev.extend(events(tr.event(
+        Kind::Vmi,
+        None,
+        Event::InitApply(object(vmi())),
+    )));
     ev.extend(events(tr.event(Kind::Vmi, None, Event::InitDone)));
     store.apply(&ev, t(2)).unwrap();
     tr.set_cluster_active(true);
     let mut ev = events(tr.event(Kind::Vm, None, Event::Init));
-    ev.extend(events(tr.event(Kind::Vm, None, Event::InitApply(object(vm())))));
+    ev.extend(events(tr.event(
+        Kind::Vm,
+        None,
+        Event::InitApply(object(vm())),
+    )));
     ev.extend(events(tr.event(Kind::Vm, None, Event::InitDone)));
     store.apply(&ev, t(3)).unwrap();
 
@@ -164,7 +174,11 @@ fn role_all_losing_and_regaining_the_cluster_role_writes_nothing_unchanged() {
     let mut tr = tracker(HashMap::new());
     tr.set_cluster_active(true);
     let mut ev = events(tr.event(Kind::Vm, None, Event::Apply(object(vm()))));
-    ev.extend(events(tr.event(Kind::Vmi, None, Event::Apply(object(vmi())))));
+    ev.extend(events(tr.event(
+        Kind::Vmi,
+        None,
+        Event::Apply(object(vmi())),
+    )));
     store.apply(&ev, t(1)).unwrap();
     flush_all(&mut store);
 
@@ -175,17 +189,21 @@ fn role_all_losing_and_regaining_the_cluster_role_writes_nothing_unchanged() {
     v["status"]["interfaces"][0]["ipAddress"] = json!("10.128.1.200");
     v["status"]["interfaces"][0]["ipAddresses"] = json!(["10.128.1.200"]);
     store
-        .apply(&events(tr.event(Kind::Vmi, None, Event::Apply(object(v)))), t(2))
+        .apply(
+            &events(tr.event(Kind::Vmi, None, Event::Apply(object(v)))),
+            t(2),
+        )
         .unwrap();
     let sent = flush_all(&mut store);
-    assert!(
-        sent.iter().all(|(_, c)| !c.contains(&"status")),
-        "{sent:?}"
-    );
+    assert!(sent.iter().all(|(_, c)| !c.contains(&"status")), "{sent:?}");
 
     tr.set_cluster_active(true);
     let mut ev = events(tr.event(Kind::Vm, None, Event::Init));
-    ev.extend(events(tr.event(Kind::Vm, None, Event::InitApply(object(vm())))));
+    ev.extend(events(tr.event(
+        Kind::Vm,
+        None,
+        Event::InitApply(object(vm())),
+    )));
     ev.extend(events(tr.event(Kind::Vm, None, Event::InitDone)));
     store.apply(&ev, t(3)).unwrap();
     assert_eq!(
@@ -195,7 +213,7 @@ fn role_all_losing_and_regaining_the_cluster_role_writes_nothing_unchanged() {
     );
 }
 
-/// BUG: a node daemon that was down while its VM stopped confirms the disappearance after
+/// Was a bug: a node daemon that was down while its VM stopped confirms the disappearance after
 /// its relist with a GET (404) and clears the runtime columns with NO fence at all
 /// (vmi_resource_version None → `d.vmi_rv IS NULL` passes in flush.rs). The record stays
 /// in its store with that unfenced version, so this write — and every later
@@ -208,7 +226,10 @@ fn a_stop_confirmed_after_a_relist_is_fenced() {
     let mut store = open(&dir);
     let mut tr = tracker(HashMap::new());
     store
-        .apply(&events(tr.event(Kind::Vmi, None, Event::Apply(object(vmi())))), t(1))
+        .apply(
+            &events(tr.event(Kind::Vmi, None, Event::Apply(object(vmi())))),
+            t(1),
+        )
         .unwrap();
     flush_all(&mut store);
 
@@ -218,12 +239,13 @@ fn a_stop_confirmed_after_a_relist_is_fenced() {
     let actions = tr.event(Kind::Vmi, None, Event::InitDone);
     assert!(matches!(
         &actions[..],
-        [Action::Confirm {
-            event_rv: None,
-            ..
-        }]
+        [Action::Confirm { event_rv: None, .. }]
     ));
-    let actions = tr.confirmed(Kind::Vmi, &key(), None, Lookup::NotFound);
+    // The runner reads the collection's resourceVersion right after the 404.
+    let found = Lookup::NotFound {
+        resource_version: Some(12_000_000),
+    };
+    let actions = tr.confirmed(Kind::Vmi, &key(), None, found);
     store.apply(&events(actions), t(2)).unwrap();
     let batch = store.next_batch(10);
     assert_eq!(batch.len(), 1);
@@ -235,7 +257,7 @@ fn a_stop_confirmed_after_a_relist_is_fenced() {
     );
 }
 
-/// BUG: nothing is ever dropped for VMs that are gone for good. Every VMI that stops
+/// Was a bug: nothing is ever dropped for VMs that are gone for good. Every VMI that stops
 /// leaves an entry in the tracker's maps and a record in the state file (and every
 /// deleted VM one with status DELETED), so a host running short-lived, uniquely named
 /// VMs (CI, batch) grows its state without bound, and its periodic anti-entropy keeps
@@ -251,13 +273,23 @@ fn vmis_gone_for_good_do_not_stay_in_the_state_forever() {
         v["metadata"]["uid"] = json!(format!("uid-{i}"));
         v["metadata"]["resourceVersion"] = json!((1000 + 2 * i).to_string());
         store
-            .apply(&events(tr.event(Kind::Vmi, None, Event::Apply(object(v.clone())))), t(1))
+            .apply(
+                &events(tr.event(Kind::Vmi, None, Event::Apply(object(v.clone())))),
+                t(1),
+            )
             .unwrap();
         v["metadata"]["resourceVersion"] = json!((1001 + 2 * i).to_string());
         let k = VmKey::new(NS, format!("ci-{i}"));
         let actions = tr.event(Kind::Vmi, None, Event::Delete(object(v)));
         assert_eq!(actions.len(), 1);
-        let actions = tr.confirmed(Kind::Vmi, &k, Some(1001 + 2 * i), Lookup::NotFound);
+        let actions = tr.confirmed(
+            Kind::Vmi,
+            &k,
+            Some(1001 + 2 * i),
+            Lookup::NotFound {
+                resource_version: None,
+            },
+        );
         store.apply(&events(actions), t(2)).unwrap();
     }
     let kept = store.records().count();
@@ -267,7 +299,7 @@ fn vmis_gone_for_good_do_not_stay_in_the_state_forever() {
     );
 }
 
-/// BUG: the VM stops while the node daemon that ran its VMI is down (host crashed). The
+/// Was a bug: the VM stops while the node daemon that ran its VMI is down (host crashed). The
 /// cluster-role holder sees the VM Stopped with no VMI and derives "runtime cleared"
 /// (fenced by the VM's resourceVersion), but its stored record for the running VM had
 /// runtime None with `runtime_unknown`; the store diffs records only, None == None, so
@@ -298,7 +330,10 @@ fn the_cluster_role_clears_the_runtime_of_a_vm_stopped_while_its_node_is_down() 
     stopped["status"]["created"] = json!(false);
     stopped["status"]["ready"] = json!(false);
     stopped["spec"]["running"] = json!(false);
-    stopped["spec"].as_object_mut().unwrap().remove("runStrategy");
+    stopped["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("runStrategy");
     let ev = events(tr.event(Kind::Vm, None, Event::Apply(object(stopped))));
     let obs = match &ev[..] {
         [StateEvent::Observed(o)] => o.clone(),
