@@ -232,6 +232,16 @@ async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
     assert_eq!(touched.into_iter().collect::<Vec<_>>(), vec!["sentinel"]);
     assert_eq!(statements, 1, "one UPDATE, for the sentinel only");
 
+    // The guest shuts down (runStrategy Manual): the VMI stays, in phase Succeeded,
+    // which counts as no VMI: runtime cleared.
+    let mut succeeded = changed.clone();
+    succeeded["status"]["phase"] = json!("Succeeded");
+    kube.apply(succeeded);
+    wait_row(&db, &["runtime_primary_ip", "runtime_phase"], |r| {
+        r[0].is_none() && r[1].is_none()
+    })
+    .await;
+
     // The VMI stops: runtime cleared, legacy from the VM spec, POWERED_OFF.
     let mut stopped = vm();
     stopped["status"]["printableStatus"] = json!("Stopped");
