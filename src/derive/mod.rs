@@ -26,6 +26,7 @@
 //!   `%zone` are ignored; printed in the standard (compressed) form.
 //! - runStrategy is compared ignoring ASCII case; has_running_vmi ignores deletion.
 
+pub mod caps;
 pub mod combine;
 pub mod condition;
 mod decode;

@@ -1,0 +1,203 @@
+//! `virsh domcapabilities` (`virConnectGetDomainCapabilities`) → [`DomCapsDoc`], for both
+//! the current schema (libvirt 10/11) and the older one (libvirt 9: empty firmware enum,
+//! no launchSecurity element).
+
+use super::ParseError;
+use super::model::{
+    CpuFeature, DomainCapsSummary, HostModelCpu, SevSupport, SgxSection, SgxSupport, TpmSupport,
+};
+use super::values::{attr_num, child_num, enum_values, expect_root, to_kib};
+use super::xml::{self, Element, yes_no};
+
+/// What one domain capabilities document says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomCapsDoc {
+    /// `kvm`, `qemu`, …
+    pub domain: String,
+    pub arch: Option<String>,
+    pub machine: Option<String>,
+    pub emulator: Option<String>,
+    pub max_vcpus: Option<u32>,
+    pub firmware: Vec<String>,
+    /// The loader's `secure` enum (`yes`, `no`).
+    pub loader_secure: Vec<String>,
+    pub host_passthrough: Option<bool>,
+    pub host_model: Option<HostModelCpu>,
+    pub usable_models: Vec<String>,
+    pub unusable_model_count: usize,
+    pub memory_backing_sources: Vec<String>,
+    pub disk_devices: Vec<String>,
+    pub disk_buses: Vec<String>,
+    pub disk_models: Vec<String>,
+    pub memballoon: Option<bool>,
+    pub tpm: TpmSupport,
+    pub interface_backends: Vec<String>,
+    pub gic_versions: Vec<String>,
+    pub hyperv_features: Vec<String>,
+    /// `snp` is not set here (it comes from `launch_security_types`).
+    pub sev: SevSupport,
+    pub sgx: SgxSupport,
+    pub s390_pv: Option<bool>,
+    /// `<tdx supported>` where a libvirt lists it as a feature of its own.
+    pub tdx_feature: Option<bool>,
+    pub launch_security_types: Vec<String>,
+}
+
+impl DomCapsDoc {
+    pub fn summary(&self) -> DomainCapsSummary {
+        DomainCapsSummary {
+            domain: self.domain.clone(),
+            arch: self.arch.clone(),
+            machine: self.machine.clone(),
+            emulator: self.emulator.clone(),
+            max_vcpus: self.max_vcpus,
+            host_passthrough: self.host_passthrough,
+            host_model: self.host_model.as_ref().map(|m| m.supported),
+            usable_models: self.usable_models.len(),
+            gic_versions: self.gic_versions.clone(),
+            hyperv_features: self.hyperv_features.clone(),
+        }
+    }
+}
+
+/// Parses a `<domainCapabilities>` document.
+pub fn parse_domain_capabilities(text: &str) -> Result<DomCapsDoc, ParseError> {
+    let root = xml::parse(text)?;
+    expect_root(&root, "domainCapabilities")?;
+    let mut doc = DomCapsDoc {
+        domain: root.child_text("domain").unwrap_or_default().to_string(),
+        arch: root.child_text("arch").map(str::to_string),
+        machine: root.child_text("machine").map(str::to_string),
+        emulator: root.child_text("path").map(str::to_string),
+        max_vcpus: match root.child("vcpu") {
+            Some(v) => attr_num(v, "max", "vcpu max")?,
+            None => None,
+        },
+        ..DomCapsDoc::default()
+    };
+    if let Some(os) = root.child("os") {
+        doc.firmware = enum_values(Some(os), "firmware");
+        doc.loader_secure = enum_values(os.child("loader"), "secure");
+    }
+    if let Some(cpu) = root.child("cpu") {
+        read_cpu(cpu, &mut doc);
+    }
+    doc.memory_backing_sources = enum_values(root.child("memoryBacking"), "sourceType");
+    if let Some(devices) = root.child("devices") {
+        let disk = devices.child("disk");
+        doc.disk_devices = enum_values(disk, "diskDevice");
+        doc.disk_buses = enum_values(disk, "bus");
+        doc.disk_models = enum_values(disk, "model");
+        doc.memballoon = devices.child("memballoon").and_then(Element::supported);
+        if let Some(tpm) = devices.child("tpm") {
+            doc.tpm = TpmSupport {
+                supported: tpm.supported() == Some(true),
+                models: enum_values(Some(tpm), "model"),
+                backend_models: enum_values(Some(tpm), "backendModel"),
+                versions: enum_values(Some(tpm), "backendVersion"),
+            };
+        }
+        doc.interface_backends = enum_values(devices.child("interface"), "backendType");
+    }
+    if let Some(features) = root.child("features") {
+        read_features(features, &mut doc)?;
+    }
+    Ok(doc)
+}
+
+fn read_cpu(cpu: &Element, doc: &mut DomCapsDoc) {
+    for mode in cpu.children_named("mode") {
+        match mode.attr("name") {
+            Some("host-passthrough") => doc.host_passthrough = mode.supported(),
+            Some("host-model") => {
+                doc.host_model = Some(HostModelCpu {
+                    supported: mode.supported() == Some(true),
+                    model: mode.child_text("model").map(str::to_string),
+                    vendor: mode.child_text("vendor").map(str::to_string),
+                    features: mode
+                        .children_named("feature")
+                        .filter_map(|f| {
+                            Some(CpuFeature {
+                                name: f.attr("name")?.to_string(),
+                                policy: f.attr("policy").map(str::to_string),
+                            })
+                        })
+                        .collect(),
+                });
+            }
+            Some("custom") if mode.supported() == Some(true) => {
+                for m in mode.children_named("model") {
+                    match (m.attr("usable"), m.text_trimmed()) {
+                        (Some("yes"), Some(name)) => doc.usable_models.push(name.to_string()),
+                        (_, Some(_)) => doc.unusable_model_count += 1,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn read_features(features: &Element, doc: &mut DomCapsDoc) -> Result<(), ParseError> {
+    if let Some(gic) = features.child("gic") {
+        if gic.supported() == Some(true) {
+            doc.gic_versions = enum_values(Some(gic), "version");
+        }
+    }
+    if let Some(h) = features.child("hyperv") {
+        if h.supported() == Some(true) {
+            doc.hyperv_features = enum_values(Some(h), "features");
+        }
+    }
+    if let Some(sev) = features.child("sev") {
+        let supported = sev.supported() == Some(true);
+        let max_es_guests: Option<u32> = child_num(sev, "maxESGuests", "sev maxESGuests")?;
+        doc.sev = SevSupport {
+            supported,
+            cbitpos: child_num(sev, "cbitpos", "sev cbitpos")?,
+            reduced_phys_bits: child_num(sev, "reducedPhysBits", "sev reducedPhysBits")?,
+            max_guests: child_num(sev, "maxGuests", "sev maxGuests")?,
+            max_es_guests,
+            es: supported && max_es_guests.is_some_and(|n| n > 0),
+            snp: false,
+        };
+    }
+    if let Some(sgx) = features.child("sgx") {
+        doc.sgx = read_sgx(sgx)?;
+    }
+    doc.s390_pv = features.child("s390-pv").and_then(Element::supported);
+    doc.tdx_feature = features.child("tdx").and_then(Element::supported);
+    if let Some(ls) = features.child("launchSecurity") {
+        if ls.supported() == Some(true) {
+            doc.launch_security_types = enum_values(Some(ls), "sectype");
+        }
+    }
+    Ok(())
+}
+
+fn read_sgx(sgx: &Element) -> Result<SgxSupport, ParseError> {
+    let flag = |name: &str| sgx.child_text(name).and_then(yes_no);
+    let epc_size_kib = match sgx.child("section_size").or_else(|| sgx.child("epc_size")) {
+        Some(s) => Some(to_kib(&s.text, s.attr("unit"), 1024, "sgx section_size")?),
+        None => None,
+    };
+    let mut sections = Vec::new();
+    if let Some(list) = sgx.child("sections") {
+        for s in list.children_named("section") {
+            let Some(size) = s.attr("size") else { continue };
+            sections.push(SgxSection {
+                node: attr_num(s, "node", "sgx section node")?,
+                size_kib: to_kib(size, s.attr("unit"), 1024, "sgx section size")?,
+            });
+        }
+    }
+    Ok(SgxSupport {
+        supported: sgx.supported() == Some(true),
+        flc: flag("flc"),
+        sgx1: flag("sgx1"),
+        sgx2: flag("sgx2"),
+        epc_size_kib,
+        sections,
+    })
+}

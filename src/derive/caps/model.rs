@@ -1,0 +1,303 @@
+//! The `HostCapabilities` document: seven groups named as in seed 003, each with a status.
+//! Field names are snake_case like the group names. Absent values are `null`, absent
+//! lists `[]`, so every key is always present.
+
+use serde::{Deserialize, Serialize};
+
+use super::nodeinfo::NodeInfo;
+use super::resources::{Network, PhysicalFunction, StoragePool};
+
+/// How completely a group could be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupState {
+    /// Every input the group needs was answered and parsed.
+    Complete,
+    /// Some inputs were missing or unreadable: see `reasons`.
+    Partial,
+    /// No input the group needs was available: see `reasons`.
+    Unavailable,
+}
+
+/// A group's state and, unless complete, why (`"<input>: <reason>"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub state: GroupState,
+    pub reasons: Vec<String>,
+}
+
+impl GroupStatus {
+    pub fn complete() -> Self {
+        GroupStatus {
+            state: GroupState::Complete,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// The discovered capabilities of one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCapabilities {
+    pub host_info: HostInfo,
+    pub cpu_info: CpuInfo,
+    pub memory_info: MemoryInfo,
+    pub security_info: SecurityInfo,
+    pub storage_info: StorageInfo,
+    pub network_info: NetworkInfo,
+    pub virt_info: VirtInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub status: GroupStatus,
+    pub hostname: Option<String>,
+    pub uuid: Option<String>,
+    pub arch: Option<String>,
+    pub cpu_vendor: Option<String>,
+    pub cpu_model: Option<String>,
+    /// `virNodeGetInfo` as given.
+    pub node_info: Option<NodeInfo>,
+    /// `<power_management>` children: `suspend_mem`, `suspend_disk`, `suspend_hybrid`.
+    pub power_management: Vec<String>,
+    pub migration_transports: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuTopology {
+    pub sockets: u32,
+    pub dies: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuSignature {
+    pub family: Option<u32>,
+    pub model: Option<u32>,
+    pub stepping: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCount {
+    pub size_kib: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumaCell {
+    pub id: u32,
+    pub memory_kib: Option<u64>,
+    pub cpus: Vec<u32>,
+    pub pages: Vec<PageCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuFeature {
+    pub name: String,
+    /// `require`, `disable`, … (`null` for host CPU features, which carry none).
+    pub policy: Option<String>,
+}
+
+/// The kvm domain capabilities' `host-model` CPU: what a guest with
+/// `mode='host-model'` gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostModelCpu {
+    pub supported: bool,
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    pub features: Vec<CpuFeature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub status: GroupStatus,
+    pub arch: Option<String>,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    pub microcode: Option<String>,
+    pub signature: Option<CpuSignature>,
+    pub tsc_frequency_hz: Option<u64>,
+    pub topology: Option<CpuTopology>,
+    pub numa_cells: Vec<NumaCell>,
+    /// Features named in the host `<cpu>` beyond its model (capabilities XML).
+    pub host_features: Vec<String>,
+    pub host_model: Option<HostModelCpu>,
+    pub host_passthrough_supported: Option<bool>,
+    /// kvm domain capabilities custom models with `usable='yes'`, in document order.
+    pub usable_models: Vec<String>,
+    pub unusable_model_count: usize,
+    /// `vmx` named in the host CPU features or required by the host-model CPU.
+    pub vmx: bool,
+    /// `svm` named likewise.
+    pub svm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryInfo {
+    pub status: GroupStatus,
+    /// `virNodeGetInfo` memory, else the sum of the NUMA cells' memory.
+    pub total_kib: Option<u64>,
+    /// Every page size the host CPU offers (capabilities `<pages>`), ascending.
+    pub page_sizes_kib: Vec<u64>,
+    /// The page sizes above the smallest one.
+    pub hugepage_sizes_kib: Vec<u64>,
+    /// Always `null`: KSM is a host sysfs setting no libvirt XML reports.
+    pub ksm: Option<bool>,
+    /// `<memballoon supported>` in domain capabilities devices; `null` when not listed.
+    pub memory_balloon: Option<bool>,
+    /// domain capabilities `<memoryBacking>` source types (file, anonymous, memfd).
+    pub memory_backing_sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseLabel {
+    pub virt_type: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityModel {
+    pub model: String,
+    pub doi: Option<String>,
+    pub base_labels: Vec<BaseLabel>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TpmSupport {
+    pub supported: bool,
+    pub models: Vec<String>,
+    pub backend_models: Vec<String>,
+    pub versions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SevSupport {
+    pub supported: bool,
+    pub cbitpos: Option<u32>,
+    pub reduced_phys_bits: Option<u32>,
+    pub max_guests: Option<u32>,
+    pub max_es_guests: Option<u32>,
+    /// SEV supported and `maxESGuests` > 0.
+    pub es: bool,
+    /// `sev-snp` among the launchSecurity sectypes.
+    pub snp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgxSection {
+    pub node: Option<u32>,
+    pub size_kib: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgxSupport {
+    pub supported: bool,
+    pub flc: Option<bool>,
+    pub sgx1: Option<bool>,
+    pub sgx2: Option<bool>,
+    pub epc_size_kib: Option<u64>,
+    pub sections: Vec<SgxSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityInfo {
+    pub status: GroupStatus,
+    pub models: Vec<SecurityModel>,
+    /// `<iommu support>` in the capabilities host.
+    pub iommu: Option<bool>,
+    /// A firmware loader whose `secure` enum contains `yes`.
+    pub secure_boot: Option<bool>,
+    pub firmware: Vec<String>,
+    pub tpm: TpmSupport,
+    pub launch_security_types: Vec<String>,
+    pub sev: SevSupport,
+    /// `tdx` among the launchSecurity sectypes.
+    pub tdx: bool,
+    pub sgx: SgxSupport,
+    /// `<s390-pv supported>`; `null` when not listed.
+    pub s390_pv: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    pub status: GroupStatus,
+    pub pools: Vec<StoragePool>,
+    /// domain capabilities disk `diskDevice` enum (disk, cdrom, floppy, lun).
+    pub disk_devices: Vec<String>,
+    /// domain capabilities disk `bus` enum.
+    pub disk_buses: Vec<String>,
+    /// domain capabilities disk `model` enum.
+    pub disk_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SriovInfo {
+    pub physical_functions: Vec<PhysicalFunction>,
+    pub pf_count: usize,
+    /// VF addresses listed under the PFs' `virt_functions`.
+    pub vf_count: usize,
+    /// Node devices carrying a `phys_function` capability (the VFs libvirt sees).
+    pub vf_devices: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub status: GroupStatus,
+    pub networks: Vec<Network>,
+    /// The networks' bridges, sorted, without duplicates.
+    pub bridges: Vec<String>,
+    /// domain capabilities `<interface>` backendType enum.
+    pub interface_backends: Vec<String>,
+    pub sriov: SriovInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub name: String,
+    pub canonical: Option<String>,
+    pub max_cpus: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestType {
+    pub os_type: String,
+    pub arch: String,
+    pub wordsize: Option<u32>,
+    pub domain_types: Vec<String>,
+    pub machines: Vec<Machine>,
+    pub features: Vec<String>,
+}
+
+/// One `virsh domcapabilities` document in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainCapsSummary {
+    pub domain: String,
+    pub arch: Option<String>,
+    pub machine: Option<String>,
+    pub emulator: Option<String>,
+    pub max_vcpus: Option<u32>,
+    pub host_passthrough: Option<bool>,
+    pub host_model: Option<bool>,
+    pub usable_models: usize,
+    pub gic_versions: Vec<String>,
+    pub hyperv_features: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtInfo {
+    pub status: GroupStatus,
+    /// `virConnectGetType` (e.g. `QEMU`).
+    pub hypervisor_type: Option<String>,
+    /// `virConnectGetVersion` as `major.minor.release`.
+    pub hypervisor_version: Option<String>,
+    /// `virConnectGetLibVersion` as `major.minor.release`.
+    pub libvirt_version: Option<String>,
+    /// The kvm domain capabilities' `vcpu max`, else the qemu one's.
+    pub max_vcpus: Option<u32>,
+    /// true when the kvm host-model CPU requires `vmx` or `svm` (a guest gets it);
+    /// `null` otherwise: XML cannot tell "off" from "implied by the CPU model".
+    pub nested_virt: Option<bool>,
+    pub domain_types: Vec<String>,
+    pub guests: Vec<GuestType>,
+    pub domain_capabilities: Vec<DomainCapsSummary>,
+}
