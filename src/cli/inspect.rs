@@ -1,12 +1,21 @@
 //! `virtsync inspect vmi FILE [--vm FILE]` and `virtsync inspect vm FILE`: offline
 //! derivation of `kubectl get -o json|yaml` objects through the daemon's own code, for
 //! support engineers. Prints the observation (record + source versions).
+//!
+//! `virtsync inspect capabilities --capabilities FILE [--domcapabilities FILE ...]
+//! [--nodeinfo FILE]`: the host capabilities the daemon would derive from `virsh
+//! capabilities` / `domcapabilities` / `nodeinfo` output (calls not given are reported
+//! as "not given to inspect"). `virtsync inspect domain FILE`: the hypervisor type of a
+//! domain XML (`kvm`, `qemu-tcg`, `unknown`).
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
+use crate::derive::caps::{
+    self, DiscoveryInput, HypervisorType, build_capabilities, parse_domain_capabilities,
+};
 use crate::derive::{VmInput, VmiInput, decode_vm, decode_vmi, derive_vm, derive_vmi, observe};
 use crate::model::Observation;
 use crate::{Error, Result};
@@ -36,6 +45,28 @@ pub enum InspectWhat {
         #[arg(long, value_enum, default_value_t = Output::Json)]
         output: Output,
     },
+    /// Host capabilities from `virsh capabilities`, `virsh domcapabilities` and
+    /// `virsh nodeinfo` output.
+    Capabilities {
+        /// `virsh capabilities` output.
+        #[arg(long)]
+        capabilities: PathBuf,
+        /// `virsh domcapabilities [--virttype kvm|qemu]` output (at most one per type).
+        #[arg(long, num_args = 1..)]
+        domcapabilities: Vec<PathBuf>,
+        /// `virsh nodeinfo` output.
+        #[arg(long)]
+        nodeinfo: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = CapsOutput::Json)]
+        output: CapsOutput,
+    },
+    /// The hypervisor type of a domain XML (`virsh dumpxml`): kvm, qemu-tcg or unknown.
+    Domain { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CapsOutput {
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,8 +98,90 @@ fn warn(path: &Path, warnings: &[String]) {
     }
 }
 
+/// A text file, bounded by the XML size limit and refused when not UTF-8.
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
+    if bytes.len() > caps::xml::MAX_DOCUMENT_BYTES {
+        return Err(bad(
+            path,
+            caps::XmlError::TooLarge {
+                size: bytes.len(),
+                limit: caps::xml::MAX_DOCUMENT_BYTES,
+            },
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        bad(
+            path,
+            caps::XmlError::NotUtf8 {
+                position: e.utf8_error().valid_up_to(),
+            },
+        )
+    })
+}
+
+/// The offline discovery input: the files given, every other call "not given".
+pub fn capabilities_input(
+    capabilities: &Path,
+    domcapabilities: &[PathBuf],
+    nodeinfo: Option<&Path>,
+) -> Result<DiscoveryInput> {
+    let mut input = DiscoveryInput::unavailable("not given to inspect");
+    let text = read_text(capabilities)?;
+    caps::parse_capabilities(&text).map_err(|e| bad(capabilities, e))?;
+    input.capabilities = Ok(text);
+    for path in domcapabilities {
+        let text = read_text(path)?;
+        let doc = parse_domain_capabilities(&text).map_err(|e| bad(path, e))?;
+        let slot = match doc.domain.as_str() {
+            "kvm" => &mut input.domcaps_kvm,
+            "qemu" => &mut input.domcaps_qemu,
+            other => {
+                return Err(bad(
+                    path,
+                    format!("domain type {other:?} is neither kvm nor qemu"),
+                ));
+            }
+        };
+        if slot.is_ok() {
+            return Err(bad(
+                path,
+                format!("a second {} domain capabilities document", doc.domain),
+            ));
+        }
+        *slot = Ok(text);
+    }
+    if let Some(path) = nodeinfo {
+        let text = read_text(path)?;
+        input.node_info = Ok(caps::parse_nodeinfo(&text).map_err(|e| bad(path, e))?);
+    }
+    Ok(input)
+}
+
 pub fn run(args: &InspectArgs) -> Result<()> {
     let (obs, output) = match &args.what {
+        InspectWhat::Capabilities {
+            capabilities,
+            domcapabilities,
+            nodeinfo,
+            output: CapsOutput::Json,
+        } => {
+            let input = capabilities_input(capabilities, domcapabilities, nodeinfo.as_deref())?;
+            let built = build_capabilities(&input);
+            let mut text =
+                serde_json::to_string_pretty(&built).map_err(|e| Error::Other(e.to_string()))?;
+            text.push('\n');
+            print!("{text}");
+            return Ok(());
+        }
+        InspectWhat::Domain { file } => {
+            let text = read_text(file)?;
+            // Unlike the daemon (which reports `unknown`), inspect names a bad file.
+            caps::xml::parse(&text).map_err(|e| bad(file, e))?;
+            let t: HypervisorType = caps::hypervisor_type(&text);
+            println!("{t}");
+            return Ok(());
+        }
         InspectWhat::Vmi { file, vm, output } => {
             let vmi = decode_vmi(&read_object(file)?).map_err(|e| bad(file, e))?;
             let vmi = derive_vmi(&vmi).map_err(|e| bad(file, e))?;
