@@ -56,7 +56,8 @@ pub enum Command {
     #[command(hide = true)]
     Ingest(ingest::IngestArgs),
     /// Derive records offline from KubeVirt objects (`kubectl get -o json|yaml`), with the
-    /// daemon's code: `inspect vmi FILE [--vm FILE]`, `inspect vm FILE`.
+    /// daemon's code: `inspect vmi FILE [--vm FILE]`, `inspect vm FILE`; host capabilities
+    /// and domain hypervisor types from libvirt XML: `inspect capabilities`, `inspect domain`.
     Inspect(inspect::InspectArgs),
 }
 

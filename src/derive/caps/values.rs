@@ -102,8 +102,8 @@ pub fn expect_root(root: &Element, expected: &'static str) -> Result<(), ParseEr
     }
 }
 
-/// Names `cpu` list syntax (`0-3,5,^2`) would need; libvirt lists cell CPUs one by one,
-/// so only the `<cpu id>` children are read.
+/// The ids of a NUMA cell's `<cpu id>` children (libvirt lists cell CPUs one by one, so
+/// no `0-3,^2` list syntax is parsed).
 pub fn cpu_ids(cpus: Option<&Element>) -> Result<Vec<u32>, ParseError> {
     let Some(cpus) = cpus else {
         return Ok(Vec::new());
