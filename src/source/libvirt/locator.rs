@@ -40,7 +40,19 @@ pub enum LocateError {
     NoSocket { pod_uid: String, tried: String },
     #[error("invalid libvirt socket path {0:?}")]
     BadSocketPath(PathBuf),
+    #[error("cannot make a short link to libvirt socket {socket:?} in {dir:?}: {reason}")]
+    ShortLink {
+        socket: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
 }
+
+/// Longest path a unix socket address holds (`sun_path` is 108 bytes with the NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Default directory of the short links made by [`short_socket_path`].
+pub const DEFAULT_LINK_DIR: &str = "/run/virtsync/libvirt-sockets";
 
 /// KubeVirt's domain name: `<namespace>_<name>`.
 pub fn domain_name(namespace: &str, name: &str) -> String {
@@ -138,6 +150,73 @@ pub fn locate(
     }
 }
 
+/// [`locate`] on this host: checks the socket files, and when a socket path is longer
+/// than a unix socket address can hold (real kubelet paths are: `/var/lib/kubelet/pods/`
+/// + a 36-character UID + 63 more bytes), connects through a short symlink in `link_dir`.
+pub fn locate_on_host(
+    config: &LibvirtConfig,
+    this_node: &str,
+    namespace: &str,
+    name: &str,
+    active_pods: &[(String, String)],
+    runtime_user: Option<i64>,
+    link_dir: &Path,
+) -> Result<DomainLocation, LocateError> {
+    let mut loc = locate(
+        config,
+        this_node,
+        namespace,
+        name,
+        active_pods,
+        runtime_user,
+        socket_exists,
+    )?;
+    if let Some(socket) = &loc.socket {
+        let short = short_socket_path(socket, link_dir).map_err(|e| LocateError::ShortLink {
+            socket: socket.clone(),
+            dir: link_dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        loc.uri = launcher_uri(&short, runtime_user)?;
+    }
+    Ok(loc)
+}
+
+/// `socket` itself when it fits a unix socket address, else a symlink
+/// `<link_dir>/<hash of socket>` to it (created or corrected; the directory is made
+/// with mode 0700).
+pub fn short_socket_path(socket: &Path, link_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::DirBuilderExt;
+    if socket.as_os_str().as_bytes().len() <= MAX_SOCKET_PATH {
+        return Ok(socket.to_path_buf());
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    socket.hash(&mut h);
+    let link = link_dir.join(format!("{:016x}", h.finish()));
+    if link.as_os_str().as_bytes().len() > MAX_SOCKET_PATH {
+        return Err(std::io::Error::other("link directory path too long"));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(link_dir)?;
+    match std::fs::read_link(&link) {
+        Ok(target) if target == socket => return Ok(link),
+        Ok(_) => std::fs::remove_file(&link)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match std::os::unix::fs::symlink(socket, &link) {
+        Ok(()) => Ok(link),
+        // A concurrent caller made the same link.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists
+            && std::fs::read_link(&link).is_ok_and(|t| t == socket) => Ok(link),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `path` exists (following symlinks).
 pub fn socket_exists(path: &Path) -> bool {
     path.exists()
@@ -221,6 +300,21 @@ mod tests {
         );
         let err = locate(&c, "me", "ns", "vm", &[], None, |_| true).unwrap_err();
         assert!(err.to_string().ends_with("(active pods: none)"));
+    }
+
+    #[test]
+    fn long_socket_paths_get_a_short_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("s");
+        assert_eq!(short_socket_path(&short, dir.path()).unwrap(), short);
+        let long = dir.path().join("x".repeat(120));
+        let links = dir.path().join("links");
+        let link = short_socket_path(&long, &links).unwrap();
+        assert!(link.as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_eq!(std::fs::read_link(&link).unwrap(), long);
+        assert_eq!(short_socket_path(&long, &links).unwrap(), link);
+        let other = dir.path().join("y".repeat(120));
+        assert_ne!(short_socket_path(&other, &links).unwrap(), link);
     }
 
     #[test]
