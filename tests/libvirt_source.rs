@@ -50,14 +50,24 @@ async fn test_default_driver() {
     let raw = discover(&conn).await.unwrap();
     let info = raw.node_info.as_ref().unwrap();
     assert!(info.cpus > 0 && info.memory_kib > 0, "{info:?}");
-    assert!(raw.capabilities.as_ref().unwrap().contains("<capabilities>"));
+    assert!(
+        raw.capabilities
+            .as_ref()
+            .unwrap()
+            .contains("<capabilities>")
+    );
     assert_eq!(raw.driver_type.as_deref(), Ok("TEST"));
     assert!(raw.lib_version.unwrap() >= 9_000_000);
     let unsupported = raw.domain_capabilities_kvm.as_ref().unwrap_err();
     assert!(unsupported.contains("not supported"), "{unsupported}");
     assert!(raw.domain_capabilities_qemu.is_err());
     let pools = raw.storage_pools.as_ref().unwrap();
-    assert!(pools.iter().any(|p| p.name == "default-pool" && p.xml.as_ref().unwrap().contains("<pool")), "{pools:?}");
+    assert!(
+        pools
+            .iter()
+            .any(|p| p.name == "default-pool" && p.xml.as_ref().unwrap().contains("<pool")),
+        "{pools:?}"
+    );
     let nets = raw.networks.as_ref().unwrap();
     assert!(nets.iter().any(|n| n.name == "default"), "{nets:?}");
     // libvirt 9.0's test driver answers the PCI listing with an empty list.
@@ -69,10 +79,19 @@ async fn test_default_driver() {
         .await
         .unwrap_err();
     assert!(err.is_unsupported(), "{err:?}");
-    assert!(matches!(err, LibvirtError::Call { connection_lost: false, .. }));
+    assert!(matches!(
+        err,
+        LibvirtError::Call {
+            connection_lost: false,
+            ..
+        }
+    ));
     assert_eq!(*conn.state().borrow(), ConnState::Connected);
     conn.close().await.unwrap();
-    assert!(matches!(conn.connect().await, Err(LibvirtError::Disconnected { .. })));
+    assert!(matches!(
+        conn.connect().await,
+        Err(LibvirtError::Disconnected { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,8 +123,14 @@ async fn custom_test_driver_node() {
         c.uri = Some(uri.clone());
         locate(&c, "me", "ns", name, &[], None, |_| false).unwrap()
     };
-    assert_eq!(domain_type(&pool, &loc("kvm-vm")).await.unwrap().as_deref(), Some("kvm"));
-    assert_eq!(domain_type(&pool, &loc("tcg-vm")).await.unwrap().as_deref(), Some("qemu-tcg"));
+    assert_eq!(
+        domain_type(&pool, &loc("kvm-vm")).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(
+        domain_type(&pool, &loc("tcg-vm")).await.unwrap().as_deref(),
+        Some("qemu-tcg")
+    );
     assert_eq!(domain_type(&pool, &loc("absent")).await.unwrap(), None);
     assert_eq!(pool.uris(), vec![uri.clone()]);
     let info = discover(&pool.get(&uri)).await.unwrap().node_info.unwrap();
@@ -115,7 +140,7 @@ async fn custom_test_driver_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_guests_kvm_and_tcg_in_uri_mode() {
-    let _lock = Libvirtd::read();
+    let _lock = Libvirtd::read().await;
     let kvm_name = libvirtd::unique("kvm");
     let tcg_name = libvirtd::unique("tcg");
     let t = Instant::now();
@@ -127,46 +152,82 @@ async fn real_guests_kvm_and_tcg_in_uri_mode() {
     let config = uri_config();
     let kvm_loc = locate(&config, "me", NS, &kvm_name, &[], None, |_| false).unwrap();
     let tcg_loc = locate(&config, "me", NS, &tcg_name, &[], None, |_| false).unwrap();
-    assert_eq!(domain_type(&pool, &kvm_loc).await.unwrap().as_deref(), Some("kvm"));
-    assert_eq!(domain_type(&pool, &tcg_loc).await.unwrap().as_deref(), Some("qemu-tcg"));
+    assert_eq!(
+        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(
+        domain_type(&pool, &tcg_loc).await.unwrap().as_deref(),
+        Some("qemu-tcg")
+    );
 
     let t = Instant::now();
     tcg.destroy();
     eprintln!("destroy took {:?}", t.elapsed());
-    assert_eq!(domain_type(&pool, &tcg_loc).await.unwrap(), None, "destroyed guest still found");
-    assert_eq!(domain_type(&pool, &kvm_loc).await.unwrap().as_deref(), Some("kvm"));
+    assert_eq!(
+        domain_type(&pool, &tcg_loc).await.unwrap(),
+        None,
+        "destroyed guest still found"
+    );
+    assert_eq!(
+        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
     pool.close_all().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_libvirtd_restart() {
-    let _lock = Libvirtd::write();
+    let _lock = Libvirtd::write().await;
     let name = libvirtd::unique("restart");
     let _guest = Guest::create("kvm", &format!("{NS}_{name}"));
     let conn = LibvirtConnection::new(libvirtd::URI);
     let dom = format!("{NS}_{name}");
-    assert_eq!(domain_type_on(&conn, &dom).await.unwrap().as_deref(), Some("kvm"));
+    assert_eq!(
+        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        Some("kvm")
+    );
     assert_eq!(*conn.state().borrow(), ConnState::Connected);
 
     Libvirtd::kill();
     let killed = Instant::now();
     let err = domain_type_on(&conn, &dom).await.unwrap_err();
     assert!(
-        matches!(err, LibvirtError::Call { connection_lost: true, .. } | LibvirtError::Disconnected { .. }),
+        matches!(
+            err,
+            LibvirtError::Call {
+                connection_lost: true,
+                ..
+            } | LibvirtError::Disconnected { .. }
+        ),
         "{err:?}"
     );
-    wait_state(&conn, |s| matches!(s, ConnState::Disconnected(_)), "Disconnected").await;
+    wait_state(
+        &conn,
+        |s| matches!(s, ConnState::Disconnected(_)),
+        "Disconnected",
+    )
+    .await;
     // While it is down, calls fail at once.
     let t = Instant::now();
-    assert!(matches!(domain_type_on(&conn, &dom).await, Err(LibvirtError::Disconnected { .. })));
+    assert!(matches!(
+        domain_type_on(&conn, &dom).await,
+        Err(LibvirtError::Disconnected { .. })
+    ));
     assert!(t.elapsed() < Duration::from_secs(1));
 
     Libvirtd::start();
     let started = Instant::now();
     eprintln!("libvirtd down for {:?}", started - killed);
     wait_state(&conn, |s| *s == ConnState::Connected, "Connected").await;
-    eprintln!("reconnected {:?} after libvirtd answered", started.elapsed());
-    assert_eq!(domain_type_on(&conn, &dom).await.unwrap().as_deref(), Some("kvm"));
+    eprintln!(
+        "reconnected {:?} after libvirtd answered",
+        started.elapsed()
+    );
+    assert_eq!(
+        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        Some("kvm")
+    );
     conn.close().await.unwrap();
 }
 
@@ -180,14 +241,29 @@ fn symlink_socket(root: &Path, pod_uid: &str, file: &str, target: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubevirt_locator_through_fake_kubelet_root() {
-    let _lock = Libvirtd::read();
+    let _lock = Libvirtd::read().await;
     let root = tempfile::tempdir().unwrap();
     let this_pod = "1f0c7c4e-0000-4000-8000-000000000001";
     let other_pod = "1f0c7c4e-0000-4000-8000-000000000002";
     let legacy_pod = "1f0c7c4e-0000-4000-8000-000000000003";
-    symlink_socket(root.path(), this_pod, locator::CURRENT_SOCKET_NAME, Path::new(libvirtd::SOCKET));
-    symlink_socket(root.path(), other_pod, locator::CURRENT_SOCKET_NAME, Path::new("/nonexistent/sock"));
-    symlink_socket(root.path(), legacy_pod, locator::LEGACY_SOCKET_NAME, Path::new(libvirtd::SOCKET));
+    symlink_socket(
+        root.path(),
+        this_pod,
+        locator::CURRENT_SOCKET_NAME,
+        Path::new(libvirtd::SOCKET),
+    );
+    symlink_socket(
+        root.path(),
+        other_pod,
+        locator::CURRENT_SOCKET_NAME,
+        Path::new("/nonexistent/sock"),
+    );
+    symlink_socket(
+        root.path(),
+        legacy_pod,
+        locator::LEGACY_SOCKET_NAME,
+        Path::new(libvirtd::SOCKET),
+    );
 
     let name = libvirtd::unique("kv");
     let _guest = Guest::create("kvm", &format!("{NS}_{name}"));
@@ -211,41 +287,109 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
     // Real kubelet socket paths exceed a unix socket address (108 bytes): the URI names a
     // short symlink to the socket instead.
     assert!(socket.as_os_str().len() > locator::MAX_SOCKET_PATH);
-    let link = std::fs::read_dir(links.path()).unwrap().next().unwrap().unwrap().path();
+    let link = std::fs::read_dir(links.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert_eq!(std::fs::read_link(&link).unwrap(), socket);
-    assert_eq!(loc.uri, format!("qemu+unix:///system?socket={}", link.display()));
-    let pure = locate(&config, "node-a", NS, &name, &pods, Some(0), locator::socket_exists).unwrap();
-    assert_eq!(pure.uri, format!("qemu+unix:///system?socket={}", socket.display()));
+    assert_eq!(
+        loc.uri,
+        format!("qemu+unix:///system?socket={}", link.display())
+    );
+    let pure = locate(
+        &config,
+        "node-a",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap();
+    assert_eq!(
+        pure.uri,
+        format!("qemu+unix:///system?socket={}", socket.display())
+    );
     assert_eq!(loc.domain, format!("{NS}_{name}"));
-    assert_eq!(domain_type(&pool, &loc).await.unwrap().as_deref(), Some("kvm"));
+    assert_eq!(
+        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
 
     // A non-root launcher gets a session URI (not served by this system daemon).
-    let loc107 = locate(&config, "node-a", NS, &name, &pods, Some(107), locator::socket_exists).unwrap();
-    assert!(loc107.uri.starts_with("qemu+unix:///session?socket="), "{}", loc107.uri);
+    let loc107 = locate(
+        &config,
+        "node-a",
+        NS,
+        &name,
+        &pods,
+        Some(107),
+        locator::socket_exists,
+    )
+    .unwrap();
+    assert!(
+        loc107.uri.starts_with("qemu+unix:///session?socket="),
+        "{}",
+        loc107.uri
+    );
 
     // The other node's pod: its socket is dangling, and a node with no pod is an error.
-    let err = locate(&config, "node-b", NS, &name, &pods, Some(0), locator::socket_exists).unwrap_err();
+    let err = locate(
+        &config,
+        "node-b",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains(other_pod), "{err}");
-    let err = locate(&config, "node-c", NS, &name, &pods, Some(0), locator::socket_exists).unwrap_err();
+    let err = locate(
+        &config,
+        "node-c",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no active pod"), "{err}");
 
     // Older launchers: libvirt-sock.
     let legacy = vec![(legacy_pod.to_owned(), "node-a".to_owned())];
     let loc = locate_on_host(&config, "node-a", NS, &name, &legacy, None, links.path()).unwrap();
-    assert!(loc.socket.as_ref().unwrap().ends_with("libvirt-runtime/libvirt-sock"), "{loc:?}");
-    assert_eq!(domain_type(&pool, &loc).await.unwrap().as_deref(), Some("kvm"));
+    assert!(
+        loc.socket
+            .as_ref()
+            .unwrap()
+            .ends_with("libvirt-runtime/libvirt-sock"),
+        "{loc:?}"
+    );
+    assert_eq!(
+        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
     assert_eq!(pool.uris().len(), 2);
     pool.close_all().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_on_real_libvirtd() {
-    let _lock = Libvirtd::read();
+    let _lock = Libvirtd::read().await;
     let conn = LibvirtConnection::new(libvirtd::URI);
     let t = Instant::now();
     let raw = discover(&conn).await.unwrap();
     eprintln!("discovery took {:?}", t.elapsed());
-    assert!(raw.capabilities.as_ref().unwrap().contains("<capabilities>"));
+    assert!(
+        raw.capabilities
+            .as_ref()
+            .unwrap()
+            .contains("<capabilities>")
+    );
     let kvm = raw.domain_capabilities_kvm.as_ref().unwrap();
     assert!(kvm.contains("<domain>kvm</domain>"), "{kvm}");
     let qemu = raw.domain_capabilities_qemu.as_ref().unwrap();
@@ -257,6 +401,9 @@ async fn discovery_on_real_libvirtd() {
     assert!(!raw.hostname.as_ref().unwrap().is_empty());
     assert!(raw.storage_pools.is_ok(), "{:?}", raw.storage_pools);
     assert!(raw.networks.is_ok(), "{:?}", raw.networks);
-    eprintln!("pci devices: {:?}", raw.pci_devices.as_ref().map(|v| v.len()));
+    eprintln!(
+        "pci devices: {:?}",
+        raw.pci_devices.as_ref().map(|v| v.len())
+    );
     conn.close().await.unwrap();
 }

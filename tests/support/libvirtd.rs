@@ -10,9 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use std::time::{Duration, Instant};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub const URI: &str = "qemu:///system";
 /// The read-write socket libvirtd (monolithic) creates.
@@ -23,7 +25,7 @@ const LOG: &str = "/var/log/libvirt/libvirtd.log";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-static LOCK: RwLock<()> = RwLock::new(());
+static LOCK: RwLock<()> = RwLock::const_new(());
 
 pub struct Libvirtd {
     /// How long the start (or the check of a running one) and the first QEMU probe took.
@@ -58,7 +60,11 @@ fn ready() -> bool {
 }
 
 fn prepare_host() {
-    for bin in ["/usr/sbin/libvirtd", "/usr/sbin/virtlogd", "/usr/bin/qemu-system-x86_64"] {
+    for bin in [
+        "/usr/sbin/libvirtd",
+        "/usr/sbin/virtlogd",
+        "/usr/bin/qemu-system-x86_64",
+    ] {
         assert!(
             Path::new(bin).exists(),
             "{bin} missing: run scripts/install-deps (libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86)"
@@ -69,7 +75,9 @@ fn prepare_host() {
         assert!(st.success(), "{script}: {st}");
     };
     sh("getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu");
-    sh("getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu");
+    sh(
+        "getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu",
+    );
     std::fs::create_dir_all("/var/log/libvirt").unwrap();
     std::fs::create_dir_all("/etc/libvirt").unwrap();
     // /dev/kvm is root-only here: QEMU must run as root.
@@ -90,7 +98,10 @@ fn prepare_host() {
 
 fn start_daemons() {
     if pid_alive(VIRTLOGD_PID_FILE).is_none() {
-        let st = Command::new("/usr/sbin/virtlogd").arg("-d").status().unwrap();
+        let st = Command::new("/usr/sbin/virtlogd")
+            .arg("-d")
+            .status()
+            .unwrap();
         assert!(st.success(), "virtlogd -d: {st}");
     }
     let st = Command::new("/usr/sbin/libvirtd")
@@ -148,15 +159,15 @@ impl Libvirtd {
     }
 
     /// For tests that need the daemon up for their whole run.
-    pub fn read() -> RwLockReadGuard<'static, ()> {
-        let g = LOCK.read().unwrap_or_else(|e| e.into_inner());
+    pub async fn read() -> RwLockReadGuard<'static, ()> {
+        let g = LOCK.read().await;
         Self::shared();
         g
     }
 
     /// For tests that kill and restart the daemon.
-    pub fn write() -> RwLockWriteGuard<'static, ()> {
-        let g = LOCK.write().unwrap_or_else(|e| e.into_inner());
+    pub async fn write() -> RwLockWriteGuard<'static, ()> {
+        let g = LOCK.write().await;
         Self::shared();
         g
     }

@@ -70,12 +70,12 @@ impl LibvirtError {
 
     /// libvirt said "no such domain".
     pub fn is_no_domain(&self) -> bool {
-        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_DOMAIN as u32)
+        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_DOMAIN)
     }
 
     /// The driver does not support the call.
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_SUPPORT as u32)
+        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_SUPPORT)
     }
 }
 
@@ -167,7 +167,8 @@ fn connection_broken(e: &virt::error::Error, conn: &Connect) -> bool {
         ErrorNumber::NoConnect,
         ErrorNumber::Rpc,
     ]) || (code.is(ErrorNumber::SystemError)
-        && e.domain().is_any(vec![ErrorDomain::Rpc, ErrorDomain::Remote]))
+        && e.domain()
+            .is_any(vec![ErrorDomain::Rpc, ErrorDomain::Remote]))
         || !conn.is_alive().unwrap_or(false)
 }
 
@@ -259,7 +260,9 @@ impl LibvirtConnection {
             let mut delay = RECONNECT_MIN;
             loop {
                 tokio::time::sleep(delay).await;
-                let Some(strong) = inner.upgrade() else { return };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
                 if strong.closed.load(Ordering::SeqCst) {
                     strong.reconnecting.store(false, Ordering::SeqCst);
                     return;

@@ -111,8 +111,14 @@ mod tests {
     #[test]
     fn reads_root_type() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("<domain type='kvm' id='1'>\n<name>x</name></domain>", Some("kvm")),
-            ("<?xml version=\"1.0\"?>\n<!-- c > -->\n<domain id=\"2\" type=\"qemu\">", Some("qemu")),
+            (
+                "<domain type='kvm' id='1'>\n<name>x</name></domain>",
+                Some("kvm"),
+            ),
+            (
+                "<?xml version=\"1.0\"?>\n<!-- c > -->\n<domain id=\"2\" type=\"qemu\">",
+                Some("qemu"),
+            ),
             ("<domain\ntype = 'test'>", Some("test")),
             ("<domain id='1'><os type='hvm'/></domain>", None),
             ("<domainsnapshot type='kvm'>", None),
@@ -128,7 +134,10 @@ mod tests {
 
     #[test]
     fn real_fixtures() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/libvirt/real");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/libvirt/real"
+        );
         for (file, want) in [
             ("domain-kvm-live.xml", "kvm"),
             ("domain-qemu-live.xml", "qemu"),

@@ -211,8 +211,12 @@ pub fn short_socket_path(socket: &Path, link_dir: &Path) -> std::io::Result<Path
     match std::os::unix::fs::symlink(socket, &link) {
         Ok(()) => Ok(link),
         // A concurrent caller made the same link.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists
-            && std::fs::read_link(&link).is_ok_and(|t| t == socket) => Ok(link),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                && std::fs::read_link(&link).is_ok_and(|t| t == socket) =>
+        {
+            Ok(link)
+        }
         Err(e) => Err(e),
     }
 }
@@ -252,7 +256,10 @@ mod tests {
 
     #[test]
     fn uri_mode_uses_configured_uri_and_kubevirt_name() {
-        let loc = locate(&config(Locator::Uri), "me", "ns", "vm", &[], None, |_| false).unwrap();
+        let loc = locate(&config(Locator::Uri), "me", "ns", "vm", &[], None, |_| {
+            false
+        })
+        .unwrap();
         assert_eq!(loc.uri, "qemu:///system");
         assert_eq!(loc.domain, "ns_vm");
         assert_eq!(loc.socket, None);
@@ -268,7 +275,10 @@ mod tests {
     fn kubevirt_mode_picks_this_nodes_pod() {
         let want = "/var/lib/k0s/kubelet/pods/bbb/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock";
         let c = config(Locator::Kubevirt);
-        let loc = locate(&c, "me", "ns", "vm", &pods(), Some(107), |p| p == Path::new(want)).unwrap();
+        let loc = locate(&c, "me", "ns", "vm", &pods(), Some(107), |p| {
+            p == Path::new(want)
+        })
+        .unwrap();
         assert_eq!(loc.uri, format!("qemu+unix:///session?socket={want}"));
         assert_eq!(loc.domain, "ns_vm");
         let loc = locate(&c, "me", "ns", "vm", &pods(), Some(0), |_| true).unwrap();
@@ -284,7 +294,11 @@ mod tests {
             p.file_name().is_some_and(|f| f == LEGACY_SOCKET_NAME)
         })
         .unwrap();
-        assert!(loc.uri.ends_with("/libvirt-runtime/libvirt-sock"), "{}", loc.uri);
+        assert!(
+            loc.uri.ends_with("/libvirt-runtime/libvirt-sock"),
+            "{}",
+            loc.uri
+        );
         let err = locate(&c, "me", "ns", "vm", &pods(), Some(107), |_| false).unwrap_err();
         assert!(matches!(err, LocateError::NoSocket { ref pod_uid, .. } if pod_uid == "bbb"));
         assert!(err.to_string().contains("libvirt-sock"), "{err}");
