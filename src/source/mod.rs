@@ -2,3 +2,4 @@
 //! `StateEvent`s for the state writer.
 
 pub mod kube;
+pub mod libvirt;

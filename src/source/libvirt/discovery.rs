@@ -1,0 +1,133 @@
+//! Raw host-capability discovery (DESIGN §3): every call on one warm connection, each
+//! answer kept as the driver gave it (`Err` = the driver's reason, e.g. "not
+//! supported"). Parsing is `derive::caps`'s job.
+
+use virt::connect::Connect;
+
+use super::connection::{LibvirtConnection, LibvirtError};
+
+/// The driver's answer or its reason for not giving one.
+pub type Answer<T> = Result<T, String>;
+
+/// `virNodeGetInfo`, as the driver reports it (memory in KiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub model: String,
+    pub memory_kib: u64,
+    pub cpus: u32,
+    pub mhz: u32,
+    pub nodes: u32,
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+/// A named object and its XML description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedXml {
+    pub name: String,
+    pub xml: Answer<String>,
+}
+
+/// Everything discovery asked, raw.
+#[derive(Clone, Debug)]
+pub struct RawDiscovery {
+    pub uri: String,
+    pub capabilities: Answer<String>,
+    /// `virConnectGetDomainCapabilities` with virttype `kvm` / `qemu` (read-write
+    /// connection: libvirt refuses it on a read-only one).
+    pub domain_capabilities_kvm: Answer<String>,
+    pub domain_capabilities_qemu: Answer<String>,
+    pub node_info: Answer<NodeInfo>,
+    /// `virConnectGetType`, e.g. `QEMU`, `TEST`.
+    pub driver_type: Answer<String>,
+    /// `virConnectGetVersion` (hypervisor) and `virConnectGetLibVersion`, as
+    /// `major * 1_000_000 + minor * 1000 + release`.
+    pub hypervisor_version: Answer<u32>,
+    pub lib_version: Answer<u32>,
+    pub hostname: Answer<String>,
+    pub storage_pools: Answer<Vec<NamedXml>>,
+    pub networks: Answer<Vec<NamedXml>>,
+    /// PCI node devices (SR-IOV PFs/VFs are among them).
+    pub pci_devices: Answer<Vec<NamedXml>>,
+}
+
+fn reason(e: virt::error::Error) -> String {
+    e.message().to_owned()
+}
+
+fn flat(r: Result<Answer<String>, LibvirtError>) -> Answer<String> {
+    r.map_err(|e| e.reason().to_owned()).and_then(|a| a)
+}
+
+/// Runs every read-only discovery call in one blocking job.
+fn read_only_part(c: &Connect) -> RawDiscovery {
+    let node_info = c.node_info().map_err(reason).map(|n| NodeInfo {
+        model: n.model,
+        memory_kib: n.memory,
+        cpus: n.cpus,
+        mhz: n.mhz,
+        nodes: n.nodes,
+        sockets: n.sockets,
+        cores: n.cores,
+        threads: n.threads,
+    });
+    let storage_pools = c.list_all_storage_pools(0).map_err(reason).map(|pools| {
+        pools
+            .iter()
+            .map(|p| NamedXml {
+                name: p.name().unwrap_or_default(),
+                xml: p.xml_desc(0).map_err(reason),
+            })
+            .collect()
+    });
+    let networks = c.list_all_networks(0).map_err(reason).map(|nets| {
+        nets.iter()
+            .map(|n| NamedXml {
+                name: n.name().unwrap_or_default(),
+                xml: n.xml_desc(0).map_err(reason),
+            })
+            .collect()
+    });
+    let pci_devices = c
+        .list_all_node_devices(virt::sys::VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+        .map_err(reason)
+        .map(|devs| {
+            devs.iter()
+                .map(|d| NamedXml {
+                    name: d.name().unwrap_or_default(),
+                    xml: d.xml_desc(0).map_err(reason),
+                })
+                .collect()
+        });
+    RawDiscovery {
+        uri: c.uri().unwrap_or_default(),
+        capabilities: c.capabilities().map_err(reason),
+        domain_capabilities_kvm: Err("not asked".into()),
+        domain_capabilities_qemu: Err("not asked".into()),
+        node_info,
+        driver_type: c.driver_type().map_err(reason),
+        hypervisor_version: c.hyp_version().map_err(reason),
+        lib_version: c.lib_version().map_err(reason),
+        hostname: c.hostname().map_err(reason),
+        storage_pools,
+        networks,
+        pci_devices,
+    }
+}
+
+/// Asks everything. `Err` only when no connection could be used at all; a single call the
+/// driver refuses is recorded in its field.
+pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
+    let mut raw = conn.call(|c| Ok(read_only_part(c))).await?;
+    raw.uri = conn.uri().to_owned();
+    let domcaps = |virttype: &'static str| {
+        conn.call_rw(move |c| {
+            Ok(c.domain_capabilities(None, None, None, Some(virttype), 0)
+                .map_err(reason))
+        })
+    };
+    raw.domain_capabilities_kvm = flat(domcaps("kvm").await);
+    raw.domain_capabilities_qemu = flat(domcaps("qemu").await);
+    Ok(raw)
+}

@@ -1,0 +1,14 @@
+//! The libvirt source (DESIGN §3): connections, the domain locator, the hypervisor type
+//! of running domains, and raw host-capability discovery.
+
+pub mod connection;
+pub mod discovery;
+pub mod domain;
+pub mod locator;
+pub mod pool;
+
+pub use connection::{ConnState, LibvirtConnection, LibvirtError};
+pub use discovery::{NamedXml, NodeInfo, RawDiscovery, discover};
+pub use domain::{domain_type, domain_type_on, map_domain_type};
+pub use locator::{DomainLocation, LocateError, locate, locate_on_host};
+pub use pool::ConnectionPool;

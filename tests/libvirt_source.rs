@@ -1,0 +1,409 @@
+//! The libvirt source against real libvirt: the test driver (`test:///default` and a
+//! custom node XML), a real libvirtd with real KVM and TCG guests, and the `kubevirt`
+//! locator through a fake kubelet root whose launcher socket is the test libvirtd's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::libvirtd::{self, Guest, Libvirtd};
+use virtsync::config::{LibvirtConfig, Locator};
+use virtsync::source::libvirt::{
+    ConnState, ConnectionPool, LibvirtConnection, LibvirtError, discover, domain_type,
+    domain_type_on, locate, locate_on_host, locator,
+};
+
+const NS: &str = "vstest";
+
+fn uri_config() -> LibvirtConfig {
+    LibvirtConfig {
+        uri: Some(libvirtd::URI.to_owned()),
+        locator: Locator::Uri,
+        kubelet_root: PathBuf::from("/var/lib/kubelet"),
+        socket_template: "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock".into(),
+    }
+}
+
+async fn wait_state(conn: &LibvirtConnection, want: impl Fn(&ConnState) -> bool, what: &str) {
+    let mut rx = conn.state();
+    tokio::time::timeout(Duration::from_secs(40), rx.wait_for(|s| want(s)))
+        .await
+        .unwrap_or_else(|_| panic!("state never became {what}: {:?}", *conn.state().borrow()))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_default_driver() {
+    let conn = LibvirtConnection::new("test:///default");
+    assert_eq!(*conn.state().borrow(), ConnState::Idle);
+    conn.connect().await.unwrap();
+    assert_eq!(*conn.state().borrow(), ConnState::Connected);
+
+    assert_eq!(
+        domain_type_on(&conn, "test").await.unwrap().as_deref(),
+        Some("unknown")
+    );
+    assert_eq!(domain_type_on(&conn, "no-such-domain").await.unwrap(), None);
+
+    let raw = discover(&conn).await.unwrap();
+    let info = raw.node_info.as_ref().unwrap();
+    assert!(info.cpus > 0 && info.memory_kib > 0, "{info:?}");
+    assert!(
+        raw.capabilities
+            .as_ref()
+            .unwrap()
+            .contains("<capabilities>")
+    );
+    assert_eq!(raw.driver_type.as_deref(), Ok("TEST"));
+    assert!(raw.lib_version.unwrap() >= 9_000_000);
+    let unsupported = raw.domain_capabilities_kvm.as_ref().unwrap_err();
+    assert!(unsupported.contains("not supported"), "{unsupported}");
+    assert!(raw.domain_capabilities_qemu.is_err());
+    let pools = raw.storage_pools.as_ref().unwrap();
+    assert!(
+        pools
+            .iter()
+            .any(|p| p.name == "default-pool" && p.xml.as_ref().unwrap().contains("<pool")),
+        "{pools:?}"
+    );
+    let nets = raw.networks.as_ref().unwrap();
+    assert!(nets.iter().any(|n| n.name == "default"), "{nets:?}");
+    // libvirt 9.0's test driver answers the PCI listing with an empty list.
+    assert!(raw.pci_devices.as_ref().is_ok_and(|d| d.is_empty()) || raw.pci_devices.is_err());
+
+    // The unsupported call itself is an error with the driver's reason, not a panic.
+    let err = conn
+        .call_rw(|c| c.domain_capabilities(None, None, None, Some("kvm"), 0))
+        .await
+        .unwrap_err();
+    assert!(err.is_unsupported(), "{err:?}");
+    assert!(matches!(
+        err,
+        LibvirtError::Call {
+            connection_lost: false,
+            ..
+        }
+    ));
+    assert_eq!(*conn.state().borrow(), ConnState::Connected);
+    conn.close().await.unwrap();
+    assert!(matches!(
+        conn.connect().await,
+        Err(LibvirtError::Disconnected { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_test_driver_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.xml");
+    let domain = |t: &str, name: &str, extra: &str| {
+        format!(
+            "<domain type='{t}'><name>{name}</name><memory>65536</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type></os>{extra}</domain>"
+        )
+    };
+    std::fs::write(
+        &node,
+        format!(
+            "<node xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+             <cpu><mhz>2600</mhz><model>x86_64</model><active>2</active><max>2</max>\
+             <nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads></cpu>\
+             <memory>8349900</memory>{}{}</node>",
+            domain("kvm", "ns_kvm-vm", ""),
+            domain("qemu", "ns_tcg-vm", ""),
+        ),
+    )
+    .unwrap();
+    let uri = format!("test://{}", node.display());
+    let pool = ConnectionPool::new();
+    let loc = |name: &str| {
+        let mut c = uri_config();
+        c.uri = Some(uri.clone());
+        locate(&c, "me", "ns", name, &[], None, |_| false).unwrap()
+    };
+    assert_eq!(
+        domain_type(&pool, &loc("kvm-vm")).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(
+        domain_type(&pool, &loc("tcg-vm")).await.unwrap().as_deref(),
+        Some("qemu-tcg")
+    );
+    assert_eq!(domain_type(&pool, &loc("absent")).await.unwrap(), None);
+    assert_eq!(pool.uris(), vec![uri.clone()]);
+    let info = discover(&pool.get(&uri)).await.unwrap().node_info.unwrap();
+    assert_eq!((info.cpus, info.mhz, info.memory_kib), (2, 2600, 8349900));
+    pool.close_all().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_guests_kvm_and_tcg_in_uri_mode() {
+    let _lock = Libvirtd::read().await;
+    let kvm_name = libvirtd::unique("kvm");
+    let tcg_name = libvirtd::unique("tcg");
+    let t = Instant::now();
+    let _kvm = Guest::create("kvm", &format!("{NS}_{kvm_name}"));
+    let mut tcg = Guest::create("qemu", &format!("{NS}_{tcg_name}"));
+    eprintln!("two guests created in {:?}", t.elapsed());
+
+    let pool = ConnectionPool::new();
+    let config = uri_config();
+    let kvm_loc = locate(&config, "me", NS, &kvm_name, &[], None, |_| false).unwrap();
+    let tcg_loc = locate(&config, "me", NS, &tcg_name, &[], None, |_| false).unwrap();
+    assert_eq!(
+        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(
+        domain_type(&pool, &tcg_loc).await.unwrap().as_deref(),
+        Some("qemu-tcg")
+    );
+
+    let t = Instant::now();
+    tcg.destroy();
+    eprintln!("destroy took {:?}", t.elapsed());
+    assert_eq!(
+        domain_type(&pool, &tcg_loc).await.unwrap(),
+        None,
+        "destroyed guest still found"
+    );
+    assert_eq!(
+        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    pool.close_all().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_libvirtd_restart() {
+    let _lock = Libvirtd::write().await;
+    let name = libvirtd::unique("restart");
+    let _guest = Guest::create("kvm", &format!("{NS}_{name}"));
+    let conn = LibvirtConnection::new(libvirtd::URI);
+    let dom = format!("{NS}_{name}");
+    assert_eq!(
+        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(*conn.state().borrow(), ConnState::Connected);
+
+    Libvirtd::kill();
+    let killed = Instant::now();
+    let err = domain_type_on(&conn, &dom).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LibvirtError::Call {
+                connection_lost: true,
+                ..
+            } | LibvirtError::Disconnected { .. }
+        ),
+        "{err:?}"
+    );
+    wait_state(
+        &conn,
+        |s| matches!(s, ConnState::Disconnected(_)),
+        "Disconnected",
+    )
+    .await;
+    // While it is down, calls fail at once.
+    let t = Instant::now();
+    assert!(matches!(
+        domain_type_on(&conn, &dom).await,
+        Err(LibvirtError::Disconnected { .. })
+    ));
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    Libvirtd::start();
+    let started = Instant::now();
+    eprintln!("libvirtd down for {:?}", started - killed);
+    wait_state(&conn, |s| *s == ConnState::Connected, "Connected").await;
+    eprintln!(
+        "reconnected {:?} after libvirtd answered",
+        started.elapsed()
+    );
+    assert_eq!(
+        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    conn.close().await.unwrap();
+}
+
+fn symlink_socket(root: &Path, pod_uid: &str, file: &str, target: &Path) {
+    let dir = root.join(format!(
+        "pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime"
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(target, dir.join(file)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubevirt_locator_through_fake_kubelet_root() {
+    let _lock = Libvirtd::read().await;
+    let root = tempfile::tempdir().unwrap();
+    let this_pod = "1f0c7c4e-0000-4000-8000-000000000001";
+    let other_pod = "1f0c7c4e-0000-4000-8000-000000000002";
+    let legacy_pod = "1f0c7c4e-0000-4000-8000-000000000003";
+    symlink_socket(
+        root.path(),
+        this_pod,
+        locator::CURRENT_SOCKET_NAME,
+        Path::new(libvirtd::SOCKET),
+    );
+    symlink_socket(
+        root.path(),
+        other_pod,
+        locator::CURRENT_SOCKET_NAME,
+        Path::new("/nonexistent/sock"),
+    );
+    symlink_socket(
+        root.path(),
+        legacy_pod,
+        locator::LEGACY_SOCKET_NAME,
+        Path::new(libvirtd::SOCKET),
+    );
+
+    let name = libvirtd::unique("kv");
+    let _guest = Guest::create("kvm", &format!("{NS}_{name}"));
+    let config = LibvirtConfig {
+        uri: None,
+        locator: Locator::Kubevirt,
+        kubelet_root: root.path().to_path_buf(),
+        ..uri_config()
+    };
+    let pool = ConnectionPool::new();
+    let pods = vec![
+        (other_pod.to_owned(), "node-b".to_owned()),
+        (this_pod.to_owned(), "node-a".to_owned()),
+    ];
+    let links = tempfile::tempdir().unwrap();
+    let loc = locate_on_host(&config, "node-a", NS, &name, &pods, Some(0), links.path()).unwrap();
+    let socket = root.path().join(format!(
+        "pods/{this_pod}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock"
+    ));
+    assert_eq!(loc.socket.as_deref(), Some(socket.as_path()));
+    // Real kubelet socket paths exceed a unix socket address (108 bytes): the URI names a
+    // short symlink to the socket instead.
+    assert!(socket.as_os_str().len() > locator::MAX_SOCKET_PATH);
+    let link = std::fs::read_dir(links.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read_link(&link).unwrap(), socket);
+    assert_eq!(
+        loc.uri,
+        format!("qemu+unix:///system?socket={}", link.display())
+    );
+    let pure = locate(
+        &config,
+        "node-a",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap();
+    assert_eq!(
+        pure.uri,
+        format!("qemu+unix:///system?socket={}", socket.display())
+    );
+    assert_eq!(loc.domain, format!("{NS}_{name}"));
+    assert_eq!(
+        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+
+    // A non-root launcher gets a session URI (not served by this system daemon).
+    let loc107 = locate(
+        &config,
+        "node-a",
+        NS,
+        &name,
+        &pods,
+        Some(107),
+        locator::socket_exists,
+    )
+    .unwrap();
+    assert!(
+        loc107.uri.starts_with("qemu+unix:///session?socket="),
+        "{}",
+        loc107.uri
+    );
+
+    // The other node's pod: its socket is dangling, and a node with no pod is an error.
+    let err = locate(
+        &config,
+        "node-b",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(other_pod), "{err}");
+    let err = locate(
+        &config,
+        "node-c",
+        NS,
+        &name,
+        &pods,
+        Some(0),
+        locator::socket_exists,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no active pod"), "{err}");
+
+    // Older launchers: libvirt-sock.
+    let legacy = vec![(legacy_pod.to_owned(), "node-a".to_owned())];
+    let loc = locate_on_host(&config, "node-a", NS, &name, &legacy, None, links.path()).unwrap();
+    assert!(
+        loc.socket
+            .as_ref()
+            .unwrap()
+            .ends_with("libvirt-runtime/libvirt-sock"),
+        "{loc:?}"
+    );
+    assert_eq!(
+        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        Some("kvm")
+    );
+    assert_eq!(pool.uris().len(), 2);
+    pool.close_all().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_on_real_libvirtd() {
+    let _lock = Libvirtd::read().await;
+    let conn = LibvirtConnection::new(libvirtd::URI);
+    let t = Instant::now();
+    let raw = discover(&conn).await.unwrap();
+    eprintln!("discovery took {:?}", t.elapsed());
+    assert!(
+        raw.capabilities
+            .as_ref()
+            .unwrap()
+            .contains("<capabilities>")
+    );
+    let kvm = raw.domain_capabilities_kvm.as_ref().unwrap();
+    assert!(kvm.contains("<domain>kvm</domain>"), "{kvm}");
+    let qemu = raw.domain_capabilities_qemu.as_ref().unwrap();
+    assert!(qemu.contains("<domain>qemu</domain>"), "{qemu}");
+    let info = raw.node_info.as_ref().unwrap();
+    assert!(info.cpus > 0 && info.memory_kib > 0, "{info:?}");
+    assert_eq!(raw.driver_type.as_deref(), Ok("QEMU"));
+    assert!(raw.hypervisor_version.unwrap() > 0);
+    assert!(!raw.hostname.as_ref().unwrap().is_empty());
+    assert!(raw.storage_pools.is_ok(), "{:?}", raw.storage_pools);
+    assert!(raw.networks.is_ok(), "{:?}", raw.networks);
+    eprintln!(
+        "pci devices: {:?}",
+        raw.pci_devices.as_ref().map(|v| v.len())
+    );
+    conn.close().await.unwrap();
+}
