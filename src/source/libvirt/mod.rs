@@ -9,6 +9,6 @@ pub mod pool;
 
 pub use connection::{ConnState, LibvirtConnection, LibvirtError};
 pub use discovery::{NamedXml, NodeInfo, RawDiscovery, discover};
-pub use domain::{domain_type, domain_type_on, map_domain_type};
+pub use domain::{domain_type, domain_type_on};
 pub use locator::{DomainLocation, LocateError, locate, locate_on_host};
 pub use pool::ConnectionPool;
