@@ -397,7 +397,7 @@ async fn discovery_on_real_libvirtd() {
     let info = raw.node_info.as_ref().unwrap();
     assert!(info.cpus > 0 && info.memory_kib > 0, "{info:?}");
     assert_eq!(raw.driver_type.as_deref(), Ok("QEMU"));
-    assert!(raw.hypervisor_version.unwrap() > 0);
+    assert!(*raw.hypervisor_version.as_ref().unwrap() > 0);
     assert!(!raw.hostname.as_ref().unwrap().is_empty());
     assert!(raw.storage_pools.is_ok(), "{:?}", raw.storage_pools);
     assert!(raw.networks.is_ok(), "{:?}", raw.networks);
@@ -406,4 +406,29 @@ async fn discovery_on_real_libvirtd() {
         raw.pci_devices.as_ref().map(|v| v.len())
     );
     conn.close().await.unwrap();
+
+    // The groups hold what `virsh capabilities` / `virsh domcapabilities` report for the
+    // same host: the same builder fed virsh's documents gives the same result.
+    let from_api = virtsync::derive::caps::build_capabilities(&raw.clone().into_input());
+    let virsh = |args: &[&str]| {
+        let out = std::process::Command::new("virsh")
+            .args(["-c", libvirtd::URI])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "virsh {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut input = raw.into_input();
+    input.capabilities = Ok(virsh(&["capabilities"]));
+    input.domcaps_kvm = Ok(virsh(&["domcapabilities", "--virttype", "kvm"]));
+    input.domcaps_qemu = Ok(virsh(&["domcapabilities", "--virttype", "qemu"]));
+    let from_virsh = virtsync::derive::caps::build_capabilities(&input);
+    assert_eq!(from_api, from_virsh);
+    assert!(from_api.cpu_info.arch.is_some() && from_api.cpu_info.topology.is_some());
+    assert!(
+        !from_api.cpu_info.usable_models.is_empty(),
+        "kvm host-usable CPU models"
+    );
+    eprintln!("capabilities: {}", from_api.to_canonical_json());
 }

@@ -5,28 +5,18 @@
 use virt::connect::Connect;
 
 use super::connection::{LibvirtConnection, LibvirtError};
+use crate::derive::caps::{DiscoveryInput, Fetched, NodeInfo};
 
 /// The driver's answer or its reason for not giving one.
 pub type Answer<T> = Result<T, String>;
-
-/// `virNodeGetInfo`, as the driver reports it (memory in KiB).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub model: String,
-    pub memory_kib: u64,
-    pub cpus: u32,
-    pub mhz: u32,
-    pub nodes: u32,
-    pub sockets: u32,
-    pub cores: u32,
-    pub threads: u32,
-}
 
 /// A named object and its XML description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedXml {
     pub name: String,
     pub xml: Answer<String>,
+    /// Pools and networks: running (not in their XML); node devices: always true.
+    pub active: bool,
 }
 
 /// Everything discovery asked, raw.
@@ -78,6 +68,7 @@ fn read_only_part(c: &Connect) -> RawDiscovery {
             .map(|p| NamedXml {
                 name: p.name().unwrap_or_default(),
                 xml: p.xml_desc(0).map_err(reason),
+                active: p.is_active().unwrap_or(false),
             })
             .collect()
     });
@@ -86,6 +77,7 @@ fn read_only_part(c: &Connect) -> RawDiscovery {
             .map(|n| NamedXml {
                 name: n.name().unwrap_or_default(),
                 xml: n.xml_desc(0).map_err(reason),
+                active: n.is_active().unwrap_or(false),
             })
             .collect()
     });
@@ -97,6 +89,7 @@ fn read_only_part(c: &Connect) -> RawDiscovery {
                 .map(|d| NamedXml {
                     name: d.name().unwrap_or_default(),
                     xml: d.xml_desc(0).map_err(reason),
+                    active: true,
                 })
                 .collect()
         });
@@ -130,4 +123,39 @@ pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtE
     raw.domain_capabilities_kvm = flat(domcaps("kvm").await);
     raw.domain_capabilities_qemu = flat(domcaps("qemu").await);
     Ok(raw)
+}
+
+impl RawDiscovery {
+    /// The parser's input: the same answers; an object whose XML could not be read
+    /// makes its group partial, with the object named in the reason.
+    pub fn into_input(self) -> DiscoveryInput {
+        fn fetched(list: Answer<Vec<NamedXml>>, what: &str) -> Answer<Vec<Fetched>> {
+            let list = list?;
+            let mut out = Vec::with_capacity(list.len());
+            for item in list {
+                match item.xml {
+                    Ok(xml) => out.push(Fetched {
+                        xml,
+                        active: item.active,
+                    }),
+                    Err(e) => return Err(format!("{what} {}: {e}", item.name)),
+                }
+            }
+            Ok(out)
+        }
+        DiscoveryInput {
+            hostname: self.hostname,
+            capabilities: self.capabilities,
+            domcaps_kvm: self.domain_capabilities_kvm,
+            domcaps_qemu: self.domain_capabilities_qemu,
+            node_info: self.node_info,
+            hypervisor_type: self.driver_type,
+            hypervisor_version: self.hypervisor_version.map(u64::from),
+            libvirt_version: self.lib_version.map(u64::from),
+            storage_pools: fetched(self.storage_pools, "storage pool"),
+            networks: fetched(self.networks, "network"),
+            node_devices: fetched(self.pci_devices, "node device")
+                .map(|list| list.into_iter().map(|f| f.xml).collect()),
+        }
+    }
 }

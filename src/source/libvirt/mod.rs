@@ -8,7 +8,7 @@ pub mod locator;
 pub mod pool;
 
 pub use connection::{ConnState, LibvirtConnection, LibvirtError};
-pub use discovery::{NamedXml, NodeInfo, RawDiscovery, discover};
+pub use discovery::{NamedXml, RawDiscovery, discover};
 pub use domain::{domain_type, domain_type_on};
 pub use locator::{DomainLocation, LocateError, locate, locate_on_host};
 pub use pool::ConnectionPool;
