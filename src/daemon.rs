@@ -69,11 +69,13 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         Timestamp::now,
     ));
     let (stop, stopped) = watch::channel(false);
+    let host_changed = Arc::new(Notify::new());
     let mut sink = match cfg.postgres.url {
         Some(_) => {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
-            let sink =
-                PgSink::new(settings, store.clone(), Timestamp::now).with_resync_trigger(resync);
+            let sink = PgSink::new(settings, store.clone(), Timestamp::now)
+                .with_resync_trigger(resync)
+                .with_host_trigger(host_changed.clone());
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped.clone())))
         }
         None => {
@@ -82,6 +84,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         }
     };
     let (stop_sources, sources_stopped) = watch::channel(false);
+    let capabilities = start_capabilities(&cfg, &store, host_changed, sources_stopped.clone());
     let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
     let source = start_kube_source(&cfg, &store, &events, holder, sources_stopped).await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
@@ -118,6 +121,9 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     let finish = async {
         if let Some(source) = source {
             let _ = source.await;
+        }
+        if let Some(task) = capabilities {
+            let _ = task.await;
         }
         let _ = writer.await;
         let _ = stop.send(true);
@@ -223,4 +229,27 @@ async fn start_kube_source(
     let source = KubeSource::new(client, settings, last, events.clone())
         .map_err(|e| Error::Kubernetes(e.to_string()))?;
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
+}
+
+/// Host capability discovery on this host's libvirt, when `libvirt.uri` is set.
+fn start_capabilities(
+    cfg: &Config,
+    store: &SharedStore,
+    changed: Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let Some(uri) = cfg.libvirt.uri.clone() else {
+        tracing::info!("no libvirt.uri configured: host capability discovery is off");
+        return None;
+    };
+    let conn = crate::source::libvirt::LibvirtConnection::new(uri);
+    let task = crate::source::libvirt::host::run_capabilities(
+        conn,
+        store.clone(),
+        cfg.capabilities.refresh_interval,
+        Arc::new(Notify::new()),
+        changed,
+        stopped,
+    );
+    Some(tokio::spawn(task))
 }

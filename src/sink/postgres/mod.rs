@@ -4,6 +4,7 @@
 pub mod cluster_role;
 mod error;
 pub mod flush;
+mod host;
 pub mod managed;
 pub mod schema;
 pub mod tls;
@@ -40,6 +41,8 @@ pub struct SinkSettings {
     pub managed_refresh_interval: Duration,
     /// Zero disables periodic anti-entropy.
     pub resync_interval: Duration,
+    /// `virtsync.host_capabilities.host_id` of this host (the node name).
+    pub host_id: String,
 }
 
 /// The connection settings for a URL: password, application_name, timeouts, keepalives,
@@ -98,6 +101,7 @@ impl SinkSettings {
             flush_interval: p.flush_interval,
             managed_refresh_interval: p.managed_refresh_interval,
             resync_interval: p.resync_interval,
+            host_id: cfg.node_name.clone(),
         })
     }
 }
@@ -163,6 +167,9 @@ pub struct PgSink {
     clock: fn() -> Timestamp,
     /// Asks for an anti-entropy pass now (a new cluster-role holder, `virtsync resync`).
     resync_requested: Arc<Notify>,
+    /// Notified when new host capabilities were stored; checked once after connecting.
+    host_changed: Arc<Notify>,
+    host_pending: bool,
 }
 
 impl PgSink {
@@ -173,7 +180,43 @@ impl PgSink {
             conn: None,
             clock,
             resync_requested: Arc::new(Notify::new()),
+            host_changed: Arc::new(Notify::new()),
+            host_pending: true,
         }
+    }
+
+    /// Uses `trigger` to learn about newly stored host capabilities.
+    pub fn with_host_trigger(mut self, trigger: Arc<Notify>) -> PgSink {
+        self.host_changed = trigger;
+        self
+    }
+
+    /// Writes the stored host capabilities when their fingerprint is not the one last
+    /// written (kept in redb, so a restart writes nothing unchanged).
+    async fn sync_host_capabilities(&mut self) -> Result<(), SinkError> {
+        use crate::source::libvirt::host::{CAPABILITIES_KEY, StoredCapabilities, WRITTEN_KEY};
+        let (current, written) = {
+            let store = lock(&self.store);
+            (store.host(CAPABILITIES_KEY)?, store.host(WRITTEN_KEY)?)
+        };
+        let Some(caps) =
+            current.and_then(|b| serde_json::from_slice::<StoredCapabilities>(&b).ok())
+        else {
+            return Ok(());
+        };
+        if written.as_deref() == Some(caps.fingerprint.as_bytes()) {
+            return Ok(());
+        }
+        let host_id = self.settings.host_id.clone();
+        let conn = self.conn()?;
+        let wrote = host::write(&conn.client, &host_id, &caps).await?;
+        tracing::info!(fingerprint = %caps.fingerprint, wrote, "host capabilities in PostgreSQL");
+        let fingerprint = caps.fingerprint.clone();
+        blocking(self.store.clone(), move |s| {
+            s.put_host(WRITTEN_KEY, fingerprint.as_bytes())
+        })
+        .await?;
+        Ok(())
     }
 
     /// Uses `trigger` to request anti-entropy passes (shared with the state writer).
@@ -404,7 +447,9 @@ impl PgSink {
                 .resync
                 .map_or(timers.refresh, |r| r.min(timers.refresh));
             let resync_requested = self.resync_requested.clone();
+            let host_changed = self.host_changed.clone();
             tokio::select! {
+                _ = host_changed.notified() => self.host_pending = true,
                 _ = resync_requested.notified() => timers.resync = Some(Instant::now()),
                 _ = enqueued.notified() => {
                     // Rate limit: changes arriving meanwhile coalesce into the next batch.
@@ -447,6 +492,15 @@ impl PgSink {
         let report = self.flush_pending().await?;
         if report.batches > 0 {
             tracing::debug!(?report, "flushed");
+        }
+        if self.host_pending {
+            match self.sync_host_capabilities().await {
+                Ok(()) => self.host_pending = false,
+                Err(e) if e.class() == ErrorClass::Connection => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing host capabilities failed; retrying later")
+                }
+            }
         }
         const RETRY: Duration = Duration::from_secs(30);
         if Instant::now() >= timers.refresh {

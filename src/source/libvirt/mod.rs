@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod discovery;
 pub mod domain;
+pub mod host;
 pub mod locator;
 pub mod pool;
 

@@ -579,6 +579,14 @@ impl Store {
         Ok(())
     }
 
+    /// Host data stored under `key`, if any.
+    pub fn host(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
+        let table = read.open_table(HOST).map_err(redb_err("open host"))?;
+        let value = table.get(key).map_err(redb_err("read host"))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
     /// Stores host data (capabilities) under a key; written only when it changed.
     pub fn put_host(&mut self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
