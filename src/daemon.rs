@@ -178,10 +178,8 @@ fn cluster_role(
     }
     if cfg.postgres.url.is_none() {
         tracing::info!("no PostgreSQL to elect with: this daemon holds the cluster role");
-        let (tx, rx) = watch::channel(true);
-        // Keep the sender alive for the daemon's life so the role never "ends".
-        std::mem::forget(tx);
-        return Ok((rx, None));
+        // The source keeps the last value once the sender is gone: held for good.
+        return Ok((watch::channel(true).1, None));
     }
     let settings = ClusterRoleSettings::from_config(cfg, password)?;
     let (tx, rx) = watch::channel(false);

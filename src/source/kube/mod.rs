@@ -254,10 +254,6 @@ impl KubeSource {
             }
         })
     }
-
-    pub fn stats(&self) -> TrackerStats {
-        self.tracker.stats
-    }
 }
 
 async fn next(
