@@ -690,3 +690,29 @@ async fn watch_wire_format_and_endings() {
         "{text}"
     );
 }
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The fake server's own selector grammar (the apiserver's behaviour it models).
+#[test]
+fn selector_grammar() {
+    use support::fake_kube::LabelSelector;
+    let a = labels(&[("kubevirt.io/nodeName", "node-a"), ("x", "1")]);
+    let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&a);
+    assert!(m("kubevirt.io/nodeName=node-a"));
+    assert!(m("kubevirt.io/nodeName==node-a,x"));
+    assert!(!m("kubevirt.io/nodeName!=node-a"));
+    assert!(m("kubevirt.io/nodeName in (node-b, node-a)"));
+    assert!(!m("kubevirt.io/nodeName notin (node-a)"));
+    assert!(m("y notin (a)"));
+    assert!(m("!y"));
+    assert!(!m("!x"));
+    assert!(LabelSelector::parse("a in b").is_err());
+    assert!(LabelSelector::parse("a=(").is_err());
+    assert!(LabelSelector::parse("a,,b").is_err());
+}

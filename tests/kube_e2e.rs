@@ -16,22 +16,13 @@ use support::ssvirt;
 use support::sync::Db;
 use virtsync::config::SchemaMode;
 
-const NS: &str = "openshift-cnv";
-const NAME: &str = "centos7-gray-owl-35";
+use support::fixtures::{CNV_NAME as NAME, CNV_NS as NS};
 const NODE: &str = "sno-0-0";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/kubevirt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// The real CNV VMI (running on sno-0-0).
 fn vmi() -> Value {
-    let mut v = fixture("vmi-running-cnv.json");
+    let mut v = support::fixtures::cnv_vmi();
     v["metadata"]
         .as_object_mut()
         .unwrap()
@@ -41,9 +32,7 @@ fn vmi() -> Value {
 
 /// The real CNV VM, renamed to own that VMI.
 fn vm() -> Value {
-    let mut v = fixture("vm-running-cnv.json");
-    v["metadata"]["name"] = json!(NAME);
-    v["metadata"]["namespace"] = json!(NS);
+    let mut v = support::fixtures::cnv_vm();
     v["metadata"]
         .as_object_mut()
         .unwrap()

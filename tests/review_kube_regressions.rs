@@ -12,28 +12,11 @@ use virtsync::model::{Observation, Timestamp, VmKey};
 use virtsync::source::kube::{Action, Kind, KubeObject, Lookup, Selector, Tracker, TrackerOptions};
 use virtsync::state::{Outcome, StateEvent, Store, StoreOptions};
 
-const NS: &str = "openshift-cnv";
-const NAME: &str = "centos7-gray-owl-35";
 const NODE: &str = "sno-0-0";
 
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/kubevirt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn vmi() -> Value {
-    fixture("vmi-running-cnv.json")
-}
-
-fn vm() -> Value {
-    let mut v = fixture("vm-running-cnv.json");
-    v["metadata"]["name"] = json!(NAME);
-    v["metadata"]["namespace"] = json!(NS);
-    v
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{CNV_NAME as NAME, CNV_NS as NS, cnv_vm as vm, cnv_vmi as vmi};
 
 fn key() -> VmKey {
     VmKey::new(NS, NAME)

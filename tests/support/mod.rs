@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod disk;
 pub mod fake_kube;
+pub mod fixtures;
 pub mod libvirtd;
 pub mod pg;
 pub mod ssvirt;

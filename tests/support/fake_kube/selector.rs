@@ -202,32 +202,3 @@ impl FieldSelector {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn grammar() {
-        let a = l(&[("kubevirt.io/nodeName", "node-a"), ("x", "1")]);
-        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&a);
-        assert!(m("kubevirt.io/nodeName=node-a"));
-        assert!(m("kubevirt.io/nodeName==node-a,x"));
-        assert!(!m("kubevirt.io/nodeName!=node-a"));
-        assert!(m("kubevirt.io/nodeName in (node-b, node-a)"));
-        assert!(!m("kubevirt.io/nodeName notin (node-a)"));
-        assert!(m("y notin (a)"));
-        assert!(m("!y"));
-        assert!(!m("!x"));
-        assert!(LabelSelector::parse("a in b").is_err());
-        assert!(LabelSelector::parse("a=(").is_err());
-        assert!(LabelSelector::parse("a,,b").is_err());
-    }
-}
