@@ -2,17 +2,23 @@
 //! the PostgreSQL sink, and an orderly shutdown on SIGTERM/SIGINT with a bounded grace
 //! period.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::columns::ColumnSet;
-use crate::config::{Config, Role};
+use crate::config::{Config, Locator, Role};
+use crate::metrics::Metrics;
 use crate::model::{Observation, Timestamp};
 use crate::sink::postgres::cluster_role::{ClusterRoleSettings, run_cluster_role};
 use crate::sink::postgres::{PgSink, SinkSettings};
+use crate::source::kube::ProbeLink;
 use crate::source::kube::{self as kube_source, KubeSettings, KubeSource};
+use crate::source::libvirt::host::{CapabilitySource, run_capabilities};
+use crate::source::libvirt::locator::DEFAULT_LINK_DIR;
+use crate::source::libvirt::{ConnectionPool, HypervisorProbe, LibvirtConnection, ProbeSettings};
 use crate::state::writer::{self, SharedStore, WriterOptions, lock};
 use crate::state::{StateEvent, Store, StoreOptions};
 use crate::{Error, Result, shutdown};
@@ -83,10 +89,21 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             None
         }
     };
+    let metrics = Metrics::new()?;
+    let metrics_server = crate::metrics::http::serve(cfg.metrics.listen, metrics.clone())?;
+    tracing::info!(addr = %metrics_server.addr, "metrics at http://{}/metrics", metrics_server.addr);
     let (stop_sources, sources_stopped) = watch::channel(false);
-    let capabilities = start_capabilities(&cfg, &store, host_changed, sources_stopped.clone());
+    let libvirt = start_libvirt(&cfg, &store, &metrics, host_changed, &sources_stopped);
     let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
-    let source = start_kube_source(&cfg, &store, &events, holder, sources_stopped).await?;
+    let source = start_kube_source(
+        &cfg,
+        &store,
+        &events,
+        holder,
+        libvirt.probe_link,
+        sources_stopped,
+    )
+    .await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
     let sink_failed = tokio::select! {
         sig = signals.received() => {
@@ -122,7 +139,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         if let Some(source) = source {
             let _ = source.await;
         }
-        if let Some(task) = capabilities {
+        for task in libvirt.tasks {
             let _ = task.await;
         }
         let _ = writer.await;
@@ -139,6 +156,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         }
         sink_error
     };
+    // (The metrics endpoint stays up until the very end, then stops with the process.)
     match tokio::time::timeout(GRACE_PERIOD, finish).await {
         Ok(Some(e)) => tracing::warn!(error = %e, "sink ended with an error during shutdown"),
         Ok(None) => {}
@@ -193,6 +211,7 @@ async fn start_kube_source(
     store: &SharedStore,
     events: &mpsc::Sender<StateEvent>,
     holder: watch::Receiver<bool>,
+    probe: Option<ProbeLink>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let client = kube_source::client_from_config(&cfg.kubernetes)
@@ -224,30 +243,67 @@ async fn start_kube_source(
             (k.clone(), obs)
         })
         .collect();
-    let source = KubeSource::new(client, settings, last, events.clone())
+    let mut source = KubeSource::new(client, settings, last, events.clone())
         .map_err(|e| Error::Kubernetes(e.to_string()))?;
+    if let Some(probe) = probe {
+        source = source.with_probe(probe);
+    }
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
 }
 
-/// Host capability discovery on this host's libvirt, when `libvirt.uri` is set.
-fn start_capabilities(
+/// The libvirt side: the hypervisor probe (node role) and host capability discovery.
+struct LibvirtTasks {
+    probe_link: Option<ProbeLink>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the hypervisor probe when this daemon watches its node's VMIs and has a libvirt
+/// to ask (`libvirt.uri`, or the launchers in `kubevirt` mode), and capability discovery
+/// on `libvirt.uri`, else (kubevirt mode) through a running launcher's libvirt.
+fn start_libvirt(
     cfg: &Config,
     store: &SharedStore,
+    metrics: &Metrics,
     changed: Arc<Notify>,
-    stopped: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let Some(uri) = cfg.libvirt.uri.clone() else {
-        tracing::info!("no libvirt.uri configured: host capability discovery is off");
-        return None;
+    stopped: &watch::Receiver<bool>,
+) -> LibvirtTasks {
+    let kubevirt_mode = cfg.libvirt.locator == Locator::Kubevirt;
+    let mut tasks = Vec::new();
+    let pool = Arc::new(ConnectionPool::new());
+    let probe_link = if cfg.role != Role::Cluster && (cfg.libvirt.uri.is_some() || kubevirt_mode) {
+        let (targets, targets_rx) = mpsc::unbounded_channel();
+        let (found_tx, found) = mpsc::unbounded_channel();
+        let settings = ProbeSettings {
+            libvirt: cfg.libvirt.clone(),
+            node: cfg.node_name.clone(),
+            link_dir: PathBuf::from(DEFAULT_LINK_DIR),
+            check_interval: cfg.libvirt.domain_check_interval,
+        };
+        let probe =
+            HypervisorProbe::new(settings, pool.clone(), metrics.hypervisor.clone(), found_tx);
+        tasks.push(tokio::spawn(probe.run(targets_rx, stopped.clone())));
+        Some(ProbeLink { targets, found })
+    } else {
+        tracing::info!(
+            "no libvirt to ask (libvirt.uri not set, locator = uri): hypervisor types are not looked up"
+        );
+        None
     };
-    let conn = crate::source::libvirt::LibvirtConnection::new(uri);
-    let task = crate::source::libvirt::host::run_capabilities(
-        conn,
+    let source = match (&cfg.libvirt.uri, kubevirt_mode) {
+        (Some(uri), _) => CapabilitySource::Host(LibvirtConnection::new(uri.clone())),
+        (None, true) => CapabilitySource::Launchers(pool),
+        (None, false) => {
+            tracing::info!("no libvirt.uri configured: host capability discovery is off");
+            return LibvirtTasks { probe_link, tasks };
+        }
+    };
+    tasks.push(tokio::spawn(run_capabilities(
+        source,
         store.clone(),
         cfg.capabilities.refresh_interval,
         Arc::new(Notify::new()),
         changed,
-        stopped,
-    );
-    Some(tokio::spawn(task))
+        stopped.clone(),
+    )));
+    LibvirtTasks { probe_link, tasks }
 }

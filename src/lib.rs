@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod derive;
 pub mod failpoint;
+pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod sink;
@@ -36,6 +37,8 @@ pub enum Error {
     Kubernetes(String),
     #[error("postgres: {0}")]
     Postgres(#[from] sink::postgres::SinkError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] metrics::MetricsError),
     /// A file given to `virtsync inspect` that cannot be read or derived.
     #[error("{path}: {problem}")]
     Inspect { path: String, problem: String },

@@ -225,6 +225,7 @@ fn the_daemon_runs_on_built_in_defaults_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("state.redb");
     let mut child = virtsync(&["--cache-path", cache.to_str().unwrap(), "daemon"])
+        .env("VIRTSYNC_METRICS_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

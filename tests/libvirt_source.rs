@@ -23,6 +23,7 @@ fn uri_config() -> LibvirtConfig {
         locator: Locator::Uri,
         kubelet_root: PathBuf::from("/var/lib/kubelet"),
         socket_template: "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock".into(),
+        domain_check_interval: std::time::Duration::from_secs(30),
     }
 }
 
@@ -42,7 +43,10 @@ async fn test_default_driver() {
     assert_eq!(*conn.state().borrow(), ConnState::Connected);
 
     assert_eq!(
-        domain_type_on(&conn, "test").await.unwrap().as_deref(),
+        domain_type_on(&conn, "test")
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("unknown")
     );
     assert_eq!(domain_type_on(&conn, "no-such-domain").await.unwrap(), None);
@@ -124,11 +128,17 @@ async fn custom_test_driver_node() {
         locate(&c, "me", "ns", name, &[], None, |_| false).unwrap()
     };
     assert_eq!(
-        domain_type(&pool, &loc("kvm-vm")).await.unwrap().as_deref(),
+        domain_type(&pool, &loc("kvm-vm"))
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("kvm")
     );
     assert_eq!(
-        domain_type(&pool, &loc("tcg-vm")).await.unwrap().as_deref(),
+        domain_type(&pool, &loc("tcg-vm"))
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("qemu-tcg")
     );
     assert_eq!(domain_type(&pool, &loc("absent")).await.unwrap(), None);
@@ -153,11 +163,17 @@ async fn real_guests_kvm_and_tcg_in_uri_mode() {
     let kvm_loc = locate(&config, "me", NS, &kvm_name, &[], None, |_| false).unwrap();
     let tcg_loc = locate(&config, "me", NS, &tcg_name, &[], None, |_| false).unwrap();
     assert_eq!(
-        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        domain_type(&pool, &kvm_loc)
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("kvm")
     );
     assert_eq!(
-        domain_type(&pool, &tcg_loc).await.unwrap().as_deref(),
+        domain_type(&pool, &tcg_loc)
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("qemu-tcg")
     );
 
@@ -170,7 +186,10 @@ async fn real_guests_kvm_and_tcg_in_uri_mode() {
         "destroyed guest still found"
     );
     assert_eq!(
-        domain_type(&pool, &kvm_loc).await.unwrap().as_deref(),
+        domain_type(&pool, &kvm_loc)
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("kvm")
     );
     pool.close_all().await.unwrap();
@@ -184,7 +203,10 @@ async fn reconnects_after_libvirtd_restart() {
     let conn = LibvirtConnection::new(libvirtd::URI);
     let dom = format!("{NS}_{name}");
     assert_eq!(
-        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        domain_type_on(&conn, &dom)
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("kvm")
     );
     assert_eq!(*conn.state().borrow(), ConnState::Connected);
@@ -225,7 +247,10 @@ async fn reconnects_after_libvirtd_restart() {
         started.elapsed()
     );
     assert_eq!(
-        domain_type_on(&conn, &dom).await.unwrap().as_deref(),
+        domain_type_on(&conn, &dom)
+            .await
+            .unwrap()
+            .map(|t| t.as_str()),
         Some("kvm")
     );
     conn.close().await.unwrap();
@@ -314,7 +339,7 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
     );
     assert_eq!(loc.domain, format!("{NS}_{name}"));
     assert_eq!(
-        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        domain_type(&pool, &loc).await.unwrap().map(|t| t.as_str()),
         Some("kvm")
     );
 
@@ -370,7 +395,7 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
         "{loc:?}"
     );
     assert_eq!(
-        domain_type(&pool, &loc).await.unwrap().as_deref(),
+        domain_type(&pool, &loc).await.unwrap().map(|t| t.as_str()),
         Some("kvm")
     );
     assert_eq!(pool.uris().len(), 2);

@@ -59,7 +59,7 @@ fn events(actions: Vec<Action>) -> Vec<StateEvent> {
         .into_iter()
         .filter_map(|a| match a {
             Action::Emit(e) => Some(e),
-            Action::Confirm { .. } => None,
+            Action::Confirm { .. } | Action::Domain { .. } => None,
         })
         .collect()
 }

@@ -99,6 +99,14 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins) -> Result<Config, Co
         o.check("libvirt.socket_template", check_template(&v))?;
         c.libvirt.socket_template = v;
     }
+    set_duration(
+        o,
+        "libvirt.domain_check_interval",
+        l.domain_check_interval,
+        &mut c.libvirt.domain_check_interval,
+        Duration::from_millis(100),
+        None,
+    )?;
 
     // [postgres]
     let p = raw.postgres;

@@ -50,6 +50,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("libvirt.locator", Kind::Str),
     ("libvirt.kubelet_root", Kind::Str),
     ("libvirt.socket_template", Kind::Str),
+    ("libvirt.domain_check_interval", Kind::Duration),
     ("postgres.url", Kind::OptStr),
     ("postgres.owner_url", Kind::OptStr),
     ("postgres.password_file", Kind::OptStr),

@@ -154,6 +154,8 @@ pub struct LibvirtConfig {
     pub kubelet_root: PathBuf,
     /// Placeholders: `{kubelet_root}`, `{pod_uid}`.
     pub socket_template: String,
+    /// How often a running VMI's domain is looked at again.
+    pub domain_check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +245,7 @@ impl Config {
                 locator: Locator::Uri,
                 kubelet_root: PathBuf::from("/var/lib/kubelet"),
                 socket_template: DEFAULT_SOCKET_TEMPLATE.to_owned(),
+                domain_check_interval: Duration::from_secs(30),
             },
             postgres: PostgresConfig {
                 url: None,

@@ -75,6 +75,8 @@ pub(super) struct RawLibvirt {
     pub(super) locator: Option<String>,
     pub(super) kubelet_root: Option<PathBuf>,
     pub(super) socket_template: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) domain_check_interval: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

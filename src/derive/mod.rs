@@ -6,7 +6,8 @@
 //! - [`status`]: printableStatus → the cloud API's power status;
 //! - [`vmi`], [`vm`]: one object → its part of a record;
 //! - [`combine`]: the parts → one [`Observation`](crate::model::Observation);
-//! - [`condition`]: Kubernetes-style conditions for the socket API.
+//! - [`condition`]: Kubernetes-style conditions for the socket API;
+//! - [`domain_target`]: when a running VMI's libvirt domain is looked at.
 //!
 //! Choices where DESIGN §4 is silent:
 //! - cpu_count: a product above i32::MAX (INTEGER column) is dropped with a warning;
@@ -31,6 +32,7 @@ pub mod combine;
 pub mod condition;
 mod decode;
 mod details;
+pub mod domain_target;
 pub mod objects;
 pub mod quantity;
 pub mod status;
@@ -44,6 +46,7 @@ pub use combine::{VmInput, VmiInput, observe};
 pub use condition::{Condition, ConditionStatus, SyncState, set_condition, vm_conditions};
 pub use decode::{decode_vm, decode_vm_slice, decode_vmi, decode_vmi_slice};
 pub use details::{interfaces_json, primary_ip, usable_ip, volumes_json};
+pub use domain_target::{DomainFacts, DomainTarget, domain_target, needs_probe};
 pub use objects::{Vm, Vmi};
 pub use quantity::{Quantity, QuantityError};
 pub use status::{StatusMapping, should_run, vm_status};

@@ -4,6 +4,7 @@ use crate::model::{RuntimeDetails, VmKey, parse_resource_version};
 
 use super::DeriveError;
 use super::details::{interfaces_json, primary_ip, volumes_json};
+use super::domain_target::DomainFacts;
 use super::objects::{ObjectMeta, QuantityText, Vmi};
 use super::quantity;
 
@@ -27,6 +28,8 @@ pub struct VmiPart {
     /// `status.activePods`: (pod UID, node), sorted by pod UID.
     pub active_pods: Vec<(String, String)>,
     pub runtime_user: Option<i64>,
+    /// What says the libvirt domain may have changed (pause, migration).
+    pub domain: DomainFacts,
     /// Values that were dropped (invalid quantities, out-of-range numbers), one line each.
     pub warnings: Vec<String>,
 }
@@ -266,6 +269,17 @@ pub fn derive_vmi(vmi: &Vmi) -> Result<VmiPart, DeriveError> {
             .map(|(pod, node)| (pod.clone(), node.clone()))
             .collect(),
         runtime_user,
+        domain: DomainFacts {
+            paused: status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Paused" && c.status == "True"),
+            migration_completed: status
+                .migration_state
+                .as_ref()
+                .filter(|m| m.completed == Some(true) && m.failed != Some(true))
+                .and_then(|m| Some((m.target_node.clone()?, m.end_timestamp.clone()?))),
+        },
         warnings,
     })
 }

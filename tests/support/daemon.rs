@@ -40,6 +40,8 @@ impl DaemonProcess {
             .arg("daemon")
             .env("RUST_LOG", "info,virtsync=debug")
             .env_remove("VIRTSYNC_FAILPOINT")
+            // Any free port: tests run daemons side by side.
+            .env("VIRTSYNC_METRICS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -95,6 +97,33 @@ impl DaemonProcess {
 
     pub async fn wait_for(&mut self, needle: &str, timeout: Duration) {
         self.wait_for_n(needle, 1, timeout).await;
+    }
+
+    /// The metrics endpoint of the latest start (`host:port`), once it is logged.
+    pub async fn metrics_addr(&mut self) -> String {
+        self.wait_for("metrics at http://", Duration::from_secs(20)).await;
+        let log = self.log();
+        let at = log.rfind("metrics at http://").unwrap() + "metrics at http://".len();
+        let rest = &log[at..];
+        rest[..rest.find("/metrics").unwrap()].to_owned()
+    }
+
+    /// `GET /metrics` of the running daemon.
+    pub async fn scrape(&mut self) -> String {
+        let addr = self.metrics_addr().await;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+            out[out.find("\r\n\r\n").unwrap() + 4..].to_owned()
+        })
+        .await
+        .unwrap()
     }
 
     pub fn pid(&self) -> i32 {

@@ -82,6 +82,7 @@ const ERRORS: &[ErrorCase] = &[
     ("[kubernetes]\nkubeconfig = \"\"", &[], &[], "kubernetes.kubeconfig", &["must not be empty"]),
     // libvirt.
     ("[libvirt]\nuri = \"system\"", &[], &[], "libvirt.uri", &["invalid libvirt URI"]),
+    ("[libvirt]\ndomain_check_interval = \"10ms\"", &[], &[], "libvirt.domain_check_interval", &["at least 100ms"]),
     ("[libvirt]\nsocket_template = \"/x/{pod}/s\"", &[], &[], "libvirt.socket_template", &["unknown placeholder {pod}"]),
     ("[libvirt]\nsocket_template = \"/x/{pod_uid/s\"", &[], &[], "libvirt.socket_template", &["unclosed"]),
     ("[libvirt]\nsocket_template = \"/x/pod_uid}/s\"", &[], &[], "libvirt.socket_template", &["unmatched"]),

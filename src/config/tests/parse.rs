@@ -31,6 +31,7 @@ fn defaults() {
         c.libvirt.socket_template,
         "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock"
     );
+    assert_eq!(c.libvirt.domain_check_interval, Duration::from_secs(30));
     let p = &c.postgres;
     assert_eq!(
         (&p.url, &p.owner_url, &p.password_file, &p.ca_file),
@@ -73,6 +74,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("libvirt.locator", r#""kubevirt""#, "kubevirt"),
     ("libvirt.kubelet_root", r#""/srv/kubelet""#, "/srv/kubelet"),
     ("libvirt.socket_template", r#""{kubelet_root}/p/{pod_uid}/s""#, "{kubelet_root}/p/{pod_uid}/s"),
+    ("libvirt.domain_check_interval", r#""2s""#, "2s"),
     ("postgres.url", r#""postgres://virtsync@db/virtsync""#, "postgres://virtsync@db/virtsync"),
     ("postgres.owner_url", r#""host=db user=owner dbname=virtsync""#, "host=db user=owner dbname=virtsync"),
     ("postgres.password_file", r#""/etc/virtsync/pw""#, "/etc/virtsync/pw"),
@@ -117,6 +119,7 @@ fn full_expected() -> Config {
             locator: Locator::Kubevirt,
             kubelet_root: PathBuf::from("/srv/kubelet"),
             socket_template: "{kubelet_root}/p/{pod_uid}/s".to_owned(),
+            domain_check_interval: Duration::from_secs(2),
         },
         postgres: PostgresConfig {
             url: Some("postgres://virtsync@db/virtsync".to_owned()),

@@ -40,6 +40,7 @@ pub(super) fn vmi_part(uid: &str, final_phase: bool) -> VmiPart {
         },
         active_pods: vec![],
         runtime_user: Some(107),
+        domain: crate::derive::DomainFacts::default(),
         warnings: vec![],
     }
 }

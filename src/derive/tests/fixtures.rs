@@ -30,6 +30,16 @@ fn real_cnv_vmi_gives_the_values_in_the_file() {
         Some("2e432308-e94c-4866-a86a-388ce0b6cbc1")
     );
     assert_eq!(p.resource_version, Some(11_848_215));
+    let target = crate::derive::domain_target(&p, "sno-0-0").unwrap();
+    assert_eq!(
+        target.active_pods,
+        vec![(
+            "84b1b342-6411-4292-a7b4-f0e6bd6873c8".to_owned(),
+            "sno-0-0".to_owned()
+        )]
+    );
+    assert_eq!((target.runtime_user, target.paused), (Some(107), false));
+    assert_eq!(target.migrated_in_at, None, "migrationState without an end");
     assert_eq!(p.node.as_deref(), Some("sno-0-0"));
     assert!(!p.final_phase);
     assert_eq!(p.cpu_count, Some(1));
@@ -136,6 +146,9 @@ fn synthetic_vmi_derives_with_warnings_and_never_zero_cpus() {
     assert_eq!(p.runtime.primary_ip, None, "ipAddressValue is no address");
     assert_eq!(p.runtime_user, None);
     assert_eq!(p.runtime.agent_connected, Some(false));
+    // migrationState says completed and failed: not a migration that ended here.
+    assert_eq!(p.domain.migration_completed, None);
+    assert!(!p.domain.paused, "typeValue is no Paused condition");
     assert!(
         p.warnings.iter().any(|w| w.contains("cpu count")),
         "{:?}",

@@ -24,6 +24,7 @@ pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
 
 use crate::model::{Observation, VmKey, parse_resource_version};
+use crate::source::libvirt::{HypervisorFound, TargetUpdate};
 use crate::state::StateEvent;
 
 /// What the source needs to know, from the configuration.
@@ -50,6 +51,14 @@ pub struct KubeSource {
     events: mpsc::Sender<StateEvent>,
     /// Confirmations whose GET failed: (kind, key, event resourceVersion).
     retry: Vec<(Kind, VmKey, Option<i64>)>,
+    /// The hypervisor probe (node role with libvirt): targets out, answers in.
+    probe: Option<ProbeLink>,
+}
+
+/// The KubeVirt source's side of the hypervisor probe's channels.
+pub struct ProbeLink {
+    pub targets: mpsc::UnboundedSender<TargetUpdate>,
+    pub found: mpsc::UnboundedReceiver<HypervisorFound>,
 }
 
 impl KubeSource {
@@ -77,7 +86,14 @@ impl KubeSource {
             tracker,
             events,
             retry: Vec::new(),
+            probe: None,
         })
+    }
+
+    /// Tells the hypervisor probe which VMIs run here and stores what it finds.
+    pub fn with_probe(mut self, probe: ProbeLink) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// Runs until `shutdown` turns true or the state writer is gone. `holder` says
@@ -128,6 +144,13 @@ impl KubeSource {
                     }
                     continue;
                 }
+                Some(found) = next_found(&mut self.probe) => {
+                let actions = self.tracker.hypervisor_found(&found.key, found.uid.as_deref(), &found.hypervisor_type);
+                if !self.perform(actions).await {
+                    return;
+                }
+                continue;
+            }
                 _ = shutdown.changed() => return,
             };
             let event = match item {
@@ -205,6 +228,12 @@ impl KubeSource {
                         return false;
                     }
                 }
+                Action::Domain { key, target } => {
+                    if let Some(probe) = &self.probe {
+                        // The probe ends only at shutdown; nothing to do then.
+                        let _ = probe.targets.send((key, target));
+                    }
+                }
                 Action::Confirm {
                     kind,
                     key,
@@ -253,6 +282,13 @@ impl KubeSource {
                 Lookup::NotFound { resource_version }
             }
         })
+    }
+}
+
+async fn next_found(probe: &mut Option<ProbeLink>) -> Option<HypervisorFound> {
+    match probe {
+        Some(p) => p.found.recv().await,
+        None => std::future::pending().await,
     }
 }
 

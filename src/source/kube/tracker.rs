@@ -12,7 +12,7 @@ use kube::runtime::watcher::Event;
 
 use super::object::{Kind, KubeObject};
 use super::selector::Selector;
-use crate::derive::{self, VmInput, VmPart, VmiInput, VmiPart};
+use crate::derive::{self, DomainTarget, VmInput, VmPart, VmiInput, VmiPart, domain_target};
 use crate::model::{Observation, VmKey, VmStatus, parse_resource_version};
 use crate::state::StateEvent;
 
@@ -28,6 +28,12 @@ pub enum Action {
         kind: Kind,
         key: VmKey,
         event_rv: Option<i64>,
+    },
+    /// A VMI of this node whose domain the hypervisor probe must (re)consider: `Some`
+    /// while it runs here (sent when the target changed), `None` once it stopped or left.
+    Domain {
+        key: VmKey,
+        target: Option<DomainTarget>,
     },
 }
 
@@ -182,6 +188,7 @@ impl Tracker {
         match (kind, lookup) {
             (Kind::Vmi, Lookup::NotFound { resource_version }) => {
                 self.stats.vmis_gone += 1;
+                let stopped = self.domain_gone(key);
                 let uid = match self.vmis.remove(key) {
                     Some(part) => part.uid,
                     None => self.last.get(key).and_then(|o| o.versions.vmi_uid.clone()),
@@ -191,7 +198,9 @@ impl Tracker {
                     resource_version: event_rv.or(resource_version),
                 };
                 let obs = derive::observe(key, self.vm_input(key), gone, self.last.get(key));
-                self.send_final(key, obs)
+                let mut actions = self.send_final(key, obs);
+                actions.extend(stopped);
+                actions
             }
             (Kind::Vm, Lookup::NotFound { resource_version }) => {
                 self.stats.vms_deleted += 1;
@@ -226,8 +235,10 @@ impl Tracker {
     /// write nothing. A VM part this daemon still holds keeps the record alive.
     fn hand_off(&mut self, kind: Kind, key: &VmKey) -> Vec<Action> {
         self.stats.handoffs += 1;
+        let mut left = Vec::new();
         match kind {
             Kind::Vmi => {
+                left = self.domain_gone(key);
                 self.vmis.remove(key);
             }
             Kind::Vm => {
@@ -238,12 +249,48 @@ impl Tracker {
             Kind::Vmi => self.vms.contains_key(key),
             Kind::Vm => self.vmis.contains_key(key),
         };
-        if keeps_record {
-            return self.emit(key);
+        let mut actions = if keeps_record {
+            self.emit(key)
+        } else {
+            self.last.remove(key);
+            tracing::info!(vm = %key, kind = kind.name(), "now handled elsewhere; local record dropped");
+            vec![Action::Emit(StateEvent::Forget(key.clone()))]
+        };
+        actions.extend(left);
+        actions
+    }
+
+    /// The probe's target of a tracked VMI.
+    fn target(&self, key: &VmKey) -> Option<DomainTarget> {
+        domain_target(self.vmis.get(key)?, &self.options.node)
+    }
+
+    /// The action that ends the probe's interest in a VMI about to be dropped.
+    fn domain_gone(&self, key: &VmKey) -> Vec<Action> {
+        match self.target(key) {
+            Some(_) => vec![Action::Domain {
+                key: key.clone(),
+                target: None,
+            }],
+            None => Vec::new(),
         }
-        self.last.remove(key);
-        tracing::info!(vm = %key, kind = kind.name(), "now handled elsewhere; local record dropped");
-        vec![Action::Emit(StateEvent::Forget(key.clone()))]
+    }
+
+    /// The hypervisor probe's answer for the VMI `uid` (ignored when the VMI changed).
+    pub fn hypervisor_found(
+        &mut self,
+        key: &VmKey,
+        uid: Option<&str>,
+        hypervisor_type: &str,
+    ) -> Vec<Action> {
+        let Some(part) = self.vmis.get_mut(key) else {
+            return Vec::new();
+        };
+        if part.uid.as_deref() != uid {
+            return Vec::new();
+        }
+        part.runtime.hypervisor_type = Some(hypervisor_type.to_owned());
+        self.emit(key)
     }
 
     fn apply(&mut self, kind: Kind, obj: &KubeObject) -> Vec<Action> {
@@ -267,8 +314,14 @@ impl Tracker {
                     tracing::warn!(vmi = %part.key, warning, "field ignored");
                 }
                 let key = part.key.clone();
+                let before = self.target(&key);
                 self.vmis.insert(key.clone(), part);
-                self.emit(&key)
+                let mut actions = self.emit(&key);
+                let target = self.target(&key);
+                if target != before {
+                    actions.push(Action::Domain { key, target });
+                }
+                actions
             }
             Kind::Vm => {
                 if !self.cluster_active {

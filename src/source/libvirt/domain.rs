@@ -4,20 +4,20 @@
 use super::connection::{LibvirtConnection, LibvirtError};
 use super::locator::DomainLocation;
 use super::pool::ConnectionPool;
-use crate::derive::caps::hypervisor_type;
+use crate::derive::caps::{HypervisorType, hypervisor_type};
 
 /// The mapped hypervisor type of `domain` on `conn`: `Ok(None)` when there is no such
 /// domain (gone), `Ok(Some(kvm|qemu-tcg|unknown))` otherwise.
 pub async fn domain_type_on(
     conn: &LibvirtConnection,
     domain: &str,
-) -> Result<Option<String>, LibvirtError> {
+) -> Result<Option<HypervisorType>, LibvirtError> {
     let name = domain.to_owned();
     let xml = conn
         .call(move |c| c.lookup_domain_by_name(&name)?.xml_desc(0))
         .await;
     match xml {
-        Ok(xml) => Ok(Some(hypervisor_type(&xml).as_str().to_owned())),
+        Ok(xml) => Ok(Some(hypervisor_type(&xml))),
         Err(e) if e.is_no_domain() => Ok(None),
         Err(e) => Err(e),
     }
@@ -27,7 +27,7 @@ pub async fn domain_type_on(
 pub async fn domain_type(
     pool: &ConnectionPool,
     location: &DomainLocation,
-) -> Result<Option<String>, LibvirtError> {
+) -> Result<Option<HypervisorType>, LibvirtError> {
     domain_type_on(&pool.get(&location.uri), &location.domain).await
 }
 

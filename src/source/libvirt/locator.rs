@@ -247,6 +247,7 @@ mod tests {
             locator,
             kubelet_root: PathBuf::from("/var/lib/k0s/kubelet/"),
             socket_template: "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock".into(),
+            domain_check_interval: std::time::Duration::from_secs(30),
         }
     }
 

@@ -5,11 +5,13 @@ pub mod connection;
 pub mod discovery;
 pub mod domain;
 pub mod host;
+pub mod hypervisor;
 pub mod locator;
 pub mod pool;
 
 pub use connection::{ConnState, LibvirtConnection, LibvirtError};
 pub use discovery::{NamedXml, RawDiscovery, discover};
 pub use domain::{domain_type, domain_type_on};
+pub use hypervisor::{HypervisorFound, HypervisorProbe, ProbeSettings, TargetUpdate};
 pub use locator::{DomainLocation, LocateError, locate, locate_on_host};
 pub use pool::ConnectionPool;

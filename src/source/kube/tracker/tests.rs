@@ -55,6 +55,17 @@ fn observed(actions: &[Action]) -> Vec<&Observation> {
         .collect()
 }
 
+/// The hypervisor probe's updates: (key, whether the VMI runs here).
+fn domains(actions: &[Action]) -> Vec<(VmKey, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Domain { key, target } => Some((key.clone(), target.is_some())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_running_vmi_becomes_a_record_and_the_same_event_again_costs_nothing() {
     let mut t = tracker(true, HashMap::new());
@@ -116,7 +127,9 @@ fn a_vmi_found_on_another_node_is_handed_off_without_a_write() {
         None,
         Lookup::Found(Box::new(object(moved))),
     );
-    assert!(matches!(&actions[..], [Action::Emit(StateEvent::Forget(k))] if *k == key()));
+    assert!(
+        matches!(&actions[..], [Action::Emit(StateEvent::Forget(k)), Action::Domain { target: None, .. }] if *k == key())
+    );
     assert_eq!(t.stats.handoffs, 1);
     // Coming back is a fresh start.
     let actions = t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
@@ -140,9 +153,10 @@ fn after_a_relist_only_the_missing_ones_are_confirmed_including_records_from_bef
     assert!(t.event(Kind::Vmi, None, Event::Init).is_empty());
     let actions = t.event(Kind::Vmi, None, Event::InitApply(object(vmi())));
     assert!(
-        actions.is_empty(),
+        observed(&actions).is_empty(),
         "unchanged since the restart: nothing sent"
     );
+    assert_eq!(domains(&actions), [(key(), true)], "the probe hears of it");
     let actions = t.event(Kind::Vmi, None, Event::InitDone);
     let confirms: Vec<&VmKey> = actions
         .iter()
@@ -245,4 +259,81 @@ fn a_malformed_object_is_rejected_and_counted_and_the_last_record_kept() {
         t.event(Kind::Vmi, None, Event::Apply(object(vmi())))
             .is_empty()
     );
+}
+
+#[test]
+fn the_probe_hears_of_running_vmis_and_its_answer_becomes_the_record() {
+    let mut t = tracker(true, HashMap::new());
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    assert_eq!(domains(&actions), [(key(), true)], "entered Running");
+    let uid = "2e432308-e94c-4866-a86a-388ce0b6cbc1";
+
+    // The answer for another (older) VMI of that name is ignored.
+    assert!(
+        t.hypervisor_found(&key(), Some("old-uid"), "kvm")
+            .is_empty()
+    );
+    let actions = t.hypervisor_found(&key(), Some(uid), "kvm");
+    let obs = observed(&actions);
+    let rt = obs[0].record.runtime_details.as_ref().unwrap();
+    assert_eq!(rt.hypervisor_type.as_deref(), Some("kvm"));
+    assert!(
+        t.hypervisor_found(&key(), Some(uid), "kvm").is_empty(),
+        "no-op"
+    );
+
+    // A later event of the VMI keeps the type and tells the probe nothing new.
+    let mut next = vmi();
+    next["metadata"]["resourceVersion"] = json!("11848300");
+    next["status"]["interfaces"][0]["ipAddress"] = json!("10.128.1.200");
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(next.clone())));
+    let obs = observed(&actions);
+    let rt = obs[0].record.runtime_details.as_ref().unwrap();
+    assert_eq!(rt.hypervisor_type.as_deref(), Some("kvm"));
+    assert!(domains(&actions).is_empty());
+
+    // Paused, then resumed: both change the target (the probe decides to look again).
+    next["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "Paused", "status": "True"}));
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(next)));
+    assert_eq!(domains(&actions), [(key(), true)]);
+
+    // Finished: the probe drops it.
+    let mut done = vmi();
+    done["status"]["phase"] = json!("Succeeded");
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(done)));
+    assert_eq!(domains(&actions), [(key(), false)]);
+    assert_eq!(observed(&actions)[0].record.runtime_details, None);
+}
+
+#[test]
+fn a_vmi_confirmed_gone_ends_the_probe() {
+    let mut t = tracker(true, HashMap::new());
+    t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let actions = t.confirmed(
+        Kind::Vmi,
+        &key(),
+        Some(11900000),
+        Lookup::NotFound {
+            resource_version: None,
+        },
+    );
+    assert_eq!(domains(&actions), [(key(), false)]);
+    // A VMI that never ran here (Scheduled) never reaches the probe.
+    let mut t = tracker(true, HashMap::new());
+    let mut scheduled = vmi();
+    scheduled["status"]["phase"] = json!("Scheduled");
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(scheduled)));
+    assert!(domains(&actions).is_empty());
+    let actions = t.confirmed(
+        Kind::Vmi,
+        &key(),
+        None,
+        Lookup::NotFound {
+            resource_version: Some(1),
+        },
+    );
+    assert!(domains(&actions).is_empty());
 }
