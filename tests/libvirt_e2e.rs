@@ -348,3 +348,74 @@ async fn kubevirt_mode_finds_the_domain_through_this_nodes_launcher_socket() {
     assert_eq!(d.stop(), Some(0));
     drop(kvm);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_onto_this_node_and_resume_look_at_the_domain_again() {
+    let _lock = Libvirtd::read().await;
+    let ns = unique("mig");
+    let domain = format!("{ns}_vm");
+    let mut guest = Guest::create("kvm", &domain);
+    let kube = FakeApiServer::start().await;
+    kube.apply(node(NODE));
+    let pods = json!({"pod-1": NODE});
+    kube.apply(running_vmi(&ns, "vm", pods.clone(), 107));
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic look within the test: only the VMI's own changes trigger one.
+    let cfg = hv_config(
+        dir.path(),
+        &kube.url(),
+        &format!("uri = \"{}\"", libvirtd::URI),
+        "",
+    )
+    .replace("domain_check_interval = \"300ms\"", "domain_check_interval = \"1h\"");
+    let mut d = DaemonProcess::start(dir.path(), "mig", &cfg);
+    wait_series(&mut d, &ns, &[("vm", "kvm")]).await;
+
+    // The domain is replaced by a TCG one of the same name (as after a migration to a
+    // host without KVM); a VMI update that is no trigger changes nothing.
+    guest.destroy();
+    guest = Guest::create("qemu", &domain);
+    let mut vmi = running_vmi(&ns, "vm", pods.clone(), 107);
+    vmi["status"]["interfaces"][0]["ipAddress"] = json!("10.128.1.250");
+    kube.apply(vmi.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        hypervisor_series(&d.scrape().await, &ns),
+        pairs(&[("vm", "kvm")]),
+        "looked again without a trigger"
+    );
+
+    // The migration onto this node ends: looked at again.
+    vmi["status"]["migrationState"] = json!({
+        "sourceNode": "other-node", "targetNode": NODE, "completed": true,
+        "endTimestamp": "2026-11-23T10:00:00Z"
+    });
+    kube.apply(vmi.clone());
+    let took = wait_series(&mut d, &ns, &[("vm", "qemu-tcg")]).await;
+    println!("measured: migration end -> series updated in {took:?}");
+
+    // Paused, the domain replaced again, resumed: looked at again on the resume only.
+    guest.destroy();
+    guest = Guest::create("kvm", &domain);
+    let paused_condition = json!({"type": "Paused", "status": "True"});
+    vmi["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(paused_condition);
+    kube.apply(vmi.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        hypervisor_series(&d.scrape().await, &ns),
+        pairs(&[("vm", "qemu-tcg")]),
+        "pausing is no trigger"
+    );
+    vmi["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["type"] != "Paused");
+    kube.apply(vmi);
+    let took = wait_series(&mut d, &ns, &[("vm", "kvm")]).await;
+    println!("measured: resume -> series updated in {took:?}");
+    assert_eq!(d.stop(), Some(0));
+    drop(guest);
+}
