@@ -63,8 +63,12 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     let enqueued = Arc::new(Notify::new());
     // A new cluster-role holder asks for anti-entropy once its first VM list is stored.
     let resync = Arc::new(Notify::new());
+    let metrics = Metrics::new()?;
+    let metrics_server = crate::metrics::http::serve(cfg.metrics.listen, metrics.clone())?;
+    tracing::info!(addr = %metrics_server.addr, "metrics at http://{}/metrics", metrics_server.addr);
     let writer_options = WriterOptions {
         resync: Some(resync.clone()),
+        metrics: Some(metrics.clone()),
         ..WriterOptions::default()
     };
     let writer = tokio::spawn(writer::run(
@@ -81,7 +85,8 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
             let sink = PgSink::new(settings, store.clone(), Timestamp::now)
                 .with_resync_trigger(resync)
-                .with_host_trigger(host_changed.clone());
+                .with_host_trigger(host_changed.clone())
+                .with_metrics(metrics.clone());
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped.clone())))
         }
         None => {
@@ -89,18 +94,23 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
             None
         }
     };
-    let metrics = Metrics::new()?;
-    let metrics_server = crate::metrics::http::serve(cfg.metrics.listen, metrics.clone())?;
-    tracing::info!(addr = %metrics_server.addr, "metrics at http://{}/metrics", metrics_server.addr);
     let (stop_sources, sources_stopped) = watch::channel(false);
     let libvirt = start_libvirt(&cfg, &store, &metrics, host_changed, &sources_stopped);
     let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
+    let gauges = tokio::spawn(state_gauges(
+        store.clone(),
+        metrics.clone(),
+        store_options(&cfg).writable,
+        holder.clone(),
+        sources_stopped.clone(),
+    ));
     let source = start_kube_source(
         &cfg,
         &store,
         &events,
         holder,
         libvirt.probe_link,
+        &metrics,
         sources_stopped,
     )
     .await?;
@@ -142,6 +152,7 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         for task in libvirt.tasks {
             let _ = task.await;
         }
+        let _ = gauges.await;
         let _ = writer.await;
         let _ = stop.send(true);
         let sink_error = match sink {
@@ -212,6 +223,7 @@ async fn start_kube_source(
     events: &mpsc::Sender<StateEvent>,
     holder: watch::Receiver<bool>,
     probe: Option<ProbeLink>,
+    metrics: &Metrics,
     stopped: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let client = kube_source::client_from_config(&cfg.kubernetes)
@@ -244,11 +256,41 @@ async fn start_kube_source(
         })
         .collect();
     let mut source = KubeSource::new(client, settings, last, events.clone())
-        .map_err(|e| Error::Kubernetes(e.to_string()))?;
+        .map_err(|e| Error::Kubernetes(e.to_string()))?
+        .with_metrics(metrics.clone());
     if let Some(probe) = probe {
         source = source.with_probe(probe);
     }
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
+}
+
+/// How often the gauges computed over all stored records are brought up to date.
+const STATE_GAUGES_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Keeps the gauges that describe the whole state (records, cluster role) current.
+async fn state_gauges(
+    store: SharedStore,
+    metrics: Metrics,
+    writable: ColumnSet,
+    mut holder: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(STATE_GAUGES_INTERVAL);
+    let mut election_over = false;
+    loop {
+        metrics
+            .cluster_role_holder
+            .set(i64::from(*holder.borrow_and_update()));
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = lock(&store);
+                metrics.set_record_gauges(s.records().map(|(_, stored)| &stored.record), writable);
+                metrics.set_outbox(&s.outbox_stats(), Timestamp::now());
+            }
+            changed = holder.changed(), if !election_over => election_over = changed.is_err(),
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// The libvirt side: the hypervisor probe (node role) and host capability discovery.
@@ -279,8 +321,7 @@ fn start_libvirt(
             link_dir: PathBuf::from(DEFAULT_LINK_DIR),
             check_interval: cfg.libvirt.domain_check_interval,
         };
-        let probe =
-            HypervisorProbe::new(settings, pool.clone(), metrics.hypervisor.clone(), found_tx);
+        let probe = HypervisorProbe::new(settings, pool.clone(), metrics.clone(), found_tx);
         tasks.push(tokio::spawn(probe.run(targets_rx, stopped.clone())));
         Some(ProbeLink { targets, found })
     } else {
@@ -303,6 +344,7 @@ fn start_libvirt(
         cfg.capabilities.refresh_interval,
         Arc::new(Notify::new()),
         changed,
+        metrics.clone(),
         stopped.clone(),
     )));
     LibvirtTasks { probe_link, tasks }

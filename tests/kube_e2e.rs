@@ -182,6 +182,7 @@ async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
     assert_eq!(columns.iter().map(String::as_str).collect::<Vec<_>>(), want);
 
     // Unused fields, resourceVersion and lastProbeTime changes → nothing touches vms.
+    let before = d.scrape().await;
     ssvirt::reset_statements(&db.client).await;
     ssvirt::clear_column_log(&db.client).await;
     kube.apply(changed.clone()); // same content, new resourceVersion
@@ -220,6 +221,60 @@ async fn vm_and_vmi_become_a_row_and_only_real_changes_are_written() {
         .collect();
     assert_eq!(touched.into_iter().collect::<Vec<_>>(), vec!["sentinel"]);
     assert_eq!(statements, 1, "one UPDATE, for the sentinel only");
+
+    // The metrics saw the same: no-ops counted, one row flushed (the sentinel's).
+    let after = d.scrape().await;
+    support::metrics::promtool_check(&after);
+    let delta = |name: &str, labels: &str| {
+        let get = |t: &str| support::metrics::sample(t, name, labels).unwrap_or(0.0);
+        get(&after) - get(&before)
+    };
+    // (An identical re-apply makes no event, as on a real API server: the annotation
+    // change of the VM and the VMI's unused-field change are the no-ops.)
+    assert_eq!(
+        delta("virtsync_noop_events_total", r#"source="kubernetes""#),
+        2.0,
+        "no-ops not counted:\n{after}"
+    );
+    assert_eq!(delta("virtsync_flush_rows_total", ""), 1.0, "{after}");
+    assert_eq!(
+        delta(
+            "virtsync_vm_field_updates_total",
+            r#"field="runtime_primary_ip""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta("virtsync_vm_field_updates_total", r#"field="status""#),
+        0.0
+    );
+    assert_eq!(
+        delta("virtsync_events_total", r#"kind="vmi",source="kubernetes""#),
+        2.0
+    );
+    assert_eq!(
+        delta("virtsync_events_total", r#"kind="vm",source="kubernetes""#),
+        1.0
+    );
+    assert_eq!(delta("virtsync_event_to_commit_seconds_count", ""), 1.0);
+    for (name, labels, want) in [
+        ("virtsync_source_up", r#"source="kubernetes""#, 1.0),
+        ("virtsync_source_up", r#"source="postgres""#, 1.0),
+        ("virtsync_cluster_role_holder", "", 1.0),
+        ("virtsync_outbox_pending", "", 0.0),
+        ("virtsync_outbox_parked", "", 0.0),
+        (
+            "virtsync_build_info",
+            &format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")),
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            support::metrics::sample(&after, name, labels),
+            Some(want),
+            "{name}{{{labels}}}:\n{after}"
+        );
+    }
 
     // The guest shuts down (runStrategy Manual): the VMI stays, in phase Succeeded,
     // which counts as no VMI: runtime cleared.

@@ -229,6 +229,12 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
     // without a domain has no series and no type.
     let took = wait_series(&mut d, &ns, &[("kvm-a", "kvm"), ("tcg-b", "qemu-tcg")]).await;
     println!("measured: VMIs listed -> series for both guests in {took:?}");
+    let text = d.scrape().await;
+    support::metrics::promtool_check(&text);
+    assert_eq!(
+        support::metrics::sample(&text, "virtsync_source_up", r#"source="libvirt""#),
+        Some(1.0)
+    );
     wait_stored(
         &db,
         &ns,
@@ -251,7 +257,11 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
     Libvirtd::kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let down = hypervisor_series(&d.scrape().await, &ns);
-    assert_eq!(down, pairs(&[("kvm-a", "kvm")]), "an outage keeps the known type");
+    assert_eq!(
+        down,
+        pairs(&[("kvm-a", "kvm")]),
+        "an outage keeps the known type"
+    );
     Libvirtd::start();
     d.wait_for("libvirt connection re-established", WAIT).await;
     let tcg_e = Guest::create("qemu", &format!("{ns}_tcg-e"));
@@ -299,9 +309,9 @@ async fn kubevirt_mode_finds_the_domain_through_this_nodes_launcher_socket() {
     // This node's launcher pod: its socket leads to the test libvirtd. The other node's
     // pod has a socket here too (as if stale), leading nowhere: picking it would fail.
     let launcher = |uid: &str, target: &Path| {
-        let dir = kubelet
-            .path()
-            .join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime"));
+        let dir = kubelet.path().join(format!(
+            "pods/{uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime"
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink(target, dir.join("virtqemud-sock")).unwrap();
     };
@@ -334,6 +344,13 @@ async fn kubevirt_mode_finds_the_domain_through_this_nodes_launcher_socket() {
     // Discovery now asks that launcher's libvirt.
     d.wait_for("available=true", WAIT).await;
     assert_eq!(d.count("host capabilities changed"), 2, "{}", d.log());
+    let text = d.scrape().await;
+    for result in ["unavailable", "changed"] {
+        let labels = format!(r#"result="{result}""#);
+        let n =
+            support::metrics::sample(&text, "virtsync_host_capabilities_refresh_total", &labels);
+        assert!(n >= Some(1.0), "{result}: {n:?}\n{text}");
+    }
 
     // Only this node's pod is used: with it gone from activePods, nothing is found.
     kube.apply(running_vmi(&ns, "kv-b", json!({ there.clone(): NODE }), 0));
@@ -344,7 +361,11 @@ async fn kubevirt_mode_finds_the_domain_through_this_nodes_launcher_socket() {
         pairs(&[("kv-a", "kvm"), ("kv-b", "unknown")]),
         "a launcher socket leading nowhere is no answer"
     );
-    assert!(d.log().contains("domain not found or not answering"), "{}", d.log());
+    assert!(
+        d.log().contains("domain not found or not answering"),
+        "{}",
+        d.log()
+    );
     assert_eq!(d.stop(), Some(0));
     drop(kvm);
 }
@@ -367,7 +388,10 @@ async fn migration_onto_this_node_and_resume_look_at_the_domain_again() {
         &format!("uri = \"{}\"", libvirtd::URI),
         "",
     )
-    .replace("domain_check_interval = \"300ms\"", "domain_check_interval = \"1h\"");
+    .replace(
+        "domain_check_interval = \"300ms\"",
+        "domain_check_interval = \"1h\"",
+    );
     let mut d = DaemonProcess::start(dir.path(), "mig", &cfg);
     wait_series(&mut d, &ns, &[("vm", "kvm")]).await;
 

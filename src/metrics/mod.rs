@@ -3,7 +3,10 @@
 
 pub mod http;
 
-use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::model::VmKey;
 
@@ -28,37 +31,259 @@ pub enum MetricsError {
     Thread(std::io::Error),
 }
 
-/// Every metric of the daemon. Cheap to clone (the metric handles are shared).
+/// Every metric of the daemon (DESIGN §7). Cheap to clone (the handles are shared).
+/// Label values are bounded: sources, kinds, column names, reasons; the only per-VM
+/// labels are those of `kubevirt_vmi_hypervisor_info`.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub hypervisor: HypervisorInfo,
+    /// `{source,kind}`: events received (kubernetes vm/vmi, libvirt domain looks).
+    pub events: IntCounterVec,
+    /// `{source}`: events that changed nothing (no write anywhere).
+    pub noop_events: IntCounterVec,
+    /// `{field}`: column values written to PostgreSQL.
+    pub field_updates: IntCounterVec,
+    pub outbox_pending: IntGauge,
+    pub outbox_parked: IntGauge,
+    pub outbox_oldest_age: Gauge,
+    pub flush_duration: Histogram,
+    pub flush_rows: IntCounter,
+    /// `{reason}`: connection, refused (a row parked), conflict, other.
+    pub flush_errors: IntCounterVec,
+    pub event_to_commit: Histogram,
+    pub drift_corrections: IntCounter,
+    pub vms_with_runtime_details: IntGauge,
+    /// `{field}`: share of the stored VM records with a value for the column.
+    pub field_populated: GaugeVec,
+    /// `{result}`: changed, unchanged, unavailable, failed.
+    pub capabilities_refresh: IntCounterVec,
+    /// `{source}`: kubernetes, libvirt, postgres.
+    pub source_up: IntGaugeVec,
+    pub cluster_role_holder: IntGauge,
 }
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Registers metrics in one registry, naming the metric in any error.
+struct Builder {
+    registry: Registry,
+    error: Option<MetricsError>,
+}
+
+impl Builder {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(
+        &mut self,
+        name: &'static str,
+        made: Result<M, prometheus::Error>,
+    ) -> Option<M> {
+        let registered = made.and_then(|m| {
+            self.registry.register(Box::new(m.clone()))?;
+            Ok(m)
+        });
+        match registered {
+            Ok(m) => Some(m),
+            Err(source) => {
+                self.error
+                    .get_or_insert(MetricsError::Register { name, source });
+                None
+            }
+        }
+    }
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+fn hist(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets.to_vec())
+}
+
+/// Seconds: from a few ms (one flush interval) to minutes (an outage).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+const FLUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
-        let info = GaugeVec::new(
-            Opts::new(
+        let mut b = Builder {
+            registry: Registry::new(),
+            error: None,
+        };
+        let m = (|| {
+            let info = b.add(
                 HYPERVISOR_INFO,
-                "Hypervisor type of a running VMI's domain on this node (kvm, qemu-tcg, unknown)",
-            ),
-            &["namespace", "name", "node", "hypervisor_type"],
-        )
-        .map_err(|source| MetricsError::Register {
-            name: HYPERVISOR_INFO,
-            source,
-        })?;
-        registry
-            .register(Box::new(info.clone()))
-            .map_err(|source| MetricsError::Register {
-                name: HYPERVISOR_INFO,
-                source,
-            })?;
-        Ok(Metrics {
-            registry,
-            hypervisor: HypervisorInfo { gauge: info },
-        })
+                GaugeVec::new(
+                    opts(
+                        HYPERVISOR_INFO,
+                        "Hypervisor type of a running VMI's domain on this node (kvm, qemu-tcg, unknown)",
+                    ),
+                    &["namespace", "name", "node", "hypervisor_type"],
+                ),
+            )?;
+            let build = b.add(
+                "virtsync_build_info",
+                IntGaugeVec::new(
+                    opts(
+                        "virtsync_build_info",
+                        "The running virtsync version (always 1)",
+                    ),
+                    &["version"],
+                ),
+            )?;
+            build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+            Some(Metrics {
+                hypervisor: HypervisorInfo { gauge: info },
+                events: b.add(
+                    "virtsync_events_total",
+                    IntCounterVec::new(
+                        opts("virtsync_events_total", "Events received from the sources"),
+                        &["source", "kind"],
+                    ),
+                )?,
+                noop_events: b.add(
+                    "virtsync_noop_events_total",
+                    IntCounterVec::new(
+                        opts(
+                            "virtsync_noop_events_total",
+                            "Events that changed no stored record (nothing written anywhere)",
+                        ),
+                        &["source"],
+                    ),
+                )?,
+                field_updates: b.add(
+                    "virtsync_vm_field_updates_total",
+                    IntCounterVec::new(
+                        opts(
+                            "virtsync_vm_field_updates_total",
+                            "Column values of vms rows written to PostgreSQL",
+                        ),
+                        &["field"],
+                    ),
+                )?,
+                outbox_pending: b.add(
+                    "virtsync_outbox_pending",
+                    IntGauge::with_opts(opts(
+                        "virtsync_outbox_pending",
+                        "VM changes waiting to be written to PostgreSQL",
+                    )),
+                )?,
+                outbox_parked: b.add(
+                    "virtsync_outbox_parked",
+                    IntGauge::with_opts(opts(
+                        "virtsync_outbox_parked",
+                        "VM changes PostgreSQL refused, waiting for a new change or an operator",
+                    )),
+                )?,
+                outbox_oldest_age: b.add(
+                    "virtsync_outbox_oldest_age_seconds",
+                    Gauge::with_opts(opts(
+                        "virtsync_outbox_oldest_age_seconds",
+                        "Age of the oldest pending change (0 when none waits)",
+                    )),
+                )?,
+                flush_duration: b.add(
+                    "virtsync_flush_duration_seconds",
+                    Histogram::with_opts(hist(
+                        "virtsync_flush_duration_seconds",
+                        "Time to write one batch to PostgreSQL (one transaction)",
+                        FLUSH_BUCKETS,
+                    )),
+                )?,
+                flush_rows: b.add(
+                    "virtsync_flush_rows_total",
+                    IntCounter::with_opts(opts(
+                        "virtsync_flush_rows_total",
+                        "vms rows updated by flushes",
+                    )),
+                )?,
+                flush_errors: b.add(
+                    "virtsync_flush_errors_total",
+                    IntCounterVec::new(
+                        opts(
+                            "virtsync_flush_errors_total",
+                            "Failed flushes (connection, conflict, other) and refused rows (refused)",
+                        ),
+                        &["reason"],
+                    ),
+                )?,
+                event_to_commit: b.add(
+                    "virtsync_event_to_commit_seconds",
+                    Histogram::with_opts(hist(
+                        "virtsync_event_to_commit_seconds",
+                        "From a change's event being received to its PostgreSQL commit",
+                        LATENCY_BUCKETS,
+                    )),
+                )?,
+                drift_corrections: b.add(
+                    "virtsync_drift_corrections_total",
+                    IntCounter::with_opts(opts(
+                        "virtsync_drift_corrections_total",
+                        "Rows found different from the sources by anti-entropy and queued again",
+                    )),
+                )?,
+                vms_with_runtime_details: b.add(
+                    "virtsync_vms_with_runtime_details",
+                    IntGauge::with_opts(opts(
+                        "virtsync_vms_with_runtime_details",
+                        "Stored VM records with runtime details (a VMI runs)",
+                    )),
+                )?,
+                field_populated: b.add(
+                    "virtsync_vm_field_populated_ratio",
+                    GaugeVec::new(
+                        opts(
+                            "virtsync_vm_field_populated_ratio",
+                            "Share of stored VM records with a value for the column (0..1)",
+                        ),
+                        &["field"],
+                    ),
+                )?,
+                capabilities_refresh: b.add(
+                    "virtsync_host_capabilities_refresh_total",
+                    IntCounterVec::new(
+                        opts(
+                            "virtsync_host_capabilities_refresh_total",
+                            "Host capability discoveries by result",
+                        ),
+                        &["result"],
+                    ),
+                )?,
+                source_up: b.add(
+                    "virtsync_source_up",
+                    IntGaugeVec::new(
+                        opts(
+                            "virtsync_source_up",
+                            "1 while the source answers (kubernetes, libvirt, postgres)",
+                        ),
+                        &["source"],
+                    ),
+                )?,
+                cluster_role_holder: b.add(
+                    "virtsync_cluster_role_holder",
+                    IntGauge::with_opts(opts(
+                        "virtsync_cluster_role_holder",
+                        "1 while this daemon holds the cluster role",
+                    )),
+                )?,
+                registry: b.registry.clone(),
+            })
+        })();
+        match (m, b.error) {
+            (Some(m), None) => Ok(m),
+            (_, Some(e)) => Err(e),
+            (None, None) => Err(MetricsError::Encode(prometheus::Error::Msg(
+                "metrics incomplete".into(),
+            ))),
+        }
     }
 
     /// The text exposition of every metric.
@@ -69,6 +294,57 @@ impl Metrics {
             .map_err(MetricsError::Encode)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+
+    /// Sets the outbox gauges from the store's numbers.
+    pub fn set_outbox(&self, stats: &crate::state::OutboxStats, now: crate::model::Timestamp) {
+        self.outbox_pending.set(to_i64(stats.pending));
+        self.outbox_parked.set(to_i64(stats.parked));
+        let age = stats.oldest_enqueued.map_or(0.0, |t| {
+            (now.unix_millis - t.unix_millis).max(0) as f64 / 1000.0
+        });
+        self.outbox_oldest_age.set(age);
+    }
+}
+
+impl Metrics {
+    /// Sets the gauges that describe the stored records: how many have runtime details,
+    /// and per writable column the share with a value.
+    pub fn set_record_gauges<'a>(
+        &self,
+        records: impl Iterator<Item = &'a crate::model::VmRecord>,
+        columns: crate::columns::ColumnSet,
+    ) {
+        use crate::columns::{Value, value};
+        let mut total = 0usize;
+        let mut with_runtime = 0usize;
+        let mut populated = vec![0usize; crate::columns::Column::ALL.len()];
+        for record in records {
+            total += 1;
+            with_runtime += usize::from(record.runtime_details.is_some());
+            for (i, column) in crate::columns::Column::ALL.iter().enumerate() {
+                if columns.contains(*column) && value(record, *column) != Value::Null {
+                    populated[i] += 1;
+                }
+            }
+        }
+        self.vms_with_runtime_details.set(to_i64(with_runtime));
+        for (i, column) in crate::columns::Column::ALL.iter().enumerate() {
+            if columns.contains(*column) {
+                let ratio = if total == 0 {
+                    0.0
+                } else {
+                    populated[i] as f64 / total as f64
+                };
+                self.field_populated
+                    .with_label_values(&[column.name()])
+                    .set(ratio);
+            }
+        }
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `kubevirt_vmi_hypervisor_info{namespace,name,node,hypervisor_type} 1`: one series per

@@ -114,6 +114,8 @@ pub struct PendingDelta {
     pub columns: ColumnSet,
     pub record: VmRecord,
     pub versions: SourceVersions,
+    /// When the first change still in this delta was stored (event → commit latency).
+    pub enqueued_at: Timestamp,
 }
 
 /// What became of a delta the sink tried to write.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use super::{IngestReport, StateEvent, Store, StoreError};
+use crate::metrics::Metrics;
 use crate::model::Timestamp;
 
 pub type SharedStore = Arc<Mutex<Store>>;
@@ -44,6 +45,8 @@ pub struct WriterOptions {
     pub max_batch: usize,
     /// Notified when a stored batch carried `StateEvent::ResyncAfterThis`.
     pub resync: Option<Arc<Notify>>,
+    /// No-op counts and the outbox gauges.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for WriterOptions {
@@ -52,6 +55,7 @@ impl Default for WriterOptions {
             window: Duration::from_millis(5),
             max_batch: 1024,
             resync: None,
+            metrics: None,
         }
     }
 }
@@ -80,6 +84,14 @@ pub async fn run(
         }
         if let (true, Some(resync)) = (report.resync_requested, &options.resync) {
             resync.notify_one();
+        }
+        if let Some(m) = &options.metrics {
+            // Every stored event comes from the KubeVirt source (libvirt answers reach
+            // the state through it).
+            m.noop_events
+                .with_label_values(&["kubernetes"])
+                .inc_by(report.noop as u64);
+            m.set_outbox(&lock(&store).outbox_stats(), clock());
         }
     }
 }

@@ -101,7 +101,8 @@ impl DaemonProcess {
 
     /// The metrics endpoint of the latest start (`host:port`), once it is logged.
     pub async fn metrics_addr(&mut self) -> String {
-        self.wait_for("metrics at http://", Duration::from_secs(20)).await;
+        self.wait_for("metrics at http://", Duration::from_secs(20))
+            .await;
         let log = self.log();
         let at = log.rfind("metrics at http://").unwrap() + "metrics at http://".len();
         let rest = &log[at..];

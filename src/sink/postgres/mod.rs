@@ -6,6 +6,7 @@ mod error;
 pub mod flush;
 mod host;
 pub mod managed;
+mod observe;
 pub mod schema;
 pub mod tls;
 
@@ -19,6 +20,7 @@ pub use error::{ErrorClass, SinkError, classify, describe};
 
 use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
+use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, lock, with_store};
 use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError, known_columns};
@@ -170,6 +172,7 @@ pub struct PgSink {
     /// Notified when new host capabilities were stored; checked once after connecting.
     host_changed: Arc<Notify>,
     host_pending: bool,
+    metrics: Option<Metrics>,
 }
 
 impl PgSink {
@@ -182,7 +185,14 @@ impl PgSink {
             resync_requested: Arc::new(Notify::new()),
             host_changed: Arc::new(Notify::new()),
             host_pending: true,
+            metrics: None,
         }
+    }
+
+    /// Reports flushes, errors, the outbox and the connection in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> PgSink {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Uses `trigger` to learn about newly stored host capabilities.
@@ -320,6 +330,9 @@ impl PgSink {
                     tracing::info!(vm = %key, columns = ?cols.names(), "drift: row differs from the sources; correcting");
                 }
                 drifted += items.len();
+                if let Some(m) = &self.metrics {
+                    m.drift_corrections.inc_by(items.len() as u64);
+                }
                 let store = self.store.clone();
                 let now = (self.clock)();
                 blocking(store, move |s| s.enqueue(items, now)).await?;
@@ -345,10 +358,17 @@ impl PgSink {
                     tracing::warn!(vm = %d.key, change, "value adjusted to fit its column");
                 }
             }
+            let started = std::time::Instant::now();
             let outcomes = self.flush_batch_retrying(&batch).await?;
+            if let Some(m) = &self.metrics {
+                observe::flushed(m, &batch, &outcomes, started.elapsed(), (self.clock)());
+            }
             report.add(&outcomes);
             let store = self.store.clone();
             let ack: AckReport = blocking(store, move |s| s.ack(&outcomes)).await?;
+            if let Some(m) = &self.metrics {
+                m.set_outbox(&lock(&self.store).outbox_stats(), (self.clock)());
+            }
             if ack.deleted + ack.parked == 0 {
                 // Everything changed while in flight: the next loop sends it again.
                 tracing::debug!("whole batch changed during the flush");
@@ -430,6 +450,9 @@ impl PgSink {
                 Ok(Step::Flushed) => backoff = Duration::from_millis(200),
                 Err(e) if e.is_setup_problem() => return Err(e),
                 Err(e) => {
+                    if let Some(m) = &self.metrics {
+                        observe::failed(m, &e);
+                    }
                     if e.class() == ErrorClass::Connection {
                         self.conn = None;
                     }
@@ -483,6 +506,9 @@ impl PgSink {
             managed = lock(&self.store).managed_count(),
             "connected to PostgreSQL"
         );
+        if let Some(m) = &self.metrics {
+            m.source_up.with_label_values(&["postgres"]).set(1);
+        }
         Ok(Step::Connected)
     }
 

@@ -23,6 +23,7 @@ pub use object::{Kind, KubeObject};
 pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
 
+use crate::metrics::Metrics;
 use crate::model::{Observation, VmKey, parse_resource_version};
 use crate::source::libvirt::{HypervisorFound, TargetUpdate};
 use crate::state::StateEvent;
@@ -53,6 +54,7 @@ pub struct KubeSource {
     retry: Vec<(Kind, VmKey, Option<i64>)>,
     /// The hypervisor probe (node role with libvirt): targets out, answers in.
     probe: Option<ProbeLink>,
+    metrics: Option<Metrics>,
 }
 
 /// The KubeVirt source's side of the hypervisor probe's channels.
@@ -87,7 +89,34 @@ impl KubeSource {
             events,
             retry: Vec::new(),
             probe: None,
+            metrics: None,
         })
+    }
+
+    /// Counts events and shows the API's health in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts one watcher item: `Err` (the watch failed) or whether it carried an
+    /// object; `noop_before` is the tracker's no-op count before it.
+    fn count_event(&self, kind: Kind, item: Result<bool, ()>, noop_before: u64) {
+        let Some(m) = &self.metrics else { return };
+        let up = m.source_up.with_label_values(&["kubernetes"]);
+        let Ok(object) = item else {
+            up.set(0);
+            return;
+        };
+        up.set(1);
+        if object {
+            m.events
+                .with_label_values(&["kubernetes", kind.name()])
+                .inc();
+        }
+        m.noop_events
+            .with_label_values(&["kubernetes"])
+            .inc_by(self.tracker.stats.noop.saturating_sub(noop_before));
     }
 
     /// Tells the hypervisor probe which VMIs run here and stores what it finds.
@@ -156,12 +185,19 @@ impl KubeSource {
             let event = match item {
                 Ok(event) => event,
                 Err(e) => {
+                    self.count_event(kind, Err(()), 0);
                     tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying with backoff");
                     continue;
                 }
             };
             let list_done = matches!(event, Event::InitDone);
+            let noop_before = self.tracker.stats.noop;
+            let object = matches!(
+                event,
+                Event::Apply(_) | Event::InitApply(_) | Event::Delete(_)
+            );
             let actions = self.tracker.event(kind, scope.as_deref(), event);
+            self.count_event(kind, Ok(object), noop_before);
             if !self.perform(actions).await {
                 return;
             }

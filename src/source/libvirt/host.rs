@@ -13,6 +13,7 @@ use super::connection::LibvirtConnection;
 use super::discovery::discover;
 use super::pool::ConnectionPool;
 use crate::derive::caps::{DiscoveryInput, build_capabilities};
+use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, with_store};
 
@@ -171,8 +172,19 @@ pub async fn run_capabilities(
     interval: Duration,
     requested: Arc<Notify>,
     changed: Arc<Notify>,
+    metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let count = |result: &str, up: bool| {
+        metrics
+            .capabilities_refresh
+            .with_label_values(&[result])
+            .inc();
+        metrics
+            .source_up
+            .with_label_values(&["libvirt"])
+            .set(i64::from(up));
+    };
     loop {
         let started = std::time::Instant::now();
         let mut available = true;
@@ -183,6 +195,14 @@ pub async fn run_capabilities(
         };
         match refresh(&source, &store, Timestamp::now()).await {
             Ok((caps, changed_now)) => {
+                count(
+                    match (caps.available, changed_now) {
+                        (false, _) => "unavailable",
+                        (true, true) => "changed",
+                        (true, false) => "unchanged",
+                    },
+                    caps.available,
+                );
                 if changed_now {
                     tracing::info!(fingerprint = %caps.fingerprint, available = caps.available, took = ?started.elapsed(), "host capabilities changed");
                     changed.notify_one();
@@ -196,6 +216,7 @@ pub async fn run_capabilities(
                 }
             }
             Err(e) => {
+                count("failed", false);
                 tracing::warn!(error = %e, "host capability discovery failed; retrying later")
             }
         }

@@ -27,7 +27,7 @@ use super::pool::ConnectionPool;
 use crate::config::{LibvirtConfig, Locator};
 use crate::derive::caps::HypervisorType;
 use crate::derive::{DomainTarget, needs_probe};
-use crate::metrics::HypervisorInfo;
+use crate::metrics::Metrics;
 use crate::model::VmKey;
 
 /// The longest a single look at a domain may take (a hung launcher must not stall the
@@ -80,7 +80,7 @@ struct Entry {
 pub struct HypervisorProbe {
     settings: ProbeSettings,
     pool: Arc<ConnectionPool>,
-    metric: HypervisorInfo,
+    metrics: Metrics,
     found: mpsc::UnboundedSender<HypervisorFound>,
     entries: HashMap<VmKey, Entry>,
 }
@@ -89,13 +89,13 @@ impl HypervisorProbe {
     pub fn new(
         settings: ProbeSettings,
         pool: Arc<ConnectionPool>,
-        metric: HypervisorInfo,
+        metrics: Metrics,
         found: mpsc::UnboundedSender<HypervisorFound>,
     ) -> Self {
         HypervisorProbe {
             settings,
             pool,
-            metric,
+            metrics,
             found,
             entries: HashMap::new(),
         }
@@ -127,7 +127,7 @@ impl HypervisorProbe {
         let Some(target) = target else {
             if let Some(entry) = self.entries.remove(&key) {
                 if let Some(t) = &entry.series {
-                    self.metric.remove(&key, &self.settings.node, t);
+                    self.metrics.hypervisor.remove(&key, &self.settings.node, t);
                 }
                 self.release(entry.uri).await;
             }
@@ -193,6 +193,14 @@ impl HypervisorProbe {
                 continue;
             };
             let (uri, look) = self.look(&key, &target).await;
+            self.metrics
+                .events
+                .with_label_values(&["libvirt", "domain"])
+                .inc();
+            self.metrics
+                .source_up
+                .with_label_values(&["libvirt"])
+                .set(i64::from(!matches!(look, Look::NoAnswer(_))));
             let previous_uri = self.entries.get_mut(&key).and_then(|e| {
                 let old = e.uri.clone();
                 e.uri.clone_from(&uri);
@@ -248,7 +256,9 @@ impl HypervisorProbe {
             None => {}
             Some(Some(t)) => {
                 if entry.series.as_deref() != Some(t) {
-                    self.metric.set(key, &node, entry.series.as_deref(), t);
+                    self.metrics
+                        .hypervisor
+                        .set(key, &node, entry.series.as_deref(), t);
                     entry.series = Some(t.to_owned());
                 }
                 if entry.reported.as_deref() != Some(t) {
@@ -262,7 +272,7 @@ impl HypervisorProbe {
             }
             Some(None) => {
                 if let Some(old) = entry.series.take() {
-                    self.metric.remove(key, &node, &old);
+                    self.metrics.hypervisor.remove(key, &node, &old);
                 }
             }
         }

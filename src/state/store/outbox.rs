@@ -26,6 +26,7 @@ impl Store {
                     columns: entry.columns,
                     record: stored.record.clone(),
                     versions: stored.versions.clone(),
+                    enqueued_at: entry.first_enqueued,
                 })
             })
             .take(limit)
