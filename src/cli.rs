@@ -1,8 +1,10 @@
 //! Command line: subcommands, configuration loading and exit codes
 //! (0 ok, 1 runtime error, 2 usage or configuration error).
 
+mod client;
 mod ingest;
 mod inspect;
+mod ops;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +39,9 @@ pub struct Args {
     /// Shorthand for --set postgres.url=...
     #[arg(long, global = true)]
     pub postgres_url: Option<String>,
+    /// The daemon's socket (default: api.socket of the configuration).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,6 +56,16 @@ pub enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// The running daemon: conditions, role, cluster role, outbox, sources.
+    Status(ops::StatusArgs),
+    /// VMs as the daemon knows them: `vms [--namespace NS] [--node NODE]`, `vms get NS/NAME`.
+    Vms(ops::VmsArgs),
+    /// This host: `host capabilities [--refresh]`.
+    Host(ops::HostArgs),
+    /// Compare every VM row in PostgreSQL with the sources now and correct what differs.
+    Resync(ops::ResyncArgs),
+    /// Changes waiting for PostgreSQL: `outbox list`, `outbox retry NS/NAME`, `outbox drop NS/NAME`.
+    Outbox(ops::OutboxArgs),
     /// Feed records (JSON lines {"record": <the API VM shape>, "versions": {...}}) through the state
     /// store and flush them: a support and test tool that uses the daemon's code path.
     #[command(hide = true)]
@@ -123,12 +138,34 @@ pub fn run(args: Args) -> Result<()> {
             runtime()?.block_on(crate::daemon::run(cfg, password))
         }
         Command::Inspect(inspect_args) => inspect::run(inspect_args),
+        Command::Status(a) => with_client(&args, |c| async move { ops::status(&c, a).await }),
+        Command::Vms(a) => with_client(&args, |c| async move { ops::vms(&c, a).await }),
+        Command::Host(a) => with_client(&args, |c| async move { ops::host(&c, a).await }),
+        Command::Resync(a) => with_client(&args, |c| async move { ops::resync(&c, a).await }),
+        Command::Outbox(a) => with_client(&args, |c| async move { ops::outbox(&c, a).await }),
         Command::Ingest(ingest_args) => {
             let (cfg, _) = load_config(&args)?;
             let password = password(&cfg)?;
             runtime()?.block_on(ingest::run(&cfg, password, ingest_args))
         }
     }
+}
+
+/// Runs a command against the daemon's socket (`--socket`, else `api.socket`).
+fn with_client<F, Fut>(args: &Args, f: F) -> Result<()>
+where
+    F: FnOnce(client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let socket = match &args.socket {
+        Some(p) => p.clone(),
+        None => load_config(args)?.0.api.socket,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("starting the async runtime: {e}")))?;
+    rt.block_on(f(client::Client::new(socket)))
 }
 
 fn password(cfg: &Config) -> Result<Option<String>> {

@@ -8,15 +8,20 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::api::{ApiState, CapabilityRefresh};
 use crate::columns::ColumnSet;
 use crate::config::{Config, Locator, Role};
+use crate::health::{
+    CACHE_READY, Health, KUBERNETES_CONNECTED, LIBVIRT_CONNECTED, POSTGRES_CONNECTED,
+};
 use crate::metrics::Metrics;
 use crate::model::{Observation, Timestamp};
+use crate::notify::Notifier;
 use crate::sink::postgres::cluster_role::{ClusterRoleSettings, run_cluster_role};
 use crate::sink::postgres::{PgSink, SinkSettings};
 use crate::source::kube::ProbeLink;
 use crate::source::kube::{self as kube_source, KubeSettings, KubeSource};
-use crate::source::libvirt::host::{CapabilitySource, run_capabilities};
+use crate::source::libvirt::host::{CapabilitySource, CapabilityTask, run_capabilities};
 use crate::source::libvirt::locator::DEFAULT_LINK_DIR;
 use crate::source::libvirt::{ConnectionPool, HypervisorProbe, LibvirtConnection, ProbeSettings};
 use crate::state::writer::{self, SharedStore, WriterOptions, lock};
@@ -56,19 +61,40 @@ pub async fn open_store(cfg: &Config) -> Result<SharedStore> {
 pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     let mut signals = shutdown::ShutdownSignals::install()
         .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
+    let metrics = Metrics::new()?;
+    let health = Health::new(Some(metrics.clone()), Timestamp::now);
+    expect_conditions(&cfg, &health);
+    let metrics_server =
+        crate::metrics::http::serve(cfg.metrics.listen, metrics.clone(), health.clone())?;
+    tracing::info!(addr = %metrics_server.addr, "metrics at http://{}/metrics", metrics_server.addr);
+    let notifier = Notifier::from_env(|k| std::env::var(k).ok(), std::process::id());
+    notifier.send("STATUS=opening the state file");
     let store = open_store(&cfg).await?;
+    let api_listener = crate::api::server::bind(&cfg.api.socket)?;
+    tracing::info!(socket = %cfg.api.socket.display(), "socket API listening");
+    let records = lock(&store).records().count();
+    if kube_configured(&cfg) && cfg.role != Role::Cluster {
+        let message =
+            format!("state file open ({records} records); waiting for the first VMI list");
+        health.set(CACHE_READY, false, "Listing", &message);
+    } else {
+        health.set(
+            CACHE_READY,
+            true,
+            "Opened",
+            &format!("state file open ({records} records)"),
+        );
+    }
     // Sources will get clones of `events`; until they exist the pipeline idles. The
     // writer ends when every sender is gone.
     let (events, rx) = mpsc::channel::<StateEvent>(4096);
     let enqueued = Arc::new(Notify::new());
     // A new cluster-role holder asks for anti-entropy once its first VM list is stored.
     let resync = Arc::new(Notify::new());
-    let metrics = Metrics::new()?;
-    let metrics_server = crate::metrics::http::serve(cfg.metrics.listen, metrics.clone())?;
-    tracing::info!(addr = %metrics_server.addr, "metrics at http://{}/metrics", metrics_server.addr);
     let writer_options = WriterOptions {
         resync: Some(resync.clone()),
         metrics: Some(metrics.clone()),
+        health: Some(health.clone()),
         ..WriterOptions::default()
     };
     let writer = tokio::spawn(writer::run(
@@ -79,14 +105,19 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         Timestamp::now,
     ));
     let (stop, stopped) = watch::channel(false);
+    // The socket API answers until the very end (status while flushing).
+    let (stop_api, stopped_api) = watch::channel(false);
     let host_changed = Arc::new(Notify::new());
+    let mut resync_api = None;
     let mut sink = match cfg.postgres.url {
         Some(_) => {
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
             let sink = PgSink::new(settings, store.clone(), Timestamp::now)
-                .with_resync_trigger(resync)
+                .with_resync_trigger(resync.clone())
                 .with_host_trigger(host_changed.clone())
-                .with_metrics(metrics.clone());
+                .with_metrics(metrics.clone())
+                .with_health(health.clone());
+            resync_api = Some((resync.clone(), sink.resync_status()));
             Some(tokio::spawn(sink.run(enqueued.clone(), stopped.clone())))
         }
         None => {
@@ -95,7 +126,15 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         }
     };
     let (stop_sources, sources_stopped) = watch::channel(false);
-    let libvirt = start_libvirt(&cfg, &store, &metrics, host_changed, &sources_stopped);
+    let sources_stopped_for_watchdog = sources_stopped.clone();
+    let libvirt = start_libvirt(
+        &cfg,
+        &store,
+        &metrics,
+        &health,
+        host_changed,
+        &sources_stopped,
+    );
     let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
     let gauges = tokio::spawn(state_gauges(
         store.clone(),
@@ -104,17 +143,46 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         holder.clone(),
         sources_stopped.clone(),
     ));
+    let api_state = ApiState {
+        node: cfg.node_name.clone(),
+        role: cfg.role,
+        admin_group: cfg.api.admin_group.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        started: Timestamp::now(),
+        store: store.clone(),
+        health: health.clone(),
+        holder: holder.clone(),
+        resync: resync_api,
+        capabilities: libvirt.refresh.clone(),
+        enqueued: enqueued.clone(),
+    };
+    let api = tokio::spawn(crate::api::server::serve(
+        api_listener,
+        cfg.api.socket.clone(),
+        api_state,
+        stopped_api,
+    ));
     let source = start_kube_source(
         &cfg,
         &store,
         &events,
         holder,
         libvirt.probe_link,
-        &metrics,
+        (&metrics, &health),
         sources_stopped,
     )
     .await?;
     tracing::info!(node = %cfg.node_name, role = ?cfg.role, "virtsync running");
+    // The state file is open and the endpoints are bound: systemd may order others now.
+    notifier.send(&format!(
+        "READY=1\nSTATUS=running as {} ({:?} role)",
+        cfg.node_name, cfg.role
+    ));
+    let watchdog = tokio::spawn(crate::notify::run_watchdog(
+        notifier.clone(),
+        health.clone(),
+        sources_stopped_for_watchdog,
+    ));
     let sink_failed = tokio::select! {
         sig = signals.received() => {
             tracing::info!(signal = sig, "shutting down");
@@ -143,7 +211,9 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
     };
     // Stop the inputs first and let the writer store what it has, then let the sink
     // flush that, all within the grace period.
+    notifier.send("STOPPING=1\nSTATUS=stopping: flushing what is pending");
     let _ = stop_sources.send(true);
+    let _ = watchdog.await;
     drop(events);
     let finish = async {
         if let Some(source) = source {
@@ -182,6 +252,8 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         parked = stats.parked,
         "stopped; pending changes are kept for the next start"
     );
+    let _ = stop_api.send(true);
+    let _ = api.await;
     if let Ok(store) = Arc::try_unwrap(store) {
         let store = store.into_inner().unwrap_or_else(|p| p.into_inner());
         store.close()?;
@@ -223,7 +295,7 @@ async fn start_kube_source(
     events: &mpsc::Sender<StateEvent>,
     holder: watch::Receiver<bool>,
     probe: Option<ProbeLink>,
-    metrics: &Metrics,
+    (metrics, health): (&Metrics, &Health),
     stopped: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let client = kube_source::client_from_config(&cfg.kubernetes)
@@ -257,11 +329,31 @@ async fn start_kube_source(
         .collect();
     let mut source = KubeSource::new(client, settings, last, events.clone())
         .map_err(|e| Error::Kubernetes(e.to_string()))?
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_health(health.clone());
     if let Some(probe) = probe {
         source = source.with_probe(probe);
     }
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
+}
+
+fn kube_configured(cfg: &Config) -> bool {
+    let k = &cfg.kubernetes;
+    k.kubeconfig.is_some() || k.url.is_some() || k.in_cluster
+}
+
+/// The conditions `/readyz` waits for: the state file, and each configured source.
+fn expect_conditions(cfg: &Config, health: &Health) {
+    health.expect(CACHE_READY, "opening the state file");
+    if kube_configured(cfg) {
+        health.expect(KUBERNETES_CONNECTED, "not connected yet");
+    }
+    if cfg.postgres.url.is_some() {
+        health.expect(POSTGRES_CONNECTED, "not connected yet");
+    }
+    if cfg.libvirt.uri.is_some() {
+        health.expect(LIBVIRT_CONNECTED, "not connected yet");
+    }
 }
 
 /// How often the gauges computed over all stored records are brought up to date.
@@ -297,6 +389,8 @@ async fn state_gauges(
 struct LibvirtTasks {
     probe_link: Option<ProbeLink>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// For `POST /v1/host/capabilities/refresh`.
+    refresh: Option<CapabilityRefresh>,
 }
 
 /// Starts the hypervisor probe when this daemon watches its node's VMIs and has a libvirt
@@ -306,6 +400,7 @@ fn start_libvirt(
     cfg: &Config,
     store: &SharedStore,
     metrics: &Metrics,
+    health: &Health,
     changed: Arc<Notify>,
     stopped: &watch::Receiver<bool>,
 ) -> LibvirtTasks {
@@ -321,7 +416,8 @@ fn start_libvirt(
             link_dir: PathBuf::from(DEFAULT_LINK_DIR),
             check_interval: cfg.libvirt.domain_check_interval,
         };
-        let probe = HypervisorProbe::new(settings, pool.clone(), metrics.clone(), found_tx);
+        let probe = HypervisorProbe::new(settings, pool.clone(), metrics.clone(), found_tx)
+            .with_health(health.clone());
         tasks.push(tokio::spawn(probe.run(targets_rx, stopped.clone())));
         Some(ProbeLink { targets, found })
     } else {
@@ -335,17 +431,32 @@ fn start_libvirt(
         (None, true) => CapabilitySource::Launchers(pool),
         (None, false) => {
             tracing::info!("no libvirt.uri configured: host capability discovery is off");
-            return LibvirtTasks { probe_link, tasks };
+            return LibvirtTasks {
+                probe_link,
+                tasks,
+                refresh: None,
+            };
         }
     };
-    tasks.push(tokio::spawn(run_capabilities(
+    let (refreshed, refreshed_rx) = watch::channel(0);
+    let request = Arc::new(Notify::new());
+    let task = CapabilityTask {
         source,
-        store.clone(),
-        cfg.capabilities.refresh_interval,
-        Arc::new(Notify::new()),
+        store: store.clone(),
+        interval: cfg.capabilities.refresh_interval,
+        requested: request.clone(),
         changed,
-        metrics.clone(),
-        stopped.clone(),
-    )));
-    LibvirtTasks { probe_link, tasks }
+        metrics: metrics.clone(),
+        health: health.clone(),
+        refreshed,
+    };
+    tasks.push(tokio::spawn(run_capabilities(task, stopped.clone())));
+    LibvirtTasks {
+        probe_link,
+        tasks,
+        refresh: Some(CapabilityRefresh {
+            request,
+            refreshed: refreshed_rx,
+        }),
+    }
 }

@@ -8,14 +8,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod api;
 pub mod cli;
 pub mod columns;
 pub mod config;
 pub mod daemon;
 pub mod derive;
 pub mod failpoint;
+pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
@@ -37,6 +40,8 @@ pub enum Error {
     Kubernetes(String),
     #[error("postgres: {0}")]
     Postgres(#[from] sink::postgres::SinkError),
+    #[error("socket API: {0}")]
+    Api(#[from] api::server::ApiError),
     #[error("metrics: {0}")]
     Metrics(#[from] metrics::MetricsError),
     /// A file given to `virtsync inspect` that cannot be read or derived.
@@ -44,6 +49,9 @@ pub enum Error {
     Inspect { path: String, problem: String },
     #[error("input line {line}: {problem}")]
     Input { line: usize, problem: String },
+    /// A command line that cannot be carried out as written.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -52,7 +60,7 @@ impl Error {
     /// Process exit code: 2 for usage/configuration problems an operator must fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Inspect { .. } => 2,
+            Error::Config(_) | Error::Inspect { .. } | Error::Usage(_) => 2,
             Error::Postgres(e) if e.is_setup_problem() => 2,
             _ => 1,
         }

@@ -226,6 +226,7 @@ fn the_daemon_runs_on_built_in_defaults_and_stops_cleanly_on_sigterm() {
     let cache = dir.path().join("state.redb");
     let mut child = virtsync(&["--cache-path", cache.to_str().unwrap(), "daemon"])
         .env("VIRTSYNC_METRICS_LISTEN", "127.0.0.1:0")
+        .env("VIRTSYNC_API_SOCKET", dir.path().join("api.sock"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

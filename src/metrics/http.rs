@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::{Metrics, MetricsError};
+use crate::health::Health;
 
 /// Scrapers served at once; more wait for a slot (a scrape takes microseconds).
 const MAX_CONNECTIONS: usize = 32;
@@ -51,7 +52,11 @@ impl Drop for MetricsServer {
 }
 
 /// Binds `addr` now (so a taken port is an error at start) and serves on a thread.
-pub fn serve(addr: SocketAddr, metrics: Metrics) -> Result<MetricsServer, MetricsError> {
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    health: Health,
+) -> Result<MetricsServer, MetricsError> {
     let listen = |source| MetricsError::Listen { addr, source };
     let std_listener = std::net::TcpListener::bind(addr).map_err(listen)?;
     std_listener.set_nonblocking(true).map_err(listen)?;
@@ -63,7 +68,7 @@ pub fn serve(addr: SocketAddr, metrics: Metrics) -> Result<MetricsServer, Metric
     let (stop, stopped) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("virtsync-metrics".into())
-        .spawn(move || runtime.block_on(accept_loop(std_listener, metrics, stopped)))
+        .spawn(move || runtime.block_on(accept_loop(std_listener, metrics, health, stopped)))
         .map_err(MetricsError::Thread)?;
     Ok(MetricsServer {
         addr: bound,
@@ -75,6 +80,7 @@ pub fn serve(addr: SocketAddr, metrics: Metrics) -> Result<MetricsServer, Metric
 async fn accept_loop(
     std_listener: std::net::TcpListener,
     metrics: Metrics,
+    health: Health,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(std_listener) {
@@ -103,11 +109,11 @@ async fn accept_loop(
             },
             _ = &mut stopped => return,
         };
-        let metrics = metrics.clone();
+        let (metrics, health) = (metrics.clone(), health.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
+                let (metrics, health) = (metrics.clone(), health.clone());
+                async move { Ok::<_, Infallible>(respond(&req, &metrics, &health)) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -119,7 +125,7 @@ async fn accept_loop(
     }
 }
 
-fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
@@ -129,9 +135,16 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> 
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
         "/healthz" => plain(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match health.ready() {
+            Ok(()) => plain(StatusCode::OK, "ready\n".into()),
+            Err(not) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {not}\n"),
+            ),
+        },
         other => plain(
             StatusCode::NOT_FOUND,
-            format!("no such path {other:?}; try /metrics or /healthz\n"),
+            format!("no such path {other:?}; try /metrics, /healthz or /readyz\n"),
         ),
     }
 }
@@ -154,6 +167,7 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
+    use crate::health::CACHE_READY;
     use crate::model::VmKey;
 
     fn get(addr: SocketAddr, request: &str) -> String {
@@ -170,7 +184,26 @@ mod tests {
         metrics
             .hypervisor
             .set(&VmKey::new("ns", "a"), "n", None, "kvm");
-        let server = serve("127.0.0.1:0".parse().unwrap(), metrics).unwrap();
+        let health = Health::default();
+        health.expect(CACHE_READY, "opening");
+        let server = serve("127.0.0.1:0".parse().unwrap(), metrics, health.clone()).unwrap();
+        let text = get(
+            server.addr,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            text.starts_with("HTTP/1.1 503") && text.ends_with("not ready: CacheReady: opening\n"),
+            "{text}"
+        );
+        health.set(CACHE_READY, true, "Opened", "open");
+        let text = get(
+            server.addr,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("ready\n"),
+            "{text}"
+        );
         let close = "Connection: close\r\n\r\n";
         let text = get(
             server.addr,
@@ -212,7 +245,9 @@ mod tests {
         );
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         let addr = server.addr;
-        let taken = serve(addr, Metrics::new().unwrap()).err().unwrap();
+        let taken = serve(addr, Metrics::new().unwrap(), Health::default())
+            .err()
+            .unwrap();
         assert!(
             taken
                 .to_string()

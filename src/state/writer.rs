@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use super::{IngestReport, StateEvent, Store, StoreError};
+use crate::health::{BEAT_INTERVAL, Health};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 
@@ -47,6 +48,8 @@ pub struct WriterOptions {
     pub resync: Option<Arc<Notify>>,
     /// No-op counts and the outbox gauges.
     pub metrics: Option<Metrics>,
+    /// Where the writer says it is alive (also while idle).
+    pub health: Option<Health>,
 }
 
 impl Default for WriterOptions {
@@ -56,6 +59,7 @@ impl Default for WriterOptions {
             max_batch: 1024,
             resync: None,
             metrics: None,
+            health: None,
         }
     }
 }
@@ -68,7 +72,16 @@ pub async fn run(
     enqueued: Arc<Notify>,
     clock: fn() -> Timestamp,
 ) {
-    while let Some(first) = rx.recv().await {
+    const LOOP: &str = "state-writer";
+    loop {
+        if let Some(h) = &options.health {
+            h.beat(LOOP);
+        }
+        let first = match tokio::time::timeout(BEAT_INTERVAL, rx.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + options.window;
         while batch.len() < options.max_batch {
@@ -78,7 +91,7 @@ pub async fn run(
             }
         }
         let batch = Arc::new(batch);
-        let report = store_until_done(&store, &batch, clock).await;
+        let report = store_until_done(&store, &batch, clock, options.health.as_ref()).await;
         if report.enqueued > 0 {
             enqueued.notify_one();
         }
@@ -94,12 +107,16 @@ pub async fn run(
             m.set_outbox(&lock(&store).outbox_stats(), clock());
         }
     }
+    if let Some(h) = &options.health {
+        h.done(LOOP);
+    }
 }
 
 async fn store_until_done(
     store: &SharedStore,
     batch: &Arc<Vec<StateEvent>>,
     clock: fn() -> Timestamp,
+    health: Option<&Health>,
 ) -> IngestReport {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -112,8 +129,12 @@ async fn store_until_done(
             Ok(Err(e)) => log_retry(&e, backoff),
             Err(join) => tracing::error!(error = %join, "state writer task failed; retrying"),
         }
+        // Failing to store (e.g. a full disk) is reported, not a hang: keep beating.
+        if let Some(h) = health {
+            h.beat("state-writer");
+        }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(BEAT_INTERVAL * 2);
     }
 }
 

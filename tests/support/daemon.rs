@@ -40,8 +40,9 @@ impl DaemonProcess {
             .arg("daemon")
             .env("RUST_LOG", "info,virtsync=debug")
             .env_remove("VIRTSYNC_FAILPOINT")
-            // Any free port: tests run daemons side by side.
+            // Any free port and a socket of its own: tests run daemons side by side.
             .env("VIRTSYNC_METRICS_LISTEN", "127.0.0.1:0")
+            .env("VIRTSYNC_API_SOCKET", self.socket())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -97,6 +98,11 @@ impl DaemonProcess {
 
     pub async fn wait_for(&mut self, needle: &str, timeout: Duration) {
         self.wait_for_n(needle, 1, timeout).await;
+    }
+
+    /// The socket API path (next to the config file).
+    pub fn socket(&self) -> PathBuf {
+        self.config.with_extension("sock")
     }
 
     /// The metrics endpoint of the latest start (`host:port`), once it is logged.

@@ -20,6 +20,7 @@ pub use error::{ErrorClass, SinkError, classify, describe};
 
 use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
+use crate::health::{BEAT_INTERVAL, Health, POSTGRES_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, lock, with_store};
@@ -173,7 +174,26 @@ pub struct PgSink {
     host_changed: Arc<Notify>,
     host_pending: bool,
     metrics: Option<Metrics>,
+    health: Health,
+    resync_status: watch::Sender<ResyncStatus>,
 }
+
+/// Anti-entropy passes, for `virtsync resync` and `virtsync status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncStatus {
+    /// Passes finished (successfully) since the start.
+    pub passes: u64,
+    pub running: bool,
+    /// Rows the last pass found different and queued again.
+    pub last_drifted: usize,
+    pub last_finished: Option<Timestamp>,
+    /// Why the last pass failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// The sink's loop name for the watchdog.
+const LOOP: &str = "postgres-sink";
 
 impl PgSink {
     pub fn new(settings: SinkSettings, store: SharedStore, clock: fn() -> Timestamp) -> PgSink {
@@ -186,7 +206,20 @@ impl PgSink {
             host_changed: Arc::new(Notify::new()),
             host_pending: true,
             metrics: None,
+            health: Health::default(),
+            resync_status: watch::channel(ResyncStatus::default()).0,
         }
+    }
+
+    /// Where anti-entropy progress is published (the socket API reads it).
+    pub fn resync_status(&self) -> watch::Receiver<ResyncStatus> {
+        self.resync_status.subscribe()
+    }
+
+    /// Reports `PostgresConnected` and the sink loop's liveness in `health`.
+    pub fn with_health(mut self, health: Health) -> PgSink {
+        self.health = health;
+        self
     }
 
     /// Reports flushes, errors, the outbox and the connection in `metrics`.
@@ -434,8 +467,10 @@ impl PgSink {
             resync: (!self.settings.resync_interval.is_zero()).then(Instant::now),
         };
         loop {
+            self.health.beat(LOOP);
             if *shutdown.borrow() {
                 self.final_flush().await;
+                self.health.done(LOOP);
                 return Ok(());
             }
             let result = match self.is_connected() {
@@ -448,18 +483,30 @@ impl PgSink {
                 // accepts connections but refuses the work must not be hammered.
                 Ok(Step::Connected) => continue,
                 Ok(Step::Flushed) => backoff = Duration::from_millis(200),
-                Err(e) if e.is_setup_problem() => return Err(e),
+                Err(e) if e.is_setup_problem() => {
+                    self.health.done(LOOP);
+                    return Err(e);
+                }
                 Err(e) => {
                     if let Some(m) = &self.metrics {
                         observe::failed(m, &e);
                     }
                     if e.class() == ErrorClass::Connection {
+                        self.health
+                            .set(POSTGRES_CONNECTED, false, "Unavailable", &e.to_string());
+                    }
+                    if e.class() == ErrorClass::Connection {
                         self.conn = None;
                     }
                     tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
+                    // An outage is no hang: the backoff sleep beats like an idle loop.
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !*shutdown.borrow() {
+                        self.health.beat(LOOP);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until.min(Instant::now() + BEAT_INTERVAL).into()) => {}
+                            _ = shutdown.changed() => {}
+                        }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
@@ -483,6 +530,7 @@ impl PgSink {
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep(BEAT_INTERVAL) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -506,9 +554,15 @@ impl PgSink {
             managed = lock(&self.store).managed_count(),
             "connected to PostgreSQL"
         );
-        if let Some(m) = &self.metrics {
-            m.source_up.with_label_values(&["postgres"]).set(1);
-        }
+        self.health.set(
+            POSTGRES_CONNECTED,
+            true,
+            "Connected",
+            &format!(
+                "connected; {} managed VM rows",
+                lock(&self.store).managed_count()
+            ),
+        );
         Ok(Step::Connected)
     }
 
@@ -542,7 +596,22 @@ impl PgSink {
         }
         if timers.resync.is_some_and(|due| Instant::now() >= due) {
             let interval = self.settings.resync_interval;
-            let next = match self.anti_entropy().await {
+            self.resync_status.send_modify(|s| s.running = true);
+            let result = self.anti_entropy().await;
+            let now = (self.clock)();
+            self.resync_status.send_modify(|s| {
+                s.running = false;
+                match &result {
+                    Ok(drifted) => {
+                        s.passes += 1;
+                        s.last_drifted = *drifted;
+                        s.last_finished = Some(now);
+                        s.last_error = None;
+                    }
+                    Err(e) => s.last_error = Some(e.to_string()),
+                }
+            });
+            let next = match result {
                 Ok(drifted) => {
                     tracing::info!(drifted, "anti-entropy pass done");
                     after(interval)

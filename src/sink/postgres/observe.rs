@@ -44,7 +44,4 @@ pub fn failed(m: &Metrics, e: &SinkError) {
         ErrorClass::Data | ErrorClass::Fatal => "other",
     };
     m.flush_errors.with_label_values(&[reason]).inc();
-    if e.class() == ErrorClass::Connection {
-        m.source_up.with_label_values(&["postgres"]).set(0);
-    }
 }

@@ -23,6 +23,7 @@ pub use object::{Kind, KubeObject};
 pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
 
+use crate::health::{CACHE_READY, Health, KUBERNETES_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::{Observation, VmKey, parse_resource_version};
 use crate::source::libvirt::{HypervisorFound, TargetUpdate};
@@ -55,7 +56,12 @@ pub struct KubeSource {
     /// The hypervisor probe (node role with libvirt): targets out, answers in.
     probe: Option<ProbeLink>,
     metrics: Option<Metrics>,
+    health: Health,
+    /// First lists (per kind and scope) still to complete before `CacheReady`.
+    first_lists: usize,
 }
+
+const LOOP: &str = "kubernetes";
 
 /// The KubeVirt source's side of the hypervisor probe's channels.
 pub struct ProbeLink {
@@ -90,7 +96,16 @@ impl KubeSource {
             retry: Vec::new(),
             probe: None,
             metrics: None,
+            health: Health::default(),
+            first_lists: 0,
         })
+    }
+
+    /// Reports `KubernetesConnected`, `CacheReady` (once the first lists are stored) and
+    /// the loop's liveness in `health`.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Counts events and shows the API's health in `metrics`.
@@ -102,13 +117,8 @@ impl KubeSource {
     /// Counts one watcher item: `Err` (the watch failed) or whether it carried an
     /// object; `noop_before` is the tracker's no-op count before it.
     fn count_event(&self, kind: Kind, item: Result<bool, ()>, noop_before: u64) {
+        let Ok(object) = item else { return };
         let Some(m) = &self.metrics else { return };
-        let up = m.source_up.with_label_values(&["kubernetes"]);
-        let Ok(object) = item else {
-            up.set(0);
-            return;
-        };
-        up.set(1);
         if object {
             m.events
                 .with_label_values(&["kubernetes", kind.name()])
@@ -133,12 +143,16 @@ impl KubeSource {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut vmis = self.settings.node_role.then(|| self.watch(Kind::Vmi));
+        if vmis.is_some() {
+            self.first_lists = self.scopes().len();
+        }
         let mut vms: Option<EventStream> = None;
         let mut vm_lists_awaited = 0usize;
         let mut election_over = false;
         let mut retry_tick = tokio::time::interval(CONFIRM_RETRY);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.health.beat(LOOP);
             let holding = self.settings.cluster_role && *holder.borrow_and_update();
             if holding != self.tracker.cluster_active() {
                 self.tracker.set_cluster_active(holding);
@@ -180,12 +194,21 @@ impl KubeSource {
                 }
                 continue;
             }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.health.done(LOOP);
+                    return;
+                }
             };
             let event = match item {
                 Ok(event) => event,
                 Err(e) => {
                     self.count_event(kind, Err(()), 0);
+                    self.health.set(
+                        KUBERNETES_CONNECTED,
+                        false,
+                        "WatchFailed",
+                        &format!("{} watch: {e}", kind.name()),
+                    );
                     tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying with backoff");
                     continue;
                 }
@@ -202,6 +225,23 @@ impl KubeSource {
                 return;
             }
             if list_done {
+                self.health.set(
+                    KUBERNETES_CONNECTED,
+                    true,
+                    "Watching",
+                    &format!("{} list complete; watching", kind.name()),
+                );
+                if kind == Kind::Vmi && self.first_lists > 0 {
+                    self.first_lists -= 1;
+                    if self.first_lists == 0 {
+                        self.health.set(
+                            CACHE_READY,
+                            true,
+                            "Listed",
+                            "the first VMI lists are stored",
+                        );
+                    }
+                }
                 let stats = self.tracker.stats;
                 tracing::info!(
                     kind = kind.name(),

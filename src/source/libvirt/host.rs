@@ -13,6 +13,7 @@ use super::connection::LibvirtConnection;
 use super::discovery::discover;
 use super::pool::ConnectionPool;
 use crate::derive::caps::{DiscoveryInput, build_capabilities};
+use crate::health::{Health, LIBVIRT_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::state::writer::{SharedStore, with_store};
@@ -164,26 +165,52 @@ pub async fn refresh(
     .map_err(|e| e.to_string())
 }
 
+/// The discovery task's inputs and outputs.
+pub struct CapabilityTask {
+    pub source: CapabilitySource,
+    pub store: SharedStore,
+    /// `capabilities.refresh_interval`.
+    pub interval: Duration,
+    /// Notified to refresh now (`POST /v1/host/capabilities/refresh`).
+    pub requested: Arc<Notify>,
+    /// Notified when a new form was stored (the sink writes it).
+    pub changed: Arc<Notify>,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// Counts finished refreshes (successful or not), so a requester can wait for one.
+    pub refreshed: watch::Sender<u64>,
+}
+
 /// Refreshes at start, every `interval` and whenever `requested` is notified, until
-/// `shutdown`. `changed` is notified when a new form was stored (the sink writes it).
-pub async fn run_capabilities(
-    source: CapabilitySource,
-    store: SharedStore,
-    interval: Duration,
-    requested: Arc<Notify>,
-    changed: Arc<Notify>,
-    metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let count = |result: &str, up: bool| {
+/// `shutdown`.
+pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receiver<bool>) {
+    let CapabilityTask {
+        source,
+        store,
+        interval,
+        requested,
+        changed,
+        metrics,
+        health,
+        refreshed,
+    } = task;
+    let count = |result: &str, up: Result<(), &str>| {
         metrics
             .capabilities_refresh
             .with_label_values(&[result])
             .inc();
-        metrics
-            .source_up
-            .with_label_values(&["libvirt"])
-            .set(i64::from(up));
+        // On a KubeVirt node the launchers come and go: the probe reports the connection.
+        if let CapabilitySource::Host(conn) = &source {
+            match up {
+                Ok(()) => health.set(
+                    LIBVIRT_CONNECTED,
+                    true,
+                    "Answering",
+                    &format!("{} answered", conn.uri()),
+                ),
+                Err(reason) => health.set(LIBVIRT_CONNECTED, false, "DiscoveryFailed", reason),
+            }
+        }
     };
     loop {
         let started = std::time::Instant::now();
@@ -201,7 +228,11 @@ pub async fn run_capabilities(
                         (true, true) => "changed",
                         (true, false) => "unchanged",
                     },
-                    caps.available,
+                    if caps.available {
+                        Ok(())
+                    } else {
+                        Err("no libvirt to ask")
+                    },
                 );
                 if changed_now {
                     tracing::info!(fingerprint = %caps.fingerprint, available = caps.available, took = ?started.elapsed(), "host capabilities changed");
@@ -216,10 +247,11 @@ pub async fn run_capabilities(
                 }
             }
             Err(e) => {
-                count("failed", false);
+                count("failed", Err(&e));
                 tracing::warn!(error = %e, "host capability discovery failed; retrying later")
             }
         }
+        refreshed.send_modify(|n| *n += 1);
         let launchers = launcher_uris(&source);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

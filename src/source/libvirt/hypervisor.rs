@@ -27,6 +27,7 @@ use super::pool::ConnectionPool;
 use crate::config::{LibvirtConfig, Locator};
 use crate::derive::caps::HypervisorType;
 use crate::derive::{DomainTarget, needs_probe};
+use crate::health::{BEAT_INTERVAL, Health, LIBVIRT_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::VmKey;
 
@@ -83,7 +84,10 @@ pub struct HypervisorProbe {
     metrics: Metrics,
     found: mpsc::UnboundedSender<HypervisorFound>,
     entries: HashMap<VmKey, Entry>,
+    health: Health,
 }
+
+const LOOP: &str = "hypervisor-probe";
 
 impl HypervisorProbe {
     pub fn new(
@@ -98,7 +102,14 @@ impl HypervisorProbe {
             metrics,
             found,
             entries: HashMap::new(),
+            health: Health::default(),
         }
+    }
+
+    /// Reports `LibvirtConnected` (from each look) and the loop's liveness in `health`.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Runs until `shutdown` or until the source is gone; closes its connections.
@@ -108,8 +119,10 @@ impl HypervisorProbe {
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
+            self.health.beat(LOOP);
             let next_due = self.entries.values().map(|e| e.due).min();
             tokio::select! {
+                _ = tokio::time::sleep(BEAT_INTERVAL) => {}
                 update = targets.recv() => match update {
                     Some((key, target)) => self.update(key, target).await,
                     None => break,
@@ -118,6 +131,7 @@ impl HypervisorProbe {
                 _ = shutdown.changed() => break,
             }
         }
+        self.health.done(LOOP);
         if let Err(e) = self.pool.close_all().await {
             tracing::warn!(error = %e, "closing libvirt connections failed");
         }
@@ -197,10 +211,18 @@ impl HypervisorProbe {
                 .events
                 .with_label_values(&["libvirt", "domain"])
                 .inc();
-            self.metrics
-                .source_up
-                .with_label_values(&["libvirt"])
-                .set(i64::from(!matches!(look, Look::NoAnswer(_))));
+            match &look {
+                Look::NoAnswer(reason) => {
+                    self.health
+                        .set(LIBVIRT_CONNECTED, false, "NoAnswer", reason)
+                }
+                _ => self.health.set(
+                    LIBVIRT_CONNECTED,
+                    true,
+                    "Answering",
+                    &format!("{} answered", uri.as_deref().unwrap_or("libvirt")),
+                ),
+            }
             let previous_uri = self.entries.get_mut(&key).and_then(|e| {
                 let old = e.uri.clone();
                 e.uri.clone_from(&uri);

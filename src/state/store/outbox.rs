@@ -134,6 +134,24 @@ impl Store {
         Ok(true)
     }
 
+    /// Operator action: forget a pending or parked delta (the record stays; the row is
+    /// written again at the VM's next change or when anti-entropy finds it different).
+    pub fn drop_outbox_entry(&mut self, key: &VmKey) -> Result<bool, StoreError> {
+        if !self.outbox.contains_key(key) {
+            return Ok(false);
+        }
+        let txn = self.begin()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
+            outbox
+                .remove(key.to_string().as_str())
+                .map_err(redb_err("remove outbox"))?;
+        }
+        self.commit(txn)?;
+        self.remove_entry(key);
+        Ok(true)
+    }
+
     pub fn outbox_entry(&self, key: &VmKey) -> Option<&OutboxEntry> {
         self.outbox.get(key)
     }
