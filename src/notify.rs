@@ -44,6 +44,8 @@ impl Notifier {
 
 fn send_to(path: &str, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
+    // Never block the caller: a receiver that does not read gets EAGAIN, not a hang.
+    sock.set_nonblocking(true)?;
     match path.strip_prefix('@') {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;

@@ -243,7 +243,7 @@ pub async fn vms(client: &Client, args: &VmsArgs) -> Result<()> {
                 text(&vm["cpuCount"]),
                 text(&vm["memoryMB"]),
                 text(&rt["nodeName"]),
-                text(&rt["primaryIP"]),
+                text(&rt["primaryIPAddress"]),
                 text(&rt["hypervisorType"]),
                 text(&vm["sync"]["state"]),
             ]

@@ -14,11 +14,23 @@ pub struct DaemonProcess {
     pub config: PathBuf,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
+    /// Extra environment for every start.
+    env: Vec<(String, String)>,
 }
 
 impl DaemonProcess {
     /// Writes `config` (TOML) to `dir/<name>.toml` and starts `virtsync daemon` with it.
     pub fn start(dir: &Path, name: &str, config: &str) -> DaemonProcess {
+        Self::start_with_env(dir, name, config, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> DaemonProcess {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let mut d = DaemonProcess {
@@ -26,6 +38,10 @@ impl DaemonProcess {
             config: path,
             child: None,
             log: Arc::new(Mutex::new(String::new())),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         d.restart();
         d
@@ -43,6 +59,7 @@ impl DaemonProcess {
             // Any free port and a socket of its own: tests run daemons side by side.
             .env("VIRTSYNC_METRICS_LISTEN", "127.0.0.1:0")
             .env("VIRTSYNC_API_SOCKET", self.socket())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

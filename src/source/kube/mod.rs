@@ -219,6 +219,9 @@ impl KubeSource {
                 event,
                 Event::Apply(_) | Event::InitApply(_) | Event::Delete(_)
             );
+            if object {
+                crate::failpoint::stall("kube_event").await;
+            }
             let actions = self.tracker.event(kind, scope.as_deref(), event);
             self.count_event(kind, Ok(object), noop_before);
             if !self.perform(actions).await {
