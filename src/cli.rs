@@ -135,7 +135,10 @@ pub fn run(args: Args) -> Result<()> {
                 Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
                 None => tracing::info!("no configuration file: built-in defaults"),
             }
-            runtime()?.block_on(crate::daemon::run(cfg, password))
+            let inputs = ConfigInputs::of(&args);
+            let reload: crate::daemon::Reload =
+                Box::new(move || load_inputs(&inputs).map(|(c, _)| c));
+            runtime()?.block_on(crate::daemon::run(cfg, password, reload))
         }
         Command::Inspect(inspect_args) => inspect::run(inspect_args),
         Command::Status(a) => with_client(&args, |c| async move { ops::status(&c, a).await }),
@@ -176,6 +179,32 @@ fn password(cfg: &Config) -> Result<Option<String>> {
 /// Reads the file (if any), the VIRTSYNC_* environment and the flags into a validated
 /// configuration. Returns the file used.
 pub fn load_config(args: &Args) -> Result<(Config, Option<PathBuf>)> {
+    load_inputs(&ConfigInputs::of(args))
+}
+
+/// What the configuration is read from, kept so SIGHUP can read it again.
+#[derive(Clone, Debug)]
+struct ConfigInputs {
+    config: Option<PathBuf>,
+    sets: Vec<String>,
+    node_name: Option<String>,
+    cache_path: Option<PathBuf>,
+    postgres_url: Option<String>,
+}
+
+impl ConfigInputs {
+    fn of(args: &Args) -> ConfigInputs {
+        ConfigInputs {
+            config: args.config.clone(),
+            sets: args.sets.clone(),
+            node_name: args.node_name.clone(),
+            cache_path: args.cache_path.clone(),
+            postgres_url: args.postgres_url.clone(),
+        }
+    }
+}
+
+fn load_inputs(args: &ConfigInputs) -> Result<(Config, Option<PathBuf>)> {
     let (text, used) = match &args.config {
         Some(p) => (read(p)?, Some(p.clone())),
         None if Path::new(DEFAULT_CONFIG).exists() => (

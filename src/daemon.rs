@@ -58,9 +58,15 @@ pub async fn open_store(cfg: &Config) -> Result<SharedStore> {
     Ok(Arc::new(Mutex::new(store)))
 }
 
-pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
+/// Reads the configuration again (SIGHUP): the same file, environment and flags as at
+/// start.
+pub type Reload = Box<dyn Fn() -> Result<Config> + Send>;
+
+pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Result<()> {
     let mut signals = shutdown::ShutdownSignals::install()
         .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Error::Other(format!("installing the SIGHUP handler: {e}")))?;
     let metrics = Metrics::new()?;
     let health = Health::new(Some(metrics.clone()), Timestamp::now);
     expect_conditions(&cfg, &health);
@@ -183,31 +189,37 @@ pub async fn run(cfg: Config, password: Option<String>) -> Result<()> {
         health.clone(),
         sources_stopped_for_watchdog,
     ));
-    let sink_failed = tokio::select! {
-        sig = signals.received() => {
-            tracing::info!(signal = sig, "shutting down");
-            None
-        }
-        result = async {
-            match sink.as_mut() {
-                Some(handle) => handle.await,
-                None => std::future::pending().await,
+    let sink_failed = loop {
+        break tokio::select! {
+            _ = hangup.recv() => {
+                reread_config(&cfg, &reload, &notifier);
+                continue;
             }
-        } => {
-            sink = None;
-            Some(result)
-        }
-        // The election returns only on a problem an operator must fix (e.g. a server
-        // without idle_session_timeout): stop like for a broken sink.
-        result = async {
-            match election.as_mut() {
-                Some(handle) => handle.await,
-                None => std::future::pending().await,
+            sig = signals.received() => {
+                tracing::info!(signal = sig, "shutting down");
+                None
             }
-        } => {
-            election = None;
-            Some(result)
-        }
+            result = async {
+                match sink.as_mut() {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                sink = None;
+                Some(result)
+            }
+            // The election returns only on a problem an operator must fix (e.g. a server
+            // without idle_session_timeout): stop like for a broken sink.
+            result = async {
+                match election.as_mut() {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                election = None;
+                Some(result)
+            }
+        };
     };
     // Stop the inputs first and let the writer store what it has, then let the sink
     // flush that, all within the grace period.
@@ -335,6 +347,26 @@ async fn start_kube_source(
         source = source.with_probe(probe);
     }
     Ok(Some(tokio::spawn(source.run(holder, stopped))))
+}
+
+/// SIGHUP: reads the configuration again and says what changed. Nothing is applied
+/// while running: every changed key needs a restart, and the log says which.
+fn reread_config(running: &Config, reload: &Reload, notifier: &Notifier) {
+    notifier.send("RELOADING=1");
+    match reload() {
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration does not load; still running with the one from the start")
+        }
+        Ok(new) => {
+            let changed = running.changed_sections(&new);
+            if changed.is_empty() {
+                tracing::info!("SIGHUP: configuration re-read; nothing changed");
+            } else {
+                tracing::warn!(changed = ?changed, "SIGHUP: configuration re-read; these settings changed and take effect only after a restart (systemctl restart virtsync)");
+            }
+        }
+    }
+    notifier.send("READY=1");
 }
 
 fn kube_configured(cfg: &Config) -> bool {

@@ -625,3 +625,37 @@ async fn sigterm_under_load_leaves_nothing_postgres_could_take() {
     );
     println!("measured: {n} VMs churning; stopped with: {last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_config_and_names_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let mut d = DaemonProcess::start(dir.path(), "hup", &cfg);
+    d.wait_for("virtsync running", WAIT).await;
+    d.signal(libc::SIGHUP);
+    d.wait_for("SIGHUP: configuration re-read; nothing changed", WAIT)
+        .await;
+    std::fs::write(
+        &d.config,
+        format!("{cfg}[capabilities]\nrefresh_interval = \"2h\"\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for("changed=[\"capabilities\"]", WAIT).await;
+    std::fs::write(
+        &d.config,
+        format!("{cfg}[capabilities]\nrefresh_interval = \"soon\"\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for("the configuration does not load; still running", WAIT)
+        .await;
+    assert!(
+        d.log().contains("capabilities.refresh_interval"),
+        "{}",
+        d.log()
+    );
+    let (code, _) = request(&d.socket(), "GET", "/v1/status", "", "");
+    assert_eq!(code, 200, "still serving after a bad reload");
+    assert_eq!(d.stop(), Some(0));
+}
