@@ -346,49 +346,22 @@ impl HostCapabilities {
     /// Compact JSON with the keys of every object sorted: the same capabilities give the
     /// same bytes whatever the struct order or serde_json features.
     pub fn to_canonical_json(&self) -> String {
+        // serde_json's map is a BTreeMap (no `preserve_order` feature in this build; a
+        // test checks): through a Value, every object's keys come out sorted.
         let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        let mut out = String::new();
-        write_canonical(&value, &mut out);
-        out
+        serde_json::to_string(&value).unwrap_or_default()
     }
 
     /// [`fnv1a64`] of [`to_canonical_json`](Self::to_canonical_json), 16 hex digits:
     /// decides whether the capabilities changed.
     pub fn fingerprint(&self) -> String {
-        format!("{:016x}", fnv1a64(self.to_canonical_json().as_bytes()))
+        fingerprint_of(&self.to_canonical_json())
     }
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                if let Some(child) = map.get(*k) {
-                    write_canonical(child, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+/// The fingerprint of a canonical JSON text (computing the JSON once for both).
+pub fn fingerprint_of(canonical: &str) -> String {
+    format!("{:016x}", fnv1a64(canonical.as_bytes()))
 }
 
 /// 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3).

@@ -49,7 +49,7 @@ pub mod xml;
 #[cfg(test)]
 mod tests;
 
-pub use build::{DiscoveryInput, build_capabilities, fnv1a64};
+pub use build::{DiscoveryInput, build_capabilities, fingerprint_of, fnv1a64};
 pub use domain::{HypervisorType, hypervisor_type};
 pub use domcaps::{DomCapsDoc, parse_domain_capabilities};
 pub use host::{CapsDoc, parse_capabilities};

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use super::connection::LibvirtConnection;
 use super::discovery::discover;
 use super::pool::ConnectionPool;
-use crate::derive::caps::{DiscoveryInput, build_capabilities};
+use crate::derive::caps::{DiscoveryInput, build_capabilities, fingerprint_of};
 use crate::health::{Health, LIBVIRT_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
@@ -132,7 +132,8 @@ pub async fn refresh(
         }
     };
     let caps = build_capabilities(&input);
-    let fingerprint = caps.fingerprint();
+    let canonical = caps.to_canonical_json();
+    let fingerprint = fingerprint_of(&canonical);
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
         with_store(&store, |s| {
@@ -148,7 +149,7 @@ pub async fn refresh(
                 fingerprint,
                 hostname: caps.host_info.hostname.clone().unwrap_or_default(),
                 discovered_at: now,
-                canonical: caps.to_canonical_json(),
+                canonical,
                 available: unavailable.is_none(),
             };
             let bytes =

@@ -182,6 +182,23 @@ fn canonical_json_and_fingerprint_are_stable() {
     );
     let back: HostCapabilities = serde_json::from_str(&json).unwrap();
     assert_eq!(back, a);
+    // Keys sorted, not in declaration order (host_info is declared first): the
+    // canonical form relies on serde_json's sorted maps.
+    let at = |k: &str| json.find(&format!("\"{k}\":")).unwrap();
+    let groups = [
+        "cpu_info",
+        "host_info",
+        "memory_info",
+        "network_info",
+        "security_info",
+        "storage_info",
+        "virt_info",
+    ];
+    assert!(
+        groups.windows(2).all(|w| at(w[0]) < at(w[1])),
+        "{json:.300}"
+    );
+    assert_eq!(fingerprint_of(&json), a.fingerprint());
 
     let mut input = full();
     input.libvirt_version = Ok(9_000_001);
