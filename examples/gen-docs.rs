@@ -24,6 +24,9 @@ fn main() -> std::io::Result<()> {
         clap_complete::generate(shell, &mut cmd.clone(), "virtsync", &mut out);
         std::fs::write(dir.join(file), out)?;
     }
-    println!("wrote {}/{{virtsync.1,virtsync.bash,_virtsync}}", dir.display());
+    println!(
+        "wrote {}/{{virtsync.1,virtsync.bash,_virtsync}}",
+        dir.display()
+    );
     Ok(())
 }

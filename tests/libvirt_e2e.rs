@@ -235,6 +235,37 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
         support::metrics::sample(&text, "virtsync_source_up", r#"source="libvirt""#),
         Some(1.0)
     );
+    // The operator's view of the host, refreshed on request through the socket.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_virtsync"))
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["host", "capabilities", "--refresh", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        caps["capabilities"]["cpu_info"]["arch"],
+        json!(std::env::consts::ARCH)
+    );
+    assert_eq!(
+        caps["fingerprint"].as_str().map(str::len),
+        Some(16),
+        "{caps}"
+    );
+    assert_eq!(
+        support::metrics::sample(
+            &d.scrape().await,
+            "virtsync_host_capabilities_refresh_total",
+            r#"result="unchanged""#
+        ),
+        Some(1.0),
+        "the requested refresh ran once and found nothing new"
+    );
     wait_stored(
         &db,
         &ns,
