@@ -68,84 +68,164 @@ pub struct Call<'a> {
     pub admin: Result<bool, String>,
 }
 
-/// Routes one request.
-pub async fn handle(state: &ApiState, call: Call<'_>) -> Reply {
-    let segments: Vec<&str> = call.path.trim_end_matches('/').split('/').collect();
-    let get = call.method == Method::GET;
-    let post = call.method == Method::POST;
-    if post && !call.body.is_empty() && serde_json::from_slice::<Value>(call.body).is_err() {
-        return error(
+/// What a request asks for, once its method, path, query and body are understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Status,
+    ListVms {
+        namespace: Option<String>,
+        node: Option<String>,
+    },
+    GetVm(VmKey),
+    Capabilities,
+    RefreshCapabilities,
+    Resync,
+    Outbox,
+    OutboxAction {
+        key: VmKey,
+        retry: bool,
+    },
+}
+
+impl Route {
+    /// Calls that change something: root or the admin group only.
+    pub fn changes_things(&self) -> bool {
+        matches!(
+            self,
+            Route::RefreshCapabilities | Route::Resync | Route::OutboxAction { .. }
+        )
+    }
+}
+
+/// Pure: understands a request or says, as the reply, what is wrong with it.
+pub fn route(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Route, Reply> {
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    if post && !body.is_empty() && serde_json::from_slice::<Value>(body).is_err() {
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "malformed body: expected JSON (or no body)",
-        );
+        ));
     }
-    let query = match parse_query(call.query) {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let allowed = |methods: &str| -> Option<Reply> {
-        let ok = match methods {
-            "GET" => get,
-            _ => post,
-        };
-        (!ok).then(|| {
-            error(
+    let query = parse_query(query).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let only = |ok: bool, methods: &str| -> Result<(), Reply> {
+        if ok {
+            Ok(())
+        } else {
+            Err(error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} {}: only {methods} here", call.method, call.path),
-            )
-        })
+                format!("{method} {path}: only {methods} here"),
+            ))
+        }
     };
-    let no_query = |q: &[(String, String)]| -> Option<Reply> {
-        q.first().map(|(k, _)| {
-            error(
+    let no_query = |q: &[(String, String)]| -> Result<(), Reply> {
+        match q.first() {
+            Some((k, _)) => Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("unknown query parameter {k:?}"),
-            )
-        })
+            )),
+            None => Ok(()),
+        }
     };
+    let key = |ns: &str, name: &str| -> Result<VmKey, Reply> {
+        let key = VmKey::new(ns, name);
+        key.validate()
+            .map_err(|problem| error(StatusCode::BAD_REQUEST, format!("{key}: {problem}")))?;
+        Ok(key)
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["", "v1", "status"] => allowed("GET")
-            .or_else(|| no_query(&query))
-            .unwrap_or_else(|| status(state)),
-        ["", "v1", "vms"] => allowed("GET").unwrap_or_else(|| list_vms(state, &query)),
-        ["", "v1", "vms", ns, name] => allowed("GET")
-            .or_else(|| no_query(&query))
-            .unwrap_or_else(|| get_vm(state, ns, name)),
-        ["", "v1", "host", "capabilities"] => allowed("GET")
-            .or_else(|| no_query(&query))
-            .unwrap_or_else(|| capabilities(state)),
+        ["", "v1", "status"] => {
+            only(get, "GET")?;
+            no_query(&query)?;
+            Ok(Route::Status)
+        }
+        ["", "v1", "vms"] => {
+            only(get, "GET")?;
+            let (mut namespace, mut node) = (None, None);
+            for (k, v) in query {
+                match k.as_str() {
+                    "namespace" => namespace = Some(v),
+                    "node" => node = Some(v),
+                    other => {
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            format!("unknown query parameter {other:?} (namespace, node)"),
+                        ));
+                    }
+                }
+            }
+            Ok(Route::ListVms { namespace, node })
+        }
+        ["", "v1", "vms", ns, name] => {
+            only(get, "GET")?;
+            no_query(&query)?;
+            Ok(Route::GetVm(key(ns, name)?))
+        }
+        ["", "v1", "host", "capabilities"] => {
+            only(get, "GET")?;
+            no_query(&query)?;
+            Ok(Route::Capabilities)
+        }
         ["", "v1", "host", "capabilities", "refresh"] => {
-            if let Some(r) = allowed("POST")
-                .or_else(|| no_query(&query))
-                .or_else(|| deny(&call))
-            {
-                return r;
-            }
-            refresh_capabilities(state).await
+            only(post, "POST")?;
+            no_query(&query)?;
+            Ok(Route::RefreshCapabilities)
         }
-        ["", "v1", "resync"] => allowed("POST")
-            .or_else(|| no_query(&query))
-            .or_else(|| deny(&call))
-            .unwrap_or_else(|| resync(state)),
-        ["", "v1", "outbox"] => allowed("GET")
-            .or_else(|| no_query(&query))
-            .unwrap_or_else(|| outbox(state)),
+        ["", "v1", "resync"] => {
+            only(post, "POST")?;
+            no_query(&query)?;
+            Ok(Route::Resync)
+        }
+        ["", "v1", "outbox"] => {
+            only(get, "GET")?;
+            no_query(&query)?;
+            Ok(Route::Outbox)
+        }
         ["", "v1", "outbox", ns, name, action @ ("retry" | "drop")] => {
-            if let Some(r) = allowed("POST")
-                .or_else(|| no_query(&query))
-                .or_else(|| deny(&call))
-            {
-                return r;
-            }
-            outbox_action(state, ns, name, action).await
+            only(post, "POST")?;
+            no_query(&query)?;
+            Ok(Route::OutboxAction {
+                key: key(ns, name)?,
+                retry: *action == "retry",
+            })
         }
-        _ => error(
+        _ => Err(error(
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint {}; see GET /v1/status, /v1/vms, /v1/host/capabilities, /v1/outbox",
-                call.path
+                "no such endpoint {path}; see GET /v1/status, /v1/vms, /v1/host/capabilities, /v1/outbox"
             ),
-        ),
+        )),
+    }
+}
+
+/// Answers one request.
+pub async fn handle(state: &ApiState, call: Call<'_>) -> Reply {
+    let route = match route(call.method, call.path, call.query, call.body) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    if route.changes_things() {
+        if let Some(refusal) = deny(&call) {
+            return refusal;
+        }
+    }
+    match route {
+        Route::Status => status(state),
+        Route::ListVms { namespace, node } => {
+            list_vms(state, namespace.as_deref(), node.as_deref())
+        }
+        Route::GetVm(key) => get_vm(state, &key),
+        Route::Capabilities => capabilities(state),
+        Route::RefreshCapabilities => refresh_capabilities(state).await,
+        Route::Resync => resync(state),
+        Route::Outbox => outbox(state),
+        Route::OutboxAction { key, retry } => outbox_action(state, key, retry).await,
     }
 }
 
@@ -261,21 +341,7 @@ fn vm_json(s: &crate::state::Store, key: &VmKey) -> Option<Value> {
     Some(v)
 }
 
-fn list_vms(state: &ApiState, query: &[(String, String)]) -> Reply {
-    let mut namespace = None;
-    let mut node = None;
-    for (k, v) in query {
-        match k.as_str() {
-            "namespace" => namespace = Some(v.as_str()),
-            "node" => node = Some(v.as_str()),
-            other => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown query parameter {other:?} (namespace, node)"),
-                );
-            }
-        }
-    }
+fn list_vms(state: &ApiState, namespace: Option<&str>, node: Option<&str>) -> Reply {
     let s = lock(&state.store);
     let mut keys: Vec<&VmKey> = s
         .records()
@@ -296,12 +362,8 @@ fn list_vms(state: &ApiState, query: &[(String, String)]) -> Reply {
     (StatusCode::OK, json!({"items": vms}))
 }
 
-fn get_vm(state: &ApiState, ns: &str, name: &str) -> Reply {
-    let key = VmKey::new(ns, name);
-    if let Err(problem) = key.validate() {
-        return error(StatusCode::BAD_REQUEST, format!("{key}: {problem}"));
-    }
-    match vm_json(&lock(&state.store), &key) {
+fn get_vm(state: &ApiState, key: &VmKey) -> Reply {
+    match vm_json(&lock(&state.store), key) {
         Some(v) => (StatusCode::OK, v),
         None => error(StatusCode::NOT_FOUND, format!("no VM {key} known here")),
     }
@@ -396,13 +458,10 @@ fn outbox(state: &ApiState) -> Reply {
     (StatusCode::OK, json!({"items": items}))
 }
 
-async fn outbox_action(state: &ApiState, ns: &str, name: &str, action: &str) -> Reply {
-    let key = VmKey::new(ns, name);
-    if let Err(problem) = key.validate() {
-        return error(StatusCode::BAD_REQUEST, format!("{key}: {problem}"));
-    }
+async fn outbox_action(state: &ApiState, key: VmKey, retry: bool) -> Reply {
+    let action = if retry { "retry" } else { "drop" };
     let store = state.store.clone();
-    let (k, retry) = (key.clone(), action == "retry");
+    let k = key.clone();
     let done = tokio::task::spawn_blocking(move || {
         with_store(&store, |s| {
             if retry {
@@ -427,5 +486,57 @@ async fn outbox_action(state: &ApiState, ns: &str, name: &str, action: &str) -> 
         Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no outbox entry for {key}")),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: &str, path: &str, query: Option<&str>, body: &str) -> Result<Route, u16> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        route(&method, path, query, body.as_bytes()).map_err(|(status, _)| status.as_u16())
+    }
+
+    #[test]
+    fn requests_map_to_routes_or_to_the_right_error() {
+        let key = VmKey::new("ns", "vm");
+        assert_eq!(r("GET", "/v1/status", None, ""), Ok(Route::Status));
+        assert_eq!(r("GET", "/v1/status/", None, ""), Ok(Route::Status));
+        assert_eq!(
+            r("GET", "/v1/vms", Some("namespace=a%20b&node=n1"), ""),
+            Ok(Route::ListVms {
+                namespace: Some("a b".into()),
+                node: Some("n1".into())
+            })
+        );
+        assert_eq!(
+            r("GET", "/v1/vms/ns/vm", None, ""),
+            Ok(Route::GetVm(key.clone()))
+        );
+        assert_eq!(
+            r("POST", "/v1/outbox/ns/vm/retry", None, "{}"),
+            Ok(Route::OutboxAction { key, retry: true })
+        );
+        assert!(r("POST", "/v1/resync", None, "").unwrap().changes_things());
+        assert!(!r("GET", "/v1/outbox", None, "").unwrap().changes_things());
+        for (method, path, query, body, want) in [
+            ("GET", "/v2", None, "", 404),
+            ("GET", "/v1/vms/a/b/c", None, "", 404),
+            ("PUT", "/v1/status", None, "", 405),
+            ("GET", "/v1/resync", None, "", 405),
+            ("POST", "/v1/resync", None, "{", 400),
+            ("GET", "/v1/vms", Some("x=1"), "", 400),
+            ("GET", "/v1/vms", Some("namespace=%G0"), "", 400),
+            ("GET", "/v1/vms", Some("namespace=%ff"), "", 400),
+            ("GET", "/v1/outbox", Some("a"), "", 400),
+            ("GET", "/v1/vms//x", None, "", 400),
+        ] {
+            assert_eq!(
+                r(method, path, query, body),
+                Err(want),
+                "{method} {path} {query:?}"
+            );
+        }
     }
 }
