@@ -200,3 +200,16 @@ fn long_digit_strings_stay_exact() {
     let q = parse("123456789012345678.901234567").unwrap();
     assert_eq!(q.nanos(), 123_456_789_012_345_678_901_234_567);
 }
+
+/// Found by the first fuzz run (fuzz/fuzz_targets/quantity.rs): `312.5Ki` is 320000, a
+/// binary quantity that is no whole multiple of 1024, which apimachinery prints without a
+/// suffix; read back, that is decimal and prints as `320k`. Same value throughout.
+#[test]
+fn fuzz_regression_binary_quantity_that_prints_without_suffix() {
+    let q = parse("312.5Ki").unwrap();
+    assert_eq!(q.canonical(), "320000");
+    let back = parse(&q.canonical()).unwrap();
+    assert_eq!(back.nanos(), q.nanos());
+    assert_eq!(back.canonical(), "320k");
+    assert_eq!(parse("320k").unwrap().canonical(), "320k");
+}
