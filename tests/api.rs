@@ -128,15 +128,19 @@ async fn the_cli_reads_and_operates_a_running_daemon() {
 
     // The refused delta is parked with PostgreSQL's reason.
     let start = Instant::now();
-    let outbox = loop {
+    // The other VM's delta may still be pending in the first listings: wait
+    // until it is written and only the parked one is left.
+    let item = loop {
         let o = cli_json(&sock, &["outbox", "list", "--output", "json"]);
-        if o["items"].as_array().is_some_and(|i| !i.is_empty()) {
-            break o;
+        if let Some([item]) = o["items"].as_array().map(Vec::as_slice) {
+            if item["state"] == json!("Parked") {
+                break item.clone();
+            }
         }
         assert!(start.elapsed() < WAIT, "nothing parked: {o}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let item = &outbox["items"][0];
+    let item = &item;
     assert_eq!(item["vm"], json!(format!("{NS}/refused")));
     assert_eq!(item["state"], json!("Parked"));
     assert!(
