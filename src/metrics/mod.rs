@@ -72,27 +72,19 @@ impl std::fmt::Debug for Metrics {
 /// Registers metrics in one registry, naming the metric in any error.
 struct Builder {
     registry: Registry,
-    error: Option<MetricsError>,
 }
 
 impl Builder {
     fn add<M: prometheus::core::Collector + Clone + 'static>(
-        &mut self,
+        &self,
         name: &'static str,
         made: Result<M, prometheus::Error>,
-    ) -> Option<M> {
-        let registered = made.and_then(|m| {
+    ) -> Result<M, MetricsError> {
+        made.and_then(|m| {
             self.registry.register(Box::new(m.clone()))?;
             Ok(m)
-        });
-        match registered {
-            Ok(m) => Some(m),
-            Err(source) => {
-                self.error
-                    .get_or_insert(MetricsError::Register { name, source });
-                None
-            }
-        }
+        })
+        .map_err(|source| MetricsError::Register { name, source })
     }
 }
 
@@ -114,12 +106,10 @@ const FLUSH_BUCKETS: &[f64] = &[
 
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
-        let mut b = Builder {
+        let b = Builder {
             registry: Registry::new(),
-            error: None,
         };
-        let m = (|| {
-            let info = b.add(
+        let info = b.add(
                 HYPERVISOR_INFO,
                 GaugeVec::new(
                     opts(
@@ -129,161 +119,153 @@ impl Metrics {
                     &["namespace", "name", "node", "hypervisor_type"],
                 ),
             )?;
-            let build = b.add(
-                "virtsync_build_info",
+        let build = b.add(
+            "virtsync_build_info",
+            IntGaugeVec::new(
+                opts(
+                    "virtsync_build_info",
+                    "The running virtsync version (always 1)",
+                ),
+                &["version"],
+            ),
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(Metrics {
+            hypervisor: HypervisorInfo { gauge: info },
+            events: b.add(
+                "virtsync_events_total",
+                IntCounterVec::new(
+                    opts("virtsync_events_total", "Events received from the sources"),
+                    &["source", "kind"],
+                ),
+            )?,
+            noop_events: b.add(
+                "virtsync_noop_events_total",
+                IntCounterVec::new(
+                    opts(
+                        "virtsync_noop_events_total",
+                        "Events that changed no stored record (nothing written anywhere)",
+                    ),
+                    &["source"],
+                ),
+            )?,
+            field_updates: b.add(
+                "virtsync_vm_field_updates_total",
+                IntCounterVec::new(
+                    opts(
+                        "virtsync_vm_field_updates_total",
+                        "Column values of vms rows written to PostgreSQL",
+                    ),
+                    &["field"],
+                ),
+            )?,
+            outbox_pending: b.add(
+                "virtsync_outbox_pending",
+                IntGauge::with_opts(opts(
+                    "virtsync_outbox_pending",
+                    "VM changes waiting to be written to PostgreSQL",
+                )),
+            )?,
+            outbox_parked: b.add(
+                "virtsync_outbox_parked",
+                IntGauge::with_opts(opts(
+                    "virtsync_outbox_parked",
+                    "VM changes PostgreSQL refused, waiting for a new change or an operator",
+                )),
+            )?,
+            outbox_oldest_age: b.add(
+                "virtsync_outbox_oldest_age_seconds",
+                Gauge::with_opts(opts(
+                    "virtsync_outbox_oldest_age_seconds",
+                    "Age of the oldest pending change (0 when none waits)",
+                )),
+            )?,
+            flush_duration: b.add(
+                "virtsync_flush_duration_seconds",
+                Histogram::with_opts(hist(
+                    "virtsync_flush_duration_seconds",
+                    "Time to write one batch to PostgreSQL (one transaction)",
+                    FLUSH_BUCKETS,
+                )),
+            )?,
+            flush_rows: b.add(
+                "virtsync_flush_rows_total",
+                IntCounter::with_opts(opts(
+                    "virtsync_flush_rows_total",
+                    "vms rows updated by flushes",
+                )),
+            )?,
+            flush_errors: b.add(
+                "virtsync_flush_errors_total",
+                IntCounterVec::new(
+                    opts(
+                        "virtsync_flush_errors_total",
+                        "Failed flushes (connection, conflict, other) and refused rows (refused)",
+                    ),
+                    &["reason"],
+                ),
+            )?,
+            event_to_commit: b.add(
+                "virtsync_event_to_commit_seconds",
+                Histogram::with_opts(hist(
+                    "virtsync_event_to_commit_seconds",
+                    "From a change's event being received to its PostgreSQL commit",
+                    LATENCY_BUCKETS,
+                )),
+            )?,
+            drift_corrections: b.add(
+                "virtsync_drift_corrections_total",
+                IntCounter::with_opts(opts(
+                    "virtsync_drift_corrections_total",
+                    "Rows found different from the sources by anti-entropy and queued again",
+                )),
+            )?,
+            vms_with_runtime_details: b.add(
+                "virtsync_vms_with_runtime_details",
+                IntGauge::with_opts(opts(
+                    "virtsync_vms_with_runtime_details",
+                    "Stored VM records with runtime details (a VMI runs)",
+                )),
+            )?,
+            field_populated: b.add(
+                "virtsync_vm_field_populated_ratio",
+                GaugeVec::new(
+                    opts(
+                        "virtsync_vm_field_populated_ratio",
+                        "Share of stored VM records with a value for the column (0..1)",
+                    ),
+                    &["field"],
+                ),
+            )?,
+            capabilities_refresh: b.add(
+                "virtsync_host_capabilities_refresh_total",
+                IntCounterVec::new(
+                    opts(
+                        "virtsync_host_capabilities_refresh_total",
+                        "Host capability discoveries by result",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            source_up: b.add(
+                "virtsync_source_up",
                 IntGaugeVec::new(
                     opts(
-                        "virtsync_build_info",
-                        "The running virtsync version (always 1)",
+                        "virtsync_source_up",
+                        "1 while the source answers (kubernetes, libvirt, postgres)",
                     ),
-                    &["version"],
+                    &["source"],
                 ),
-            )?;
-            build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-            Some(Metrics {
-                hypervisor: HypervisorInfo { gauge: info },
-                events: b.add(
-                    "virtsync_events_total",
-                    IntCounterVec::new(
-                        opts("virtsync_events_total", "Events received from the sources"),
-                        &["source", "kind"],
-                    ),
-                )?,
-                noop_events: b.add(
-                    "virtsync_noop_events_total",
-                    IntCounterVec::new(
-                        opts(
-                            "virtsync_noop_events_total",
-                            "Events that changed no stored record (nothing written anywhere)",
-                        ),
-                        &["source"],
-                    ),
-                )?,
-                field_updates: b.add(
-                    "virtsync_vm_field_updates_total",
-                    IntCounterVec::new(
-                        opts(
-                            "virtsync_vm_field_updates_total",
-                            "Column values of vms rows written to PostgreSQL",
-                        ),
-                        &["field"],
-                    ),
-                )?,
-                outbox_pending: b.add(
-                    "virtsync_outbox_pending",
-                    IntGauge::with_opts(opts(
-                        "virtsync_outbox_pending",
-                        "VM changes waiting to be written to PostgreSQL",
-                    )),
-                )?,
-                outbox_parked: b.add(
-                    "virtsync_outbox_parked",
-                    IntGauge::with_opts(opts(
-                        "virtsync_outbox_parked",
-                        "VM changes PostgreSQL refused, waiting for a new change or an operator",
-                    )),
-                )?,
-                outbox_oldest_age: b.add(
-                    "virtsync_outbox_oldest_age_seconds",
-                    Gauge::with_opts(opts(
-                        "virtsync_outbox_oldest_age_seconds",
-                        "Age of the oldest pending change (0 when none waits)",
-                    )),
-                )?,
-                flush_duration: b.add(
-                    "virtsync_flush_duration_seconds",
-                    Histogram::with_opts(hist(
-                        "virtsync_flush_duration_seconds",
-                        "Time to write one batch to PostgreSQL (one transaction)",
-                        FLUSH_BUCKETS,
-                    )),
-                )?,
-                flush_rows: b.add(
-                    "virtsync_flush_rows_total",
-                    IntCounter::with_opts(opts(
-                        "virtsync_flush_rows_total",
-                        "vms rows updated by flushes",
-                    )),
-                )?,
-                flush_errors: b.add(
-                    "virtsync_flush_errors_total",
-                    IntCounterVec::new(
-                        opts(
-                            "virtsync_flush_errors_total",
-                            "Failed flushes (connection, conflict, other) and refused rows (refused)",
-                        ),
-                        &["reason"],
-                    ),
-                )?,
-                event_to_commit: b.add(
-                    "virtsync_event_to_commit_seconds",
-                    Histogram::with_opts(hist(
-                        "virtsync_event_to_commit_seconds",
-                        "From a change's event being received to its PostgreSQL commit",
-                        LATENCY_BUCKETS,
-                    )),
-                )?,
-                drift_corrections: b.add(
-                    "virtsync_drift_corrections_total",
-                    IntCounter::with_opts(opts(
-                        "virtsync_drift_corrections_total",
-                        "Rows found different from the sources by anti-entropy and queued again",
-                    )),
-                )?,
-                vms_with_runtime_details: b.add(
-                    "virtsync_vms_with_runtime_details",
-                    IntGauge::with_opts(opts(
-                        "virtsync_vms_with_runtime_details",
-                        "Stored VM records with runtime details (a VMI runs)",
-                    )),
-                )?,
-                field_populated: b.add(
-                    "virtsync_vm_field_populated_ratio",
-                    GaugeVec::new(
-                        opts(
-                            "virtsync_vm_field_populated_ratio",
-                            "Share of stored VM records with a value for the column (0..1)",
-                        ),
-                        &["field"],
-                    ),
-                )?,
-                capabilities_refresh: b.add(
-                    "virtsync_host_capabilities_refresh_total",
-                    IntCounterVec::new(
-                        opts(
-                            "virtsync_host_capabilities_refresh_total",
-                            "Host capability discoveries by result",
-                        ),
-                        &["result"],
-                    ),
-                )?,
-                source_up: b.add(
-                    "virtsync_source_up",
-                    IntGaugeVec::new(
-                        opts(
-                            "virtsync_source_up",
-                            "1 while the source answers (kubernetes, libvirt, postgres)",
-                        ),
-                        &["source"],
-                    ),
-                )?,
-                cluster_role_holder: b.add(
+            )?,
+            cluster_role_holder: b.add(
+                "virtsync_cluster_role_holder",
+                IntGauge::with_opts(opts(
                     "virtsync_cluster_role_holder",
-                    IntGauge::with_opts(opts(
-                        "virtsync_cluster_role_holder",
-                        "1 while this daemon holds the cluster role",
-                    )),
-                )?,
-                registry: b.registry.clone(),
-            })
-        })();
-        match (m, b.error) {
-            (Some(m), None) => Ok(m),
-            (_, Some(e)) => Err(e),
-            (None, None) => Err(MetricsError::Encode(prometheus::Error::Msg(
-                "metrics incomplete".into(),
-            ))),
-        }
+                    "1 while this daemon holds the cluster role",
+                )),
+            )?,
+            registry: b.registry.clone(),
+        })
     }
 
     /// The text exposition of every metric.
@@ -304,9 +286,7 @@ impl Metrics {
         });
         self.outbox_oldest_age.set(age);
     }
-}
 
-impl Metrics {
     /// Sets the gauges that describe the stored records: how many have runtime details,
     /// and per writable column the share with a value.
     pub fn set_record_gauges<'a>(

@@ -73,6 +73,9 @@ pub async fn run(
     clock: fn() -> Timestamp,
 ) {
     const LOOP: &str = "state-writer";
+    // The outbox gauges scan the whole outbox: at most once a second here (the
+    // sink refreshes them after every acknowledged flush).
+    let mut gauges_due = tokio::time::Instant::now();
     loop {
         if let Some(h) = &options.health {
             h.beat(LOOP);
@@ -104,7 +107,10 @@ pub async fn run(
             m.noop_events
                 .with_label_values(&["kubernetes"])
                 .inc_by(report.noop as u64);
-            m.set_outbox(&lock(&store).outbox_stats(), clock());
+            if report.enqueued > 0 && tokio::time::Instant::now() >= gauges_due {
+                gauges_due = tokio::time::Instant::now() + Duration::from_secs(1);
+                m.set_outbox(&lock(&store).outbox_stats(), clock());
+            }
         }
     }
     if let Some(h) = &options.health {

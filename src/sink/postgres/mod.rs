@@ -550,18 +550,13 @@ impl PgSink {
         self.conn = None;
         self.connect().await?;
         self.refresh_managed().await?;
-        tracing::info!(
-            managed = lock(&self.store).managed_count(),
-            "connected to PostgreSQL"
-        );
+        let managed = lock(&self.store).managed_count();
+        tracing::info!(managed, "connected to PostgreSQL");
         self.health.set(
             POSTGRES_CONNECTED,
             true,
             "Connected",
-            &format!(
-                "connected; {} managed VM rows",
-                lock(&self.store).managed_count()
-            ),
+            &format!("connected; {managed} managed VM rows"),
         );
         Ok(Step::Connected)
     }

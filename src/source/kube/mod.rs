@@ -114,10 +114,9 @@ impl KubeSource {
         self
     }
 
-    /// Counts one watcher item: `Err` (the watch failed) or whether it carried an
-    /// object; `noop_before` is the tracker's no-op count before it.
-    fn count_event(&self, kind: Kind, item: Result<bool, ()>, noop_before: u64) {
-        let Ok(object) = item else { return };
+    /// Counts one watcher event: whether it carried an object, and the no-ops it
+    /// caused (`noop_before` is the tracker's no-op count before it).
+    fn count_event(&self, kind: Kind, object: bool, noop_before: u64) {
         let Some(m) = &self.metrics else { return };
         if object {
             m.events
@@ -202,7 +201,6 @@ impl KubeSource {
             let event = match item {
                 Ok(event) => event,
                 Err(e) => {
-                    self.count_event(kind, Err(()), 0);
                     self.health.set(
                         KUBERNETES_CONNECTED,
                         false,
@@ -223,7 +221,7 @@ impl KubeSource {
                 crate::failpoint::stall("kube_event").await;
             }
             let actions = self.tracker.event(kind, scope.as_deref(), event);
-            self.count_event(kind, Ok(object), noop_before);
+            self.count_event(kind, object, noop_before);
             if !self.perform(actions).await {
                 return;
             }
