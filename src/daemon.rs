@@ -13,6 +13,7 @@ use crate::columns::ColumnSet;
 use crate::config::{Config, Locator, Role};
 use crate::health::{
     CACHE_READY, Health, KUBERNETES_CONNECTED, LIBVIRT_CONNECTED, POSTGRES_CONNECTED,
+    STATE_WRITABLE,
 };
 use crate::metrics::Metrics;
 use crate::model::{Observation, Timestamp};
@@ -58,11 +59,21 @@ pub async fn open_store(cfg: &Config) -> Result<SharedStore> {
     Ok(Arc::new(Mutex::new(store)))
 }
 
+/// A file size limit (systemd `LimitFSIZE=`, RLIMIT_FSIZE) then fails the write with
+/// EFBIG, handled like a full disk, instead of killing the daemon with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// Reads the configuration again (SIGHUP): the same file, environment and flags as at
 /// start.
 pub type Reload = Box<dyn Fn() -> Result<Config> + Send>;
 
 pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Result<()> {
+    ignore_file_size_signal();
     let mut signals = shutdown::ShutdownSignals::install()
         .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -79,6 +90,12 @@ pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Resul
     let api_listener = crate::api::server::bind(&cfg.api.socket)?;
     tracing::info!(socket = %cfg.api.socket.display(), "socket API listening");
     let records = lock(&store).records().count();
+    health.set(
+        STATE_WRITABLE,
+        true,
+        "Opened",
+        "the state file takes writes",
+    );
     if kube_configured(&cfg) && cfg.role != Role::Cluster {
         let message =
             format!("state file open ({records} records); waiting for the first VMI list");
@@ -377,6 +394,7 @@ fn kube_configured(cfg: &Config) -> bool {
 /// The conditions `/readyz` waits for: the state file, and each configured source.
 fn expect_conditions(cfg: &Config, health: &Health) {
     health.expect(CACHE_READY, "opening the state file");
+    health.expect(STATE_WRITABLE, "opening the state file");
     if kube_configured(cfg) {
         health.expect(KUBERNETES_CONNECTED, "not connected yet");
     }

@@ -1,5 +1,5 @@
 //! The daemon's own conditions (DESIGN §4: `CacheReady`, `KubernetesConnected`,
-//! `LibvirtConnected`, `PostgresConnected`; seed 002 semantics) and the liveness of its
+//! `LibvirtConnected`, `PostgresConnected`; seed 002 semantics; plus `StateWritable`) and the liveness of its
 //! internal loops, shared by the tasks that know, `/readyz`, `virtsync status` and the
 //! systemd watchdog.
 
@@ -15,6 +15,8 @@ pub const CACHE_READY: &str = "CacheReady";
 pub const KUBERNETES_CONNECTED: &str = "KubernetesConnected";
 pub const LIBVIRT_CONNECTED: &str = "LibvirtConnected";
 pub const POSTGRES_CONNECTED: &str = "PostgresConnected";
+/// False while the state file refuses writes (a full disk): events wait in memory.
+pub const STATE_WRITABLE: &str = "StateWritable";
 
 /// How often an idle loop must still say it is alive; a loop silent for
 /// [`STALE_AFTER`] counts as hung.

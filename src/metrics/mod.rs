@@ -61,6 +61,8 @@ pub struct Metrics {
     /// `{source}`: kubernetes, libvirt, postgres.
     pub source_up: IntGaugeVec,
     pub cluster_role_holder: IntGauge,
+    /// Batches the state file refused to store (retried until stored).
+    pub state_write_errors: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -262,6 +264,13 @@ impl Metrics {
                 IntGauge::with_opts(opts(
                     "virtsync_cluster_role_holder",
                     "1 while this daemon holds the cluster role",
+                )),
+            )?,
+            state_write_errors: b.add(
+                "virtsync_state_write_errors_total",
+                IntCounter::with_opts(opts(
+                    "virtsync_state_write_errors_total",
+                    "Attempts to store events in the state file that failed (e.g. a full disk); retried",
                 )),
             )?,
             registry: b.registry.clone(),

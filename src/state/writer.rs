@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use super::{IngestReport, StateEvent, Store, StoreError};
-use crate::health::{BEAT_INTERVAL, Health};
+use crate::health::{BEAT_INTERVAL, Health, STATE_WRITABLE};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 
@@ -94,7 +94,7 @@ pub async fn run(
             }
         }
         let batch = Arc::new(batch);
-        let report = store_until_done(&store, &batch, clock, options.health.as_ref()).await;
+        let report = store_until_done(&store, &batch, clock, &options).await;
         if report.enqueued > 0 {
             enqueued.notify_one();
         }
@@ -122,21 +122,44 @@ async fn store_until_done(
     store: &SharedStore,
     batch: &Arc<Vec<StateEvent>>,
     clock: fn() -> Timestamp,
-    health: Option<&Health>,
+    options: &WriterOptions,
 ) -> IngestReport {
     let mut backoff = Duration::from_millis(100);
+    let mut failed = false;
     loop {
         let (store2, batch2) = (store.clone(), batch.clone());
         let result =
             tokio::task::spawn_blocking(move || with_store(&store2, |s| s.apply(&batch2, clock())))
                 .await;
-        match result {
-            Ok(Ok(report)) => return report,
-            Ok(Err(e)) => log_retry(&e, backoff),
-            Err(join) => tracing::error!(error = %join, "state writer task failed; retrying"),
+        let error = match result {
+            Ok(Ok(report)) => {
+                if let (true, Some(h)) = (failed, &options.health) {
+                    tracing::info!("state file writable again; the kept events are stored");
+                    h.set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+                }
+                return report;
+            }
+            Ok(Err(e)) => {
+                log_retry(&e, backoff);
+                e.to_string()
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "state writer task failed; retrying");
+                join.to_string()
+            }
+        };
+        failed = true;
+        if let Some(m) = &options.metrics {
+            m.state_write_errors.inc();
         }
         // Failing to store (e.g. a full disk) is reported, not a hang: keep beating.
-        if let Some(h) = health {
+        if let Some(h) = &options.health {
+            h.set(
+                STATE_WRITABLE,
+                false,
+                "WriteFailed",
+                &format!("{} events kept in memory: {error}", batch.len()),
+            );
             h.beat("state-writer");
         }
         tokio::time::sleep(backoff).await;
