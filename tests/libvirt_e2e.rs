@@ -122,6 +122,15 @@ fn hypervisor_series(metrics: &str, ns: &str) -> Vec<(String, String)> {
     v
 }
 
+/// The status (`True`/`False`/`Unknown`) of one condition in `virtsync status` JSON.
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a str> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == json!(type_))?["status"]
+        .as_str()
+}
+
 fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
     want.iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
@@ -287,14 +296,34 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
     // KVM guest's series throughout, and a guest started afterwards is found.
     Libvirtd::kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let down = hypervisor_series(&d.scrape().await, &ns);
+    let scrape = d.scrape().await;
+    let down = hypervisor_series(&scrape, &ns);
     assert_eq!(
         down,
         pairs(&[("kvm-a", "kvm")]),
         "an outage keeps the known type"
     );
+    let status = d.cli_json(&["status"]).unwrap();
+    assert_eq!(
+        condition(&status, "LibvirtConnected"),
+        Some("False"),
+        "{status}"
+    );
     Libvirtd::start();
     d.wait_for("libvirt connection re-established", WAIT).await;
+    // Capabilities again from the restarted libvirtd: the same host, the same fingerprint.
+    let again = d.cli_json(&["host", "capabilities", "--refresh"]).unwrap();
+    assert_eq!(again["fingerprint"], caps["fingerprint"], "{again}");
+    assert_eq!(
+        again["capabilities"]["cpu_info"]["arch"],
+        json!(std::env::consts::ARCH)
+    );
+    let status = d.cli_json(&["status"]).unwrap();
+    assert_eq!(
+        condition(&status, "LibvirtConnected"),
+        Some("True"),
+        "{status}"
+    );
     let tcg_e = Guest::create("qemu", &format!("{ns}_tcg-e"));
     kube.apply(running_vmi(&ns, "tcg-e", pods.clone(), 107));
     let took = wait_series(&mut d, &ns, &[("kvm-a", "kvm"), ("tcg-e", "qemu-tcg")]).await;

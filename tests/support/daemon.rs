@@ -122,6 +122,24 @@ impl DaemonProcess {
         self.config.with_extension("sock")
     }
 
+    /// `virtsync --socket <this daemon's socket> ARGS… --output json`, parsed; `None`
+    /// when the command fails (the daemon is not answering yet).
+    pub fn cli_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_virtsync"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .args(["--output", "json"])
+            .env_remove("VIRTSYNC_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// The metrics endpoint of the latest start (`host:port`), once it is logged.
     pub async fn metrics_addr(&mut self) -> String {
         self.wait_for("metrics at http://", Duration::from_secs(20))

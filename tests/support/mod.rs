@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod pg;
 pub mod ssvirt;
 pub mod sync;
+pub mod truth;

@@ -1,0 +1,549 @@
+//! The fault-injection suite (DESIGN §11): the built binary against the fake API server
+//! and a real PostgreSQL, with faults injected while changes arrive. Each scenario has
+//! its own pass criterion and ends with PostgreSQL compared to the truth derived from
+//! the fake API server's final objects (`support::truth`).
+//!
+//! Random choices come from one seed per scenario, printed at its start; set
+//! `FAULT_SEED` to repeat a run. By default (CI) the scenarios run at a
+//! reduced scale; `FAULT_SCALE=full` (scripts/faults) runs the full one: a 60 s
+//! PostgreSQL outage, 20 kills, the 1,000,000-event memory run. The libvirtd restart
+//! scenario is `libvirt_e2e::uri_mode_metric_and_column_follow_the_real_guests`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::daemon::DaemonProcess;
+use support::fake_kube::{FakeApiServer, Rng};
+use support::metrics::sample;
+use support::pg::PgCluster;
+use support::ssvirt;
+use support::sync::Db;
+use support::truth::{insert_rows, vm_keys, wait_converged};
+use virtsync::config::SchemaMode;
+
+const NODE: &str = "node-f";
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn full() -> bool {
+    std::env::var("FAULT_SCALE").as_deref() == Ok("full")
+}
+
+/// The scenario's seed (from `FAULT_SEED`, else the clock), printed.
+fn seed(scenario: &str) -> u64 {
+    let seed = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!(
+        "fault scenario {scenario}: seed {seed} (FAULT_SEED={seed} repeats it), scale {}",
+        if full() { "full" } else { "ci" }
+    );
+    seed
+}
+
+fn config(dir: &Path, kube: &FakeApiServer, db: &Db, extra: &str) -> String {
+    format!(
+        r#"
+node_name = "{NODE}"
+role = "all"
+[kubernetes]
+url = "{kube}"
+[postgres]
+url = "{url}"
+schema = "extended"
+flush_interval = "20ms"
+managed_refresh_interval = "1s"
+lock_idle_timeout = "3s"
+lock_retry_interval = "300ms"
+[cache]
+path = "{state}"
+{extra}
+"#,
+        kube = kube.url(),
+        url = db.url,
+        state = dir.join("state.redb").display(),
+    )
+}
+
+/// A fake API server with `n` synthetic VM+VMI pairs on [`NODE`], a database with a
+/// row for each, and a daemon that has written them all.
+async fn setup(
+    cluster: &PgCluster,
+    prefix: &str,
+    n: usize,
+    seed: u64,
+    dir: &Path,
+    extra: &str,
+) -> (FakeApiServer, Db, DaemonProcess) {
+    let kube = FakeApiServer::start().await;
+    kube.load_synthetic(n, &[NODE.to_owned()], seed);
+    let db = Db::new(cluster, prefix, SchemaMode::Extended).await;
+    insert_rows(&db.client, &vm_keys(&kube)).await;
+    let mut d = DaemonProcess::start_with_env(
+        dir,
+        "faults",
+        &config(dir, &kube, &db, extra),
+        &[("RUST_LOG", "info")],
+    );
+    d.wait_for("vmi list complete", CONVERGE).await;
+    let took = wait_converged(&kube, &db, CONVERGE).await;
+    println!("measured: {n} VMs written in {took:?} after the first list");
+    (kube, db, d)
+}
+
+/// The status (`True`/`False`/`Unknown`) of one condition in `virtsync status` JSON.
+fn condition(status: &Value, type_: &str) -> Option<String> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == json!(type_))?["status"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Polls `virtsync status` until `ok` holds; returns the status and the time it took.
+async fn wait_status(
+    d: &DaemonProcess,
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = d.cli_json(&["status"]) {
+            if ok(&s) {
+                return (s, start.elapsed());
+            }
+            assert!(start.elapsed() < limit, "{what}: not within {limit:?}: {s}");
+        } else {
+            assert!(
+                start.elapsed() < limit,
+                "{what}: no status within {limit:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pending(s: &Value) -> i64 {
+    s["outbox"]["pending"].as_i64().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_while_changes_arrive_loses_nothing() {
+    let seed = seed("postgres-outage");
+    let outage = Duration::from_secs(if full() { 60 } else { 12 });
+    let cluster = PgCluster::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(&cluster, "outage", 300, seed, dir.path(), "").await;
+    let churn = kube.spawn_churn(100.0, seed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.stop();
+    let down_at = Instant::now();
+    let (_, noticed) = wait_status(&d, Duration::from_secs(20), "outage seen", |s| {
+        condition(s, "PostgresConnected").as_deref() == Some("False")
+    })
+    .await;
+    tokio::time::sleep(outage.saturating_sub(down_at.elapsed())).await;
+    let during = d.cli_json(&["status"]).unwrap();
+    let backlog = pending(&during);
+    assert!(backlog > 50, "changes wait in the outbox: {during}");
+    assert_eq!(during["ready"], json!(false), "{during}");
+    let text = d.scrape().await;
+    assert_eq!(
+        sample(&text, "virtsync_source_up", r#"source="postgres""#),
+        Some(0.0)
+    );
+    assert!(sample(&text, "virtsync_outbox_pending", "").unwrap() > 0.0);
+    assert!(sample(&text, "virtsync_outbox_oldest_age_seconds", "").unwrap() > 1.0);
+
+    cluster.start();
+    let up_at = Instant::now();
+    let (_, reconnected) = wait_status(&d, Duration::from_secs(30), "reconnect", |s| {
+        condition(s, "PostgresConnected").as_deref() == Some("True")
+    })
+    .await;
+    let (_, drained) = wait_status(&d, Duration::from_secs(30), "backlog drained", |s| {
+        pending(s) == 0 || up_at.elapsed() > Duration::from_secs(25)
+    })
+    .await;
+    // Changes keep coming a little longer, then stop: the truth is fixed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(churn);
+    let converged = wait_converged(&kube, &db, CONVERGE).await;
+    let (after, _) = wait_status(&d, Duration::from_secs(10), "ready again", |s| {
+        s["ready"] == json!(true) && pending(s) == 0
+    })
+    .await;
+    let text = d.scrape().await;
+    assert_eq!(
+        sample(&text, "virtsync_source_up", r#"source="postgres""#),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "virtsync_flush_errors_total",
+            r#"reason="connection""#
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "the outage is counted"
+    );
+    assert_eq!(sample(&text, "virtsync_outbox_pending", ""), Some(0.0));
+    println!(
+        "measured: outage {outage:?} (seen in {noticed:?}), {backlog} VM changes pending at its end, \
+         reconnected {reconnected:?} after the restart, backlog drained in {drained:?}, \
+         truth reached {converged:?} after the churn stopped, 0 lost; status after: {}",
+        after["conditions"]
+    );
+    assert!(drained < Duration::from_secs(25), "drain took {drained:?}");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_under_load_ends_at_the_truth() {
+    let seed = seed("sigkill");
+    let kills = if full() { 20 } else { 6 };
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(PgCluster::shared(), "kill", 200, seed, dir.path(), "").await;
+    let churn = kube.spawn_churn(100.0, seed ^ 1);
+    let mut moments = Vec::new();
+    for _ in 0..kills {
+        // Anywhere from during start-up (right after the restart) to steady flushing.
+        let after = Duration::from_millis(50 + rng.below(2500));
+        tokio::time::sleep(after).await;
+        d.kill();
+        moments.push(after.as_millis());
+        d.restart();
+    }
+    drop(churn);
+    let converged = wait_converged(&kube, &db, CONVERGE).await;
+    let log = d.log();
+    assert!(
+        !log.contains("state file unreadable"),
+        "a SIGKILL never costs the state file"
+    );
+    println!(
+        "measured: {kills} SIGKILLs at {moments:?} ms after each (re)start, truth reached \
+         {converged:?} after the last restart and the churn stopped, 0 lost"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_cut_and_reset_watches_converge_and_write_nothing_unchanged() {
+    let seed = seed("watch-faults");
+    let faults = if full() { 30 } else { 8 };
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(PgCluster::shared(), "watch", 200, seed, dir.path(), "").await;
+    let churn = kube.spawn_churn(100.0, seed ^ 2);
+    let mut done = Vec::new();
+    for _ in 0..faults {
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(1500))).await;
+        let fault = match rng.below(4) {
+            0 => {
+                kube.expire_watches();
+                "410"
+            }
+            1 => {
+                kube.cut_connections_mid_event();
+                "cut-mid-event"
+            }
+            2 => {
+                kube.cut_connections();
+                "cut"
+            }
+            _ => {
+                kube.restart_with_new_history();
+                "new-history"
+            }
+        };
+        done.push(fault);
+    }
+    drop(churn);
+    let converged = wait_converged(&kube, &db, CONVERGE).await;
+
+    // Nothing changes any more: relists of every kind write nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ssvirt::reset_statements(&db.client).await;
+    ssvirt::clear_column_log(&db.client).await;
+    for fault in [0, 1, 2] {
+        let lists = d.count("list complete");
+        match fault {
+            0 => kube.expire_watches(),
+            1 => kube.restart_with_new_history(),
+            _ => kube.cut_connections_mid_event(),
+        }
+        if fault < 2 {
+            d.wait_for_n("list complete", lists + 2, CONVERGE).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = ssvirt::statements_touching(&db.client, r#"UPDATE "public"."vms""#).await;
+    let changed = ssvirt::column_changes(&db.client).await;
+    println!(
+        "measured: faults {done:?}, truth reached {converged:?} after the churn stopped; \
+         quiet relists: {writes} UPDATE statements, {} column changes; lists served {}",
+        changed.len(),
+        kube.lists_served()
+    );
+    assert_eq!(writes, 0, "unchanged objects were written: {changed:?}");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_moved_aside_and_rebuilt() {
+    let seed = seed("corrupt-state");
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(PgCluster::shared(), "corrupt", 100, seed, dir.path(), "").await;
+    let state = dir.path().join("state.redb");
+    for (round, damage) in ["truncated", "garbage"].into_iter().enumerate() {
+        assert_eq!(d.stop(), Some(0));
+        let len = std::fs::metadata(&state).unwrap().len();
+        match damage {
+            "truncated" => {
+                let keep = len / 2 + rng.below(len / 4);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&state)
+                    .unwrap()
+                    .set_len(keep)
+                    .unwrap();
+            }
+            _ => {
+                let bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+                std::fs::write(&state, bytes).unwrap();
+            }
+        }
+        // Changes made while the daemon was down must arrive after the rebuild.
+        for _ in 0..20 {
+            kube.churn_once(&mut rng);
+        }
+        let started = Instant::now();
+        d.restart();
+        d.wait_for_n("state file unreadable", round + 1, CONVERGE)
+            .await;
+        let converged = wait_converged(&kube, &db, CONVERGE).await;
+        let took = started.elapsed();
+        let log = d.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("state file unreadable"))
+            .collect();
+        assert_eq!(lines.len(), round + 1, "one line per bad file: {lines:#?}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.starts_with("state.redb.unreadable-").then_some(name)
+            })
+            .collect();
+        assert!(!aside.is_empty(), "the bad file is kept for inspection");
+        println!(
+            "measured: {damage} state file ({len} bytes) → moved aside, rebuilt from a relist, \
+             truth in {took:?} ({converged:?} after the line); the line: {}",
+            lines[round]
+        );
+        // Same-second rounds would reuse the aside name.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// A filesystem that can be filled: a small tmpfs where mounting is allowed (root), else
+/// the daemon's RLIMIT_FSIZE lowered to the state file's size (`prlimit`), which fails
+/// writes with EFBIG as a full disk fails them with ENOSPC.
+enum FullDisk {
+    Tmpfs { mount: std::path::PathBuf },
+    FileSizeLimit,
+}
+
+impl FullDisk {
+    fn prepare(dir: &Path) -> (FullDisk, std::path::PathBuf) {
+        let mount = dir.join("small");
+        std::fs::create_dir(&mount).unwrap();
+        // FAULT_DISK=rlimit tries the fallback where a tmpfs would work.
+        let rlimit = std::env::var("FAULT_DISK").as_deref() == Ok("rlimit");
+        let ok = !rlimit
+            && std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "virtsync-test"])
+                .arg(&mount)
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            (
+                FullDisk::Tmpfs {
+                    mount: mount.clone(),
+                },
+                mount,
+            )
+        } else {
+            println!("no tmpfs (not allowed or not wanted): using RLIMIT_FSIZE instead");
+            (FullDisk::FileSizeLimit, dir.to_path_buf())
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FullDisk::Tmpfs { .. } => "tmpfs filled up (ENOSPC)",
+            FullDisk::FileSizeLimit => "RLIMIT_FSIZE at the file's size (EFBIG)",
+        }
+    }
+
+    fn fill(&self, pid: i32, state: &Path) {
+        match self {
+            FullDisk::Tmpfs { mount } => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(mount.join("filler")).unwrap();
+                let block = vec![0xa5u8; 64 * 1024];
+                while f.write_all(&block).is_ok() {}
+                let mut byte = [0u8; 1];
+                while f.write_all(&byte).is_ok() {
+                    byte[0] ^= 1;
+                }
+            }
+            FullDisk::FileSizeLimit => {
+                let size = std::fs::metadata(state).unwrap().len();
+                prlimit(pid, &format!("{size}:"));
+            }
+        }
+    }
+
+    fn free(&self, pid: i32) {
+        match self {
+            FullDisk::Tmpfs { mount } => std::fs::remove_file(mount.join("filler")).unwrap(),
+            FullDisk::FileSizeLimit => prlimit(pid, "unlimited:"),
+        }
+    }
+}
+
+fn prlimit(pid: i32, fsize: &str) {
+    let st = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--fsize={fsize}"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "prlimit --fsize={fsize} failed");
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        if let FullDisk::Tmpfs { mount } = self {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .status();
+        }
+    }
+}
+
+/// A VMI (no VM, so no row) that makes the state file grow.
+fn extra_vmi(template: &Value, i: usize) -> Value {
+    let mut v = template.clone();
+    let name = format!("grow-{i:05}");
+    v["metadata"]["name"] = json!(name);
+    v["metadata"]["uid"] = json!(format!("00000000-0000-4000-9000-{i:012}"));
+    v["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    v["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_reads_go_on_and_it_recovers() {
+    let seed = seed("disk-full");
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, state_dir) = FullDisk::prepare(dir.path());
+    let (kube, db, mut d) = setup(PgCluster::shared(), "full", 100, seed, &state_dir, "").await;
+    let state = state_dir.join("state.redb");
+    let template = kube.list("VirtualMachineInstance").remove(0);
+    let probe_vm = format!(
+        "{}/{}",
+        template["metadata"]["namespace"].as_str().unwrap(),
+        template["metadata"]["name"].as_str().unwrap()
+    );
+
+    disk.fill(d.pid(), &state);
+    let filled = Instant::now();
+    // Changes (and new VMIs, which make the file grow) until the writes fail.
+    let mut grown = 0;
+    let (full, _) = loop {
+        for _ in 0..20 {
+            kube.churn_once(&mut rng);
+            kube.apply(extra_vmi(&template, grown));
+            grown += 1;
+        }
+        let s = d.cli_json(&["status"]).unwrap();
+        if condition(&s, "StateWritable").as_deref() == Some("False") {
+            break (s, ());
+        }
+        assert!(
+            filled.elapsed() < Duration::from_secs(60),
+            "the writes never failed ({grown} new VMIs): {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reported = filled.elapsed();
+    let message = full["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == json!("StateWritable"))
+        .unwrap()["message"]
+        .clone();
+    assert_eq!(full["ready"], json!(false), "{full}");
+    // Reads are served meanwhile: the record, the status, the metrics.
+    let vm = d.cli_json(&["vms", "get", &probe_vm]).unwrap();
+    assert!(vm.to_string().contains(NODE), "{vm}");
+    let text = d.scrape().await;
+    assert!(sample(&text, "virtsync_state_write_errors_total", "").unwrap() > 0.0);
+    // More changes while full: kept in memory, stored after the recovery.
+    for _ in 0..50 {
+        kube.churn_once(&mut rng);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    disk.free(d.pid());
+    let (_, recovered) = wait_status(&d, Duration::from_secs(30), "writable again", |s| {
+        condition(s, "StateWritable").as_deref() == Some("True")
+    })
+    .await;
+    let converged = wait_converged(&kube, &db, CONVERGE).await;
+    // Not corrupted: a restart opens the same file and has nothing to write.
+    assert_eq!(d.stop(), Some(0));
+    ssvirt::reset_statements(&db.client).await;
+    d.restart();
+    d.wait_for("vmi list complete", CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!d.log().contains("state file unreadable"), "{}", d.log());
+    let writes = ssvirt::statements_touching(&db.client, r#"UPDATE "public"."vms""#).await;
+    assert_eq!(writes, 0, "a restart after the recovery rewrote rows");
+    wait_converged(&kube, &db, CONVERGE).await;
+    println!(
+        "measured: {} → StateWritable=False {reported:?} after filling ({grown} new VMIs), \
+         message {message}; reads served while full; recovered {recovered:?} after space \
+         returned, truth {converged:?} later; restart: file intact, 0 writes",
+        disk.name()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
