@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::DaemonProcess;
+use support::daemon::{DaemonProcess, raw, request};
 use support::fake_kube::{FakeApiServer, node};
 use support::fixtures::{CNV_NAME as NAME, CNV_NS as NS};
 use support::pg::PgCluster;
@@ -48,34 +48,6 @@ fn cli_json(socket: &Path, args: &[&str]) -> Value {
     let (code, out, err) = cli(socket, args);
     assert_eq!(code, 0, "virtsync {args:?}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// One raw request on the socket; the whole answer (the daemon closes after it).
-fn raw(socket: &Path, request: &[u8]) -> String {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Status code and JSON body of `METHOD PATH` with `extra` headers and `body`.
-fn request(socket: &Path, method: &str, path: &str, extra: &str, body: &str) -> (u16, Value) {
-    let text = raw(
-        socket,
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let status: u16 = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 fn config(dir: &Path, extra: &str) -> String {

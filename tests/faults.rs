@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::DaemonProcess;
+use support::daemon::{DaemonProcess, request};
 use support::fake_kube::{FakeApiServer, Rng};
 use support::metrics::sample;
 use support::pg::PgCluster;
@@ -544,6 +544,202 @@ async fn a_full_disk_is_reported_reads_go_on_and_it_recovers() {
          message {message}; reads served while full; recovered {recovered:?} after space \
          returned, truth {converged:?} later; restart: file intact, 0 writes",
         disk.name()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Runs the built binary with `args` under GNU time (a child's own peak RSS: a spawned
+/// child inherits its parent's high-water mark through vfork); exit code, stderr, peak
+/// RSS (KiB) and wall time.
+fn run_measured(args: &[&str]) -> (i32, String, u64, Duration) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let start = Instant::now();
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(report.path())
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_virtsync"))
+        .args(args)
+        .env_remove("VIRTSYNC_CONFIG")
+        .output()
+        .expect("GNU time (/usr/bin/time, Debian package `time`; scripts/install-deps)");
+    let took = start.elapsed();
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let rss = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from GNU time: {text:?}"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err, rss, took)
+}
+
+/// The hostile XML documents: an entity bomb, one byte over the size cap, nesting far
+/// past the depth cap.
+fn hostile_xml(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    let cap = virtsync::derive::caps::xml::MAX_DOCUMENT_BYTES;
+    let mut bomb =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
+    for i in 1..10 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        bomb.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    bomb.push_str("]>\n<capabilities><host><uuid>&lol9;</uuid></host></capabilities>\n");
+    let head = "<capabilities><host><uuid>";
+    let tail = "</uuid></host></capabilities>";
+    let over = format!(
+        "{head}{}{tail}",
+        "a".repeat(cap + 1 - head.len() - tail.len())
+    );
+    assert_eq!(over.len(), cap + 1);
+    let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
+    [
+        ("entity bomb", bomb),
+        ("1 byte over the cap", over),
+        ("depth 10,000", deep),
+    ]
+    .into_iter()
+    .map(|(what, text)| {
+        let path = dir.join(format!("{}.xml", what.replace(' ', "-")));
+        std::fs::write(&path, text).unwrap();
+        (what, path)
+    })
+    .collect()
+}
+
+/// A VMI with `n` interfaces (each with an address), the first one's IP being `ip`.
+fn many_interfaces(mut vmi: Value, n: usize, ip: &str) -> Value {
+    let status: Vec<Value> = (0..n)
+        .map(|i| {
+            let addr = if i == 0 {
+                ip.to_owned()
+            } else {
+                format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)
+            };
+            json!({"name": format!("net{i}"), "interfaceName": format!("eth{i}"),
+                "mac": format!("02:01:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 255, i & 255),
+                "ipAddress": addr, "ipAddresses": [addr], "infoSource": "domain, guest-agent"})
+        })
+        .collect();
+    let spec: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("net{i}"), "bridge": {}}))
+        .collect();
+    vmi["status"]["interfaces"] = json!(status);
+    vmi["spec"]["domain"]["devices"]["interfaces"] = json!(spec);
+    vmi
+}
+
+/// `value` wrapped in `depth` single-key objects.
+fn nested(depth: usize) -> Value {
+    let mut v = json!("bottom");
+    for _ in 0..depth {
+        v = json!({ "x": v });
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_rejected_in_bounded_time_and_memory() {
+    let seed = seed("hostile");
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(PgCluster::shared(), "hostile", 50, seed, dir.path(), "").await;
+    let pid = d.pid();
+    let rss_before = rss_kib(pid);
+    let mut vmis = kube.list("VirtualMachineInstance");
+    vmis.sort_by_key(|v| v["metadata"]["name"].as_str().unwrap().to_owned());
+
+    // A VMI with 10,000 interfaces: derived and written in bounded time.
+    let started = Instant::now();
+    kube.apply(many_interfaces(vmis[0].clone(), 10_000, "10.250.0.1"));
+    let took = wait_converged(&kube, &db, CONVERGE).await;
+    let rss_many = rss_kib(pid);
+    println!(
+        "measured: VMI with 10,000 interfaces written in {took:?} ({:?} from apply); RSS {} → {} KiB",
+        started.elapsed(),
+        rss_before,
+        rss_many
+    );
+
+    // Deep nesting inside a VMI the daemon must still read.
+    let mut deep = vmis[1].clone();
+    deep["status"]["interfaces"][0]["ipAddress"] = json!("10.250.0.2");
+    deep["status"]["interfaces"][0]["ipAddresses"] = json!(["10.250.0.2"]);
+    deep["status"]["hostile"] = nested(100);
+    kube.apply(deep);
+    let took = wait_converged(&kube, &db, CONVERGE).await;
+    println!("measured: VMI with an unknown field nested 100 deep written in {took:?}");
+
+    // The socket: a body one byte over the cap, JSON nested 60,000 deep.
+    let sock = d.socket();
+    for (what, body, want) in [
+        (
+            "body 1 byte over the cap",
+            "x".repeat(virtsync::api::server::MAX_BODY + 1),
+            413,
+        ),
+        ("JSON nested 60,000 deep", "[".repeat(60_000), 400),
+    ] {
+        let started = Instant::now();
+        let (code, answer) = request(&sock, "POST", "/v1/resync", "", &body);
+        println!(
+            "measured: socket, {what}: {code} {answer} in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, want, "{what}: {answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+    assert!(
+        d.cli_json(&["status"]).is_some(),
+        "the socket still answers"
+    );
+
+    // Hostile XML through the same parser the daemon uses, in the built binary.
+    for (what, path) in hostile_xml(dir.path()) {
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["inspect", "capabilities", "--capabilities", path],
+            vec!["inspect", "domain", path],
+        ] {
+            let (code, err, rss, time) = run_measured(&args);
+            println!(
+                "measured: {what} → `{}`: exit {code} in {time:?}, peak RSS {rss} KiB: {}",
+                args[..2].join(" "),
+                err.trim()
+            );
+            assert_eq!(code, 2, "{what}: {err}");
+            assert!(err.contains(path), "the error names the file: {err}");
+            assert!(time < Duration::from_secs(5), "{what}: {time:?}");
+            assert!(rss < 64 * 1024, "{what}: peak RSS {rss} KiB");
+        }
+    }
+
+    // The daemon keeps working: a normal change is written.
+    kube.churn_once(&mut Rng::new(seed));
+    wait_converged(&kube, &db, CONVERGE).await;
+    let rss_after = rss_kib(pid);
+    println!(
+        "measured: daemon RSS {rss_before} KiB before, {rss_after} KiB after the hostile inputs"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
     );
     assert_eq!(d.stop(), Some(0));
 }

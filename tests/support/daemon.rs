@@ -210,3 +210,41 @@ impl Drop for DaemonProcess {
         self.kill();
     }
 }
+
+/// One raw request on the socket; the whole answer (the daemon closes after it).
+pub fn raw(socket: &Path, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code and JSON body of `METHOD PATH` with `extra` headers and `body`.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let text = raw(
+        socket,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let status: u16 = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
