@@ -743,3 +743,109 @@ async fn hostile_inputs_are_rejected_in_bounded_time_and_memory() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// `n` changes at about `rate` per second, spread over `keys` at random.
+async fn churn_n(
+    kube: &FakeApiServer,
+    keys: &[(String, String)],
+    n: u64,
+    rate: u64,
+    rng: &mut Rng,
+) {
+    let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut done = 0;
+    while done < n {
+        tick.tick().await;
+        for _ in 0..per_tick.min(n - done) {
+            let (ns, name) = &keys[rng.below(keys.len() as u64) as usize];
+            assert!(kube.churn_named(ns, name, rng));
+            done += 1;
+        }
+    }
+}
+
+/// Waits until the daemon has received `events` VMI events and written everything.
+async fn settle(d: &mut DaemonProcess, events: f64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = d.scrape().await;
+        let seen = sample(
+            &text,
+            "virtsync_events_total",
+            r#"kind="vmi",source="kubernetes""#,
+        )
+        .unwrap_or(0.0);
+        let pending = sample(&text, "virtsync_outbox_pending", "").unwrap_or(1.0);
+        if seen >= events && pending == 0.0 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the daemon did not catch up: {seen} of {events} events, {pending} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_churn() {
+    let seed = seed("memory");
+    let (vms, warmup, run, rate) = if full() {
+        (10_000, 100_000, 1_000_000, 5_000)
+    } else {
+        (1_000, 10_000, 40_000, 5_000)
+    };
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, db, mut d) = setup(PgCluster::shared(), "memory", vms, seed, dir.path(), "").await;
+    let keys: Vec<(String, String)> = kube
+        .list("VirtualMachineInstance")
+        .iter()
+        .map(|v| {
+            let md = &v["metadata"];
+            (
+                md["namespace"].as_str().unwrap().to_owned(),
+                md["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pid = d.pid();
+    let base = sample(
+        &d.scrape().await,
+        "virtsync_events_total",
+        r#"kind="vmi",source="kubernetes""#,
+    )
+    .unwrap_or(0.0);
+    let rss_start = rss_kib(pid);
+
+    let started = Instant::now();
+    churn_n(&kube, &keys, warmup, rate, &mut rng).await;
+    settle(&mut d, base + warmup as f64, Duration::from_secs(600)).await;
+    let warm_took = started.elapsed();
+    let rss_warm = rss_kib(pid);
+
+    let started = Instant::now();
+    churn_n(&kube, &keys, run, rate, &mut rng).await;
+    settle(
+        &mut d,
+        base + (warmup + run) as f64,
+        Duration::from_secs(1800),
+    )
+    .await;
+    let run_took = started.elapsed();
+    let rss_end = rss_kib(pid);
+    let converged = wait_converged(&kube, &db, CONVERGE).await;
+    let growth = (rss_end as f64 / rss_warm as f64 - 1.0) * 100.0;
+    println!(
+        "measured: {vms} VMIs; RSS {rss_start} KiB after the first list, {rss_warm} KiB after \
+         {warmup} events ({warm_took:?}), {rss_end} KiB after {run} more ({run_took:?}, \
+         {:.0} events/s): {growth:+.1} %; truth {converged:?} later",
+        run as f64 / run_took.as_secs_f64()
+    );
+    assert!(
+        growth <= 10.0,
+        "RSS grew {growth:.1} % ({rss_warm} → {rss_end} KiB)"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

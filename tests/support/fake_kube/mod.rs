@@ -325,6 +325,22 @@ impl FakeApiServer {
         churn_shared(&self.shared, rng)
     }
 
+    /// One guest-agent change on the VMI `namespace/name` (O(log n), for long runs);
+    /// false when there is no such VMI.
+    pub fn churn_named(&self, namespace: &str, name: &str, rng: &mut Rng) -> bool {
+        let mut st = self.state();
+        let key = (
+            Kind::VirtualMachineInstance,
+            namespace.to_owned(),
+            name.to_owned(),
+        );
+        let Some(mut v) = st.objects.get(&key).map(|s| s.value()) else {
+            return false;
+        };
+        churn_vmi(&mut v, rng);
+        st.apply(v).is_ok()
+    }
+
     /// Runs `churn_once` `rate` times per second until the returned handle is dropped.
     pub fn spawn_churn(&self, rate: f64, seed: u64) -> ChurnHandle {
         let shared = self.shared.clone();
