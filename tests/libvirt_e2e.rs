@@ -313,6 +313,18 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
     d.wait_for("libvirt connection re-established", WAIT).await;
     // Capabilities again from the restarted libvirtd: the same host, the same fingerprint.
     let again = d.cli_json(&["host", "capabilities", "--refresh"]).unwrap();
+    if again["fingerprint"] != caps["fingerprint"] {
+        std::fs::write(
+            "/tmp/caps-before.json",
+            serde_json::to_string_pretty(&caps).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            "/tmp/caps-after.json",
+            serde_json::to_string_pretty(&again).unwrap(),
+        )
+        .unwrap();
+    }
     assert_eq!(again["fingerprint"], caps["fingerprint"], "{again}");
     assert_eq!(
         again["capabilities"]["cpu_info"]["arch"],

@@ -59,7 +59,8 @@ fn ready() -> bool {
     virsh(&["uri"]).status.success()
 }
 
-fn prepare_host() {
+/// Returns whether libvirtd's own configuration was changed (a running one must restart).
+fn prepare_host() -> bool {
     for bin in [
         "/usr/sbin/libvirtd",
         "/usr/sbin/virtlogd",
@@ -80,6 +81,18 @@ fn prepare_host() {
     );
     std::fs::create_dir_all("/var/log/libvirt").unwrap();
     std::fs::create_dir_all("/etc/libvirt").unwrap();
+    // A stable host UUID, as SMBIOS gives a real host: without SMBIOS (this VM) libvirtd
+    // makes up a new one at every start, and the capabilities change with it.
+    let daemon_conf = Path::new("/etc/libvirt/libvirtd.conf");
+    let daemon_text = std::fs::read_to_string(daemon_conf).unwrap_or_default();
+    let daemon_conf_changed = !daemon_text.contains("host_uuid");
+    if daemon_conf_changed {
+        std::fs::write(
+            daemon_conf,
+            format!("{daemon_text}host_uuid = \"6c7a1f0e-4b1d-4a51-9d6e-5a2f3c1b0e7d\"\n"),
+        )
+        .unwrap();
+    }
     // /dev/kvm is root-only here: QEMU must run as root.
     let conf = Path::new("/etc/libvirt/qemu.conf");
     let current = std::fs::read_to_string(conf).unwrap_or_default();
@@ -94,6 +107,7 @@ fn prepare_host() {
         text.push_str("user = \"root\"\ngroup = \"root\"\n");
         std::fs::write(conf, text).unwrap();
     }
+    daemon_conf_changed
 }
 
 fn start_daemons() {
@@ -131,9 +145,13 @@ impl Libvirtd {
         static SHARED: OnceLock<Libvirtd> = OnceLock::new();
         SHARED.get_or_init(|| {
             let t = Instant::now();
-            let reused = pid_alive(PID_FILE).is_some() && ready();
+            let conf_changed = prepare_host();
+            let mut reused = pid_alive(PID_FILE).is_some() && ready();
+            if reused && conf_changed {
+                Libvirtd::kill();
+                reused = false;
+            }
             if !reused {
-                prepare_host();
                 start_daemons();
             }
             let start_time = t.elapsed();

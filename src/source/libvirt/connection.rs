@@ -68,6 +68,19 @@ impl LibvirtError {
         }
     }
 
+    /// The connection broke (during this call or before it): worth one more try once
+    /// the reconnect is through.
+    pub fn connection_lost(&self) -> bool {
+        matches!(
+            self,
+            LibvirtError::Disconnected { .. }
+                | LibvirtError::Call {
+                    connection_lost: true,
+                    ..
+                }
+        )
+    }
+
     /// libvirt said "no such domain".
     pub fn is_no_domain(&self) -> bool {
         matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_DOMAIN)
@@ -196,6 +209,14 @@ impl LibvirtConnection {
     /// Connected / Disconnected(reason), for the `LibvirtConnected` condition.
     pub fn state(&self) -> watch::Receiver<ConnState> {
         self.inner.state.subscribe()
+    }
+
+    /// Waits until the read-only connection is up again (after a reconnect was started),
+    /// at most `limit`.
+    pub async fn wait_connected(&self, limit: Duration) {
+        let mut state = self.state();
+        let _ = tokio::time::timeout(limit, state.wait_for(|s| matches!(s, ConnState::Connected)))
+            .await;
     }
 
     /// Opens the read-only connection now (a no-op when open).
@@ -402,6 +423,10 @@ impl Inner {
                         *guard = None;
                     }
                     drop(guard);
+                    // The other connection goes to the same libvirtd: it is dead too,
+                    // and reopened on its next use.
+                    let other = if read_write { &self.ro } else { &self.rw };
+                    let _ = lock(other).take();
                     if !read_write {
                         self.state
                             .send_replace(ConnState::Disconnected(e.message().to_owned()));

@@ -46,12 +46,28 @@ fn reason(e: virt::error::Error) -> String {
     e.message().to_owned()
 }
 
-fn flat(r: Result<Answer<String>, LibvirtError>) -> Answer<String> {
-    r.map_err(|e| e.reason().to_owned()).and_then(|a| a)
+/// The driver's answer; a lost connection fails the whole discovery instead.
+fn flat(r: Result<Answer<String>, LibvirtError>) -> Result<Answer<String>, LibvirtError> {
+    match r {
+        Ok(answer) => Ok(answer),
+        Err(e) if e.connection_lost() => Err(e),
+        Err(e) => Ok(Err(e.reason().to_owned())),
+    }
+}
+
+/// The calls below keep each failure as that field's answer; a connection that died
+/// meanwhile must instead fail the whole job, so the connection is dropped and reopened
+/// and no answer from a dead connection is taken for the host's.
+fn fail_if_dead(c: &Connect) -> Result<(), virt::error::Error> {
+    if c.is_alive().unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(virt::error::Error::last_error())
+    }
 }
 
 /// Runs every read-only discovery call in one blocking job.
-fn read_only_part(c: &Connect) -> RawDiscovery {
+fn read_only_part(c: &Connect) -> Result<RawDiscovery, virt::error::Error> {
     let node_info = c.node_info().map_err(reason).map(|n| NodeInfo {
         model: n.model,
         memory_kib: n.memory,
@@ -93,7 +109,8 @@ fn read_only_part(c: &Connect) -> RawDiscovery {
                 })
                 .collect()
         });
-    RawDiscovery {
+    fail_if_dead(c)?;
+    Ok(RawDiscovery {
         uri: c.uri().unwrap_or_default(),
         capabilities: c.capabilities().map_err(reason),
         domain_capabilities_kvm: Err("not asked".into()),
@@ -106,22 +123,42 @@ fn read_only_part(c: &Connect) -> RawDiscovery {
         storage_pools,
         networks,
         pci_devices,
+    })
+}
+
+/// Asks everything. `Err` when no connection could be used or it died during the calls
+/// (after one retry on a fresh connection: libvirtd may have restarted since the last
+/// discovery); a single call the driver refuses is recorded in its field.
+pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
+    match discover_once(conn).await {
+        Err(e) if e.connection_lost() => {
+            tracing::debug!(error = %e, "discovery lost its libvirt connection; once more after the reconnect");
+            conn.wait_connected(RETRY_WAIT).await;
+            discover_once(conn).await
+        }
+        other => other,
     }
 }
 
-/// Asks everything. `Err` only when no connection could be used at all; a single call the
-/// driver refuses is recorded in its field.
-pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
-    let mut raw = conn.call(|c| Ok(read_only_part(c))).await?;
+/// How long a discovery that lost its connection waits for the reconnect.
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn discover_once(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
+    let mut raw = conn.call(read_only_part).await?;
     raw.uri = conn.uri().to_owned();
     let domcaps = |virttype: &'static str| {
-        conn.call_rw(move |c| {
-            Ok(c.domain_capabilities(None, None, None, Some(virttype), 0)
-                .map_err(reason))
-        })
+        conn.call_rw(
+            move |c| match c.domain_capabilities(None, None, None, Some(virttype), 0) {
+                Ok(xml) => Ok(Ok(xml)),
+                Err(e) => {
+                    fail_if_dead(c)?;
+                    Ok(Err(reason(e)))
+                }
+            },
+        )
     };
-    raw.domain_capabilities_kvm = flat(domcaps("kvm").await);
-    raw.domain_capabilities_qemu = flat(domcaps("qemu").await);
+    raw.domain_capabilities_kvm = flat(domcaps("kvm").await)?;
+    raw.domain_capabilities_qemu = flat(domcaps("qemu").await)?;
     Ok(raw)
 }
 
