@@ -88,12 +88,13 @@ async fn setup(
     kube.load_synthetic(n, &[NODE.to_owned()], seed);
     let db = Db::new(cluster, prefix, SchemaMode::Extended).await;
     insert_rows(&db.client, &vm_keys(&kube)).await;
-    let mut d = DaemonProcess::start_with_env(
-        dir,
-        "faults",
-        &config(dir, &kube, &db, extra),
-        &[("RUST_LOG", "info")],
-    );
+    // FAULT_DAEMON_MALLOC_ARENA_MAX: glibc's arena count for the daemon (experiments).
+    let arenas = std::env::var("FAULT_DAEMON_MALLOC_ARENA_MAX").ok();
+    let mut env = vec![("RUST_LOG", "info")];
+    if let Some(a) = &arenas {
+        env.push(("MALLOC_ARENA_MAX", a.as_str()));
+    }
+    let mut d = DaemonProcess::start_with_env(dir, "faults", &config(dir, &kube, &db, extra), &env);
     d.wait_for("vmi list complete", CONVERGE).await;
     let took = wait_converged(&kube, &db, CONVERGE).await;
     println!("measured: {n} VMs written in {took:?} after the first list");
@@ -798,9 +799,19 @@ async fn memory_stays_bounded_under_churn() {
     } else {
         (1_000, 10_000, 40_000, 5_000)
     };
+    // FAULT_MEMORY="VMS,WARMUP,RUN" for experiments; FAULT_MEMORY_CONFIG adds [cache] keys.
+    let (vms, warmup, run) = match std::env::var("FAULT_MEMORY").ok() {
+        Some(spec) => {
+            let n: Vec<u64> = spec.split(',').map(|x| x.trim().parse().unwrap()).collect();
+            (n[0] as usize, n[1], n[2])
+        }
+        None => (vms, warmup, run),
+    };
+    let extra = std::env::var("FAULT_MEMORY_CONFIG").unwrap_or_default();
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
-    let (kube, db, mut d) = setup(PgCluster::shared(), "memory", vms, seed, dir.path(), "").await;
+    let (kube, db, mut d) =
+        setup(PgCluster::shared(), "memory", vms, seed, dir.path(), &extra).await;
     let keys: Vec<(String, String)> = kube
         .list("VirtualMachineInstance")
         .iter()
@@ -830,13 +841,21 @@ async fn memory_stays_bounded_under_churn() {
     let rss_warm = rss_kib(pid);
 
     let started = Instant::now();
-    churn_n(&kube, &keys, run, rate, &mut rng).await;
-    settle(
-        &mut d,
-        base + (warmup + run) as f64,
-        Duration::from_secs(1800),
-    )
-    .await;
+    let state = dir.path().join("state.redb");
+    let step = (run / 10).max(1);
+    let mut done = 0;
+    while done < run {
+        let n = step.min(run - done);
+        churn_n(&kube, &keys, n, rate, &mut rng).await;
+        done += n;
+        println!(
+            "progress: {done} events after the warm-up: daemon RSS {} KiB, state file {} KiB",
+            rss_kib(pid),
+            std::fs::metadata(&state).map_or(0, |m| m.len() / 1024)
+        );
+    }
+    let changed = (kube.resource_version() - rv0) as f64;
+    settle(&mut d, base + changed, Duration::from_secs(1800)).await;
     let run_took = started.elapsed();
     let rss_end = rss_kib(pid);
     let converged = wait_converged(&kube, &db, CONVERGE).await;
