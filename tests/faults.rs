@@ -174,10 +174,12 @@ async fn postgres_down_while_changes_arrive_loses_nothing() {
         condition(s, "PostgresConnected").as_deref() == Some("True")
     })
     .await;
-    let (_, drained) = wait_status(&d, Duration::from_secs(30), "backlog drained", |s| {
-        pending(s) == 0 || up_at.elapsed() > Duration::from_secs(25)
+    // The backlog (changes keep coming meanwhile) is written: nothing left waiting.
+    wait_status(&d, Duration::from_secs(30), "backlog drained", |s| {
+        pending(s) == 0
     })
     .await;
+    let drained = up_at.elapsed();
     // Changes keep coming a little longer, then stop: the truth is fixed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(churn);
@@ -204,11 +206,12 @@ async fn postgres_down_while_changes_arrive_loses_nothing() {
     assert_eq!(sample(&text, "virtsync_outbox_pending", ""), Some(0.0));
     println!(
         "measured: outage {outage:?} (seen in {noticed:?}), {backlog} VM changes pending at its end, \
-         reconnected {reconnected:?} after the restart, backlog drained in {drained:?}, \
+         reconnected {reconnected:?} and backlog drained {drained:?} after the restart, \
          truth reached {converged:?} after the churn stopped, 0 lost; status after: {}",
         after["conditions"]
     );
-    assert!(drained < Duration::from_secs(25), "drain took {drained:?}");
+    // Within seconds: the longest reconnect backoff (5 s + 20 %) and a flush.
+    assert!(drained < Duration::from_secs(10), "drain took {drained:?}");
     assert_eq!(d.stop(), Some(0));
 }
 

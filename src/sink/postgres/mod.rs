@@ -452,7 +452,7 @@ impl PgSink {
         Ok(out)
     }
 
-    /// The sink's life: connect (with capped backoff), then flush when deltas wait, at
+    /// The sink's life: connect (with capped, jittered backoff), then flush when deltas wait, at
     /// most once per `flush_interval`, refresh the managed set and run anti-entropy when
     /// due. Returns on shutdown (after a last flush) or on a problem only an operator can
     /// fix.
@@ -500,7 +500,7 @@ impl PgSink {
                     }
                     tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
                     // An outage is no hang: the backoff sleep beats like an idle loop.
-                    let until = Instant::now() + backoff;
+                    let until = Instant::now() + jittered(backoff);
                     while Instant::now() < until && !*shutdown.borrow() {
                         self.health.beat(LOOP);
                         tokio::select! {
@@ -508,7 +508,7 @@ impl PgSink {
                             _ = shutdown.changed() => {}
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
@@ -665,4 +665,34 @@ fn after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// The longest wait between attempts while PostgreSQL is down or refusing: a server
+/// that is back is used within seconds (a 30 s cap made a 60 s outage end 21 s late).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// `d` ± 20 %, so the daemons of a fleet do not all reconnect in the same instant
+/// after a PostgreSQL restart.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let spread = (u64::from(nanos ^ std::process::id()) % 401) as f64 / 1000.0; // 0..0.4
+    d.mul_f64(0.8 + spread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_a_fifth_of_the_backoff() {
+        for _ in 0..1000 {
+            let j = jittered(MAX_BACKOFF);
+            assert!(
+                j >= MAX_BACKOFF.mul_f64(0.8) && j <= MAX_BACKOFF.mul_f64(1.2),
+                "{j:?}"
+            );
+        }
+    }
 }
