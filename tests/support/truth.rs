@@ -32,7 +32,7 @@ pub const COLUMNS: &[Column] = &[
 
 pub type Rows = BTreeMap<String, Vec<Option<String>>>;
 
-fn text(v: Value<'_>) -> Option<String> {
+pub fn text_of(v: Value<'_>) -> Option<String> {
     match v {
         Value::Null => None,
         Value::Text(t) => Some(t.to_owned()),
@@ -62,7 +62,7 @@ pub fn expected(kube: &FakeApiServer) -> Rows {
             let obs = observe(&vm.key, VmInput::Present(&vm), vmi, None);
             let values = COLUMNS
                 .iter()
-                .map(|c| text(value(&obs.record, *c)))
+                .map(|c| text_of(value(&obs.record, *c)))
                 .collect();
             (key, values)
         })
