@@ -79,6 +79,11 @@ pub struct Tracker {
     /// Keys seen since the current (re)list began, per kind and namespace scope.
     listing: HashMap<(Kind, Option<String>), HashSet<VmKey>>,
     unknown_statuses: HashSet<String>,
+    /// VMI list scopes (namespace, `None` = all) whose first list is complete. Until
+    /// then a VM whose VMI may run here is held back: combined with an unknown VMI it
+    /// would lose the runtime and legacy values the state has, and the VMI that
+    /// follows would write them all again (equal values, a new `runtime_vmi_updated_at`).
+    vmi_listed: HashSet<Option<String>>,
     pub stats: TrackerStats,
 }
 
@@ -103,8 +108,17 @@ impl Tracker {
             last,
             listing: HashMap::new(),
             unknown_statuses: HashSet::new(),
+            vmi_listed: HashSet::new(),
             stats: TrackerStats::default(),
         }
+    }
+
+    /// Whether the VMIs of `namespace` have been listed once (always, without a VMI
+    /// watch: cluster role only).
+    fn vmis_listed(&self, namespace: &str) -> bool {
+        !self.options.node_role
+            || self.vmi_listed.contains(&None)
+            || self.vmi_listed.contains(&Some(namespace.to_owned()))
     }
 
     pub fn cluster_active(&self) -> bool {
@@ -157,6 +171,10 @@ impl Tracker {
                 }
             }
             Event::InitDone => {
+                let mut held = Vec::new();
+                if kind == Kind::Vmi && self.vmi_listed.insert(scope.map(str::to_string)) {
+                    held = self.release_held_vms(scope);
+                }
                 let seen = self.listing.remove(&scope_key).unwrap_or_default();
                 let mut missing: Vec<VmKey> = self
                     .tracked(kind)
@@ -165,14 +183,12 @@ impl Tracker {
                     .filter(|k| !seen.contains(k))
                     .collect();
                 missing.sort();
-                missing
-                    .into_iter()
-                    .map(|key| Action::Confirm {
-                        kind,
-                        key,
-                        event_rv: None,
-                    })
-                    .collect()
+                held.extend(missing.into_iter().map(|key| Action::Confirm {
+                    kind,
+                    key,
+                    event_rv: None,
+                }));
+                held
             }
         }
     }
@@ -341,9 +357,25 @@ impl Tracker {
                 }
                 let key = part.key.clone();
                 self.vms.insert(key.clone(), part);
+                if !self.vmis_listed(&key.namespace) {
+                    return Vec::new();
+                }
                 self.emit(&key)
             }
         }
+    }
+
+    /// The VMs held back until the VMIs of `scope` were listed, combined with what is
+    /// known now (a VM already sent with its VMI costs nothing: the same observation).
+    fn release_held_vms(&mut self, scope: Option<&str>) -> Vec<Action> {
+        let mut keys: Vec<VmKey> = self
+            .vms
+            .keys()
+            .filter(|k| scope.is_none_or(|ns| k.namespace == ns))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.iter().flat_map(|k| self.emit(k)).collect()
     }
 
     fn reject(&mut self, kind: Kind, obj: &KubeObject, problem: &str) -> Vec<Action> {

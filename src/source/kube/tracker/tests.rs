@@ -337,3 +337,39 @@ fn a_vmi_confirmed_gone_ends_the_probe() {
     );
     assert!(domains(&actions).is_empty());
 }
+
+#[test]
+fn role_all_restart_holds_a_vm_until_its_vmis_are_listed_and_writes_nothing_unchanged() {
+    // The state before the restart: VM and VMI combined.
+    let mut before = tracker(true, HashMap::new());
+    before.set_cluster_active(true);
+    before.event(Kind::Vm, None, Event::Apply(object(vm())));
+    let actions = before.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let stored = observed(&actions)[0].clone();
+    // The restart: the VM list comes before the VMI list.
+    let mut t = tracker(true, HashMap::from([(key(), stored.clone())]));
+    t.set_cluster_active(true);
+    t.event(Kind::Vm, None, Event::Init);
+    let held = t.event(Kind::Vm, None, Event::InitApply(object(vm())));
+    assert!(
+        observed(&held).is_empty(),
+        "combined with an unknown VMI it would drop the runtime values: {held:?}"
+    );
+    t.event(Kind::Vm, None, Event::InitDone);
+    t.event(Kind::Vmi, None, Event::Init);
+    let listed = t.event(Kind::Vmi, None, Event::InitApply(object(vmi())));
+    let done = t.event(Kind::Vmi, None, Event::InitDone);
+    assert!(
+        observed(&listed).is_empty() && observed(&done).is_empty(),
+        "nothing changed, nothing sent: {listed:?} {done:?}"
+    );
+    // A VM without a VMI here is released once the VMIs are listed.
+    let mut t = tracker(true, HashMap::new());
+    t.set_cluster_active(true);
+    assert!(observed(&t.event(Kind::Vm, None, Event::Apply(object(vm())))).is_empty());
+    t.event(Kind::Vmi, None, Event::Init);
+    let released = t.event(Kind::Vmi, None, Event::InitDone);
+    let obs = observed(&released);
+    assert_eq!(obs.len(), 1, "{released:?}");
+    assert_eq!(obs[0].record.status, Some(VmStatus::PoweredOn));
+}
