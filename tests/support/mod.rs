@@ -7,6 +7,7 @@ pub mod disk;
 pub mod fake_kube;
 pub mod fixtures;
 pub mod libvirtd;
+pub mod measure;
 pub mod metrics;
 pub mod pg;
 pub mod ssvirt;

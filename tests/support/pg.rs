@@ -101,6 +101,17 @@ impl PgCluster {
 
     /// A separate cluster owned by the caller; dropped = stopped and removed.
     pub fn start_new() -> PgCluster {
+        Self::start_with(Durability::TestsOnly)
+    }
+
+    /// A separate cluster configured as in production where it matters for timings:
+    /// fsync, synchronous commit and full-page writes on; commit timestamps tracked
+    /// (`pg_xact_commit_timestamp`) so a benchmark can time each change to its commit.
+    pub fn start_durable() -> PgCluster {
+        Self::start_with(Durability::Production)
+    }
+
+    fn start_with(durability: Durability) -> PgCluster {
         let bin = find_bin_dir();
         let owner = postgres_owner();
         let dir = make_temp_dir(owner);
@@ -126,7 +137,7 @@ impl PgCluster {
             server_pid: None,
         };
         // From here on a panic drops `guardian`, closing its stdin => dir removed.
-        initdb(&bin, &dir, owner);
+        initdb(&bin, &dir, owner, durability);
         let mut cluster = PgCluster {
             port: 0,
             dir,
@@ -397,7 +408,16 @@ fn make_temp_dir(owner: Option<(u32, u32)>) -> PathBuf {
     dir
 }
 
-fn initdb(bin: &Path, dir: &Path, owner: Option<(u32, u32)>) {
+/// How the throw-away cluster trades safety for speed.
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    /// fsync and synchronous commit off: tests only need the semantics.
+    TestsOnly,
+    /// The server defaults (durable) plus commit timestamps.
+    Production,
+}
+
+fn initdb(bin: &Path, dir: &Path, owner: Option<(u32, u32)>, durability: Durability) {
     let data = dir.join("data");
     let mut cmd = Command::new(bin.join("initdb"));
     cmd.arg("-D")
@@ -413,10 +433,13 @@ fn initdb(bin: &Path, dir: &Path, owner: Option<(u32, u32)>) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let safety = match durability {
+        Durability::TestsOnly => "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+        Durability::Production => "track_commit_timestamp = on\n",
+    };
     let conf = format!(
         "\n# pgtest harness\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-         shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n\
+         {safety}shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n\
          max_connections = 200\n",
         dir.join("sock").display()
     );
