@@ -15,7 +15,7 @@
 //! unchanged restart writes to `vms`; the speed targets are reported, not asserted.
 //!
 //!   cargo bench --bench load -- [--vms 10000] [--rate 500] [--seconds 60]
-//!       [--flush-interval 50ms] [--seed S]
+//!       [--flush-interval 50ms] [--cache-size 32MiB] [--seed S]
 //!   scripts/bench   (this at DESIGN §13's point, the N sweep, discovery; BENCHMARKS.md)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -50,6 +50,8 @@ struct Settings {
     rate: u64,
     seconds: u64,
     flush_interval: String,
+    /// `[cache] cache_size` for the daemon (its default when absent).
+    cache_size: Option<String>,
     seed: u64,
 }
 
@@ -73,6 +75,7 @@ impl Settings {
             rate: num("--rate", 500),
             seconds: num("--seconds", 60),
             flush_interval: arg("--flush-interval").unwrap_or_else(|| "50ms".into()),
+            cache_size: arg("--cache-size"),
             seed: num("--seed", clock.as_nanos() as u64),
         }
     }
@@ -107,7 +110,12 @@ schema = "extended"
 flush_interval = "{flush}"
 [cache]
 path = "{state}"
+{cache_size}
 "#,
+        cache_size = s
+            .cache_size
+            .as_ref()
+            .map_or(String::new(), |c| format!("cache_size = \"{c}\"")),
         kube = kube.url(),
         url = db.url,
         flush = s.flush_interval,

@@ -23,7 +23,7 @@ fn key() -> VmKey {
 }
 
 fn object(v: Value) -> KubeObject {
-    serde_json::from_value(v).unwrap()
+    serde_json::from_str(&v.to_string()).unwrap()
 }
 
 fn tracker(last: HashMap<VmKey, Observation>) -> Tracker {

@@ -69,6 +69,12 @@ pub(crate) fn redb_err<E: Into<redb::Error>>(step: &'static str) -> impl FnOnce(
 pub enum StateEvent {
     /// A derived record (stored when it differs from the last one).
     Observed(Box<Observation>),
+    /// A record seen while this daemon takes over the cluster role: stored like
+    /// `Observed`, but not queued for writing. The anti-entropy pass that follows the
+    /// takeover (`ResyncAfterThis`) writes only the rows PostgreSQL has different: a
+    /// takeover must not rewrite the rows the previous holder wrote (every row for the
+    /// VMs new to this daemon, the status of its own).
+    Adopted(Box<Observation>),
     /// The VM is no longer this daemon's to handle (e.g. its VMI moved to another host):
     /// its record and pending delta are dropped, nothing is written.
     Forget(VmKey),

@@ -220,7 +220,10 @@ impl KubeSource {
             if object {
                 crate::failpoint::stall("kube_event").await;
             }
-            let actions = self.tracker.event(kind, scope.as_deref(), event);
+            let mut actions = self.tracker.event(kind, scope.as_deref(), event);
+            if vm_lists_awaited > 0 {
+                actions = adopt(actions);
+            }
             self.count_event(kind, object, noop_before);
             if !self.perform(actions).await {
                 return;
@@ -376,4 +379,16 @@ async fn next(
         Some(s) => s.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// While a new cluster-role holder lists the VMs, what it derives is adopted, not
+/// written blindly: the anti-entropy pass after the lists writes what differs.
+fn adopt(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .map(|action| match action {
+            Action::Emit(StateEvent::Observed(obs)) => Action::Emit(StateEvent::Adopted(obs)),
+            other => other,
+        })
+        .collect()
 }

@@ -7,41 +7,63 @@ use std::borrow::Cow;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 #[derive(Clone, Debug)]
 pub struct KubeObject {
     pub metadata: ObjectMeta,
-    pub value: serde_json::Value,
+    /// The object's JSON as received. Kept as text, not as a `serde_json::Value`: the
+    /// derive code decodes it straight into its structs (building a `Value` first cost
+    /// more than that decode itself).
+    pub raw: Box<RawValue>,
     /// Set when `metadata` could not be decoded (the object is then reported, not used).
     pub metadata_error: Option<String>,
 }
 
+/// Only the metadata, borrowed; every other field is skipped unread.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+}
+
 impl<'de> Deserialize<'de> for KubeObject {
+    /// Needs serde_json's own deserializer (as kube-rs uses for lists and for watch
+    /// lines, whose `type` comes before the `object` as the API server writes them).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        if !value.is_object() {
-            return Err(serde::de::Error::custom(
-                "a Kubernetes object must be a JSON object",
-            ));
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let not_an_object =
+            || serde::de::Error::custom("a Kubernetes object must be a JSON object");
+        if !raw.get().starts_with('{') {
+            return Err(not_an_object());
         }
-        let (metadata, metadata_error) = match value.get("metadata") {
-            Some(m) => match ObjectMeta::deserialize(m) {
+        let head: Head<'_> = serde_json::from_str(raw.get()).map_err(|_| not_an_object())?;
+        let (metadata, metadata_error) = match head.metadata {
+            Some(m) => match serde_json::from_str::<ObjectMeta>(m.get()) {
                 Ok(meta) => (meta, None),
                 // Keep what the watcher needs to carry on; the object itself is rejected
                 // by the tracker with this message.
-                Err(e) => (fallback_meta(m), Some(format!("metadata: {e}"))),
+                Err(e) => (fallback_meta(m.get()), Some(format!("metadata: {e}"))),
             },
             None => (ObjectMeta::default(), Some("metadata: missing".to_string())),
         };
         Ok(KubeObject {
             metadata,
-            value,
+            raw,
             metadata_error,
         })
     }
 }
 
-fn fallback_meta(m: &serde_json::Value) -> ObjectMeta {
+impl KubeObject {
+    /// The object's JSON bytes.
+    pub fn json(&self) -> &[u8] {
+        self.raw.get().as_bytes()
+    }
+}
+
+fn fallback_meta(json: &str) -> ObjectMeta {
+    let m: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
     ObjectMeta {
         name: text("name"),

@@ -319,7 +319,7 @@ impl Tracker {
                 if !self.options.node_role {
                     return Vec::new();
                 }
-                let part = match derive::decode_vmi(&obj.value)
+                let part = match derive::decode_vmi_slice(obj.json())
                     .map_err(|e| e.to_string())
                     .and_then(|vmi| derive::derive_vmi(&vmi).map_err(|e| e.to_string()))
                 {
@@ -343,7 +343,7 @@ impl Tracker {
                 if !self.cluster_active {
                     return Vec::new();
                 }
-                let part = match derive::decode_vm(&obj.value)
+                let part = match derive::decode_vm_slice(obj.json())
                     .map_err(|e| e.to_string())
                     .and_then(|vm| derive::derive_vm(&vm).map_err(|e| e.to_string()))
                 {

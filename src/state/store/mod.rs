@@ -72,6 +72,13 @@ pub struct ManagedChange {
     pub enqueued: usize,
 }
 
+/// How a record reached the store (see `StateEvent::Adopted`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    Observed,
+    Adopted,
+}
+
 pub struct Store {
     db: Option<Database>,
     options: StoreOptions,
@@ -233,13 +240,14 @@ impl Store {
         batch: &[Observation],
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
-        let refs: Vec<&Observation> = batch.iter().collect();
+        let refs: Vec<(&Observation, Arrival)> =
+            batch.iter().map(|o| (o, Arrival::Observed)).collect();
         self.ingest_refs(&refs, now)
     }
 
     fn ingest_refs(
         &mut self,
-        batch: &[&Observation],
+        batch: &[(&Observation, Arrival)],
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
@@ -247,7 +255,7 @@ impl Store {
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
         let mut refreshed: HashMap<VmKey, SourceVersions> = HashMap::new();
-        for obs in batch {
+        for &(obs, arrival) in batch {
             let key = obs.record.key();
             if let Err(problem) = key.validate() {
                 tracing::warn!(namespace = %key.namespace, name = %key.name, problem, "record rejected");
@@ -255,6 +263,7 @@ impl Store {
                 continue;
             }
             let old = new_records.get(&key).or_else(|| self.records.get(&key));
+            let queue = arrival == Arrival::Observed;
             let mut changed = match old {
                 None => known_columns(&obs.record, &obs.versions),
                 Some(old) => {
@@ -298,7 +307,7 @@ impl Store {
             let to_write = changed
                 .intersect(self.options.writable)
                 .intersect(known_columns(&record, &obs.versions));
-            if self.managed.contains_key(&key) && !to_write.is_empty() {
+            if queue && self.managed.contains_key(&key) && !to_write.is_empty() {
                 let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
                 next_seq += 1;
@@ -371,10 +380,11 @@ impl Store {
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
-        let mut run: Vec<&Observation> = Vec::new();
+        let mut run: Vec<(&Observation, Arrival)> = Vec::new();
         for event in events {
             match event {
-                StateEvent::Observed(obs) => run.push(obs),
+                StateEvent::Observed(obs) => run.push((obs, Arrival::Observed)),
+                StateEvent::Adopted(obs) => run.push((obs, Arrival::Adopted)),
                 StateEvent::Forget(key) => {
                     report.merge(self.ingest_refs(&run, now)?);
                     run.clear();

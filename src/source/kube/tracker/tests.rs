@@ -15,7 +15,7 @@ fn fixture(name: &str) -> Value {
 }
 
 fn object(v: Value) -> KubeObject {
-    serde_json::from_value(v).unwrap()
+    serde_json::from_str(&v.to_string()).unwrap()
 }
 
 /// The real CNV VMI, as node sno-0-0 sees it.
