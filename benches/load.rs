@@ -133,20 +133,6 @@ fn carried_ip(seq: u64) -> String {
     )
 }
 
-/// The VMIs as (namespace, name).
-fn vmi_keys(kube: &FakeApiServer) -> Vec<(String, String)> {
-    kube.list("VirtualMachineInstance")
-        .iter()
-        .map(|v| {
-            let md = &v["metadata"];
-            (
-                md["namespace"].as_str().unwrap().to_owned(),
-                md["name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// What a phase of changes sent: per carried IP the wall-clock time it was sent, and
 /// a sample of the objects as sent (for the decode floor).
 #[derive(Default)]
@@ -292,7 +278,7 @@ async fn run(s: Settings) -> bool {
     let db = Db::new(&cluster, "bench", SchemaMode::Extended).await;
     db.client.batch_execute(COMMIT_LOG).await.unwrap();
     insert_rows(&db.client, &vm_keys(&kube)).await;
-    let keys = vmi_keys(&kube);
+    let keys = kube.vmi_keys();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut d = DaemonProcess::start_with_env(

@@ -829,17 +829,7 @@ async fn memory_stays_bounded_under_churn() {
     let dir = tempfile::tempdir().unwrap();
     let (kube, db, mut d) =
         setup(PgCluster::shared(), "memory", vms, seed, dir.path(), &extra).await;
-    let keys: Vec<(String, String)> = kube
-        .list("VirtualMachineInstance")
-        .iter()
-        .map(|v| {
-            let md = &v["metadata"];
-            (
-                md["namespace"].as_str().unwrap().to_owned(),
-                md["name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let keys = kube.vmi_keys();
     let pid = d.pid();
     let base = vmi_events(&d.scrape().await);
     let rss_start = rss_kib(pid);

@@ -248,17 +248,7 @@ async fn many_node_daemons_share_one_database() {
         .await
         .unwrap();
     let mut rng = Rng::new(seed);
-    let keys: Vec<(String, String)> = kube
-        .list("VirtualMachineInstance")
-        .iter()
-        .map(|v| {
-            let md = &v["metadata"];
-            (
-                md["namespace"].as_str().unwrap().to_owned(),
-                md["name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let keys = kube.vmi_keys();
     // Every node each VM was on, in order (for the stale-overwrite check).
     let mut moves: HashMap<String, Vec<String>> = kube
         .list("VirtualMachineInstance")

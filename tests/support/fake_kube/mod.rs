@@ -320,6 +320,16 @@ impl FakeApiServer {
         created
     }
 
+    /// Every VMI as (namespace, name).
+    pub fn vmi_keys(&self) -> Vec<(String, String)> {
+        let st = self.state();
+        st.objects
+            .keys()
+            .filter(|k| k.0 == Kind::VirtualMachineInstance)
+            .map(|k| (k.1.clone(), k.2.clone()))
+            .collect()
+    }
+
     /// One guest-agent change on a random VMI (`churn_vmi`); returns `ns/name`.
     pub fn churn_once(&self, rng: &mut Rng) -> Option<String> {
         churn_shared(&self.shared, rng)
