@@ -423,10 +423,18 @@ async fn run(s: Settings) -> bool {
             r#"source="kubernetes""#,
         )
         .unwrap_or(0.0);
-    let (noop_writes, _) = calls(&statements(&db.client).await, is_vms_write);
+    let noop_stats = statements(&db.client).await;
+    let (noop_writes, noop_rows) = calls(&noop_stats, is_vms_write);
     println!(
         "\nno-op events: {events} sent, {noop_counted} counted as no-op, {noop_writes} statements writing vms (target 0)"
     );
+    if noop_writes > 0 {
+        // What was written, to tell a late flush from a real no-op write.
+        println!("  {noop_rows} rows written by:");
+        for (q, c, r) in noop_stats.iter().filter(|(q, _, _)| is_vms_write(q)) {
+            println!("  {c:>8} calls {r:>8} rows  {q}");
+        }
+    }
 
     let converged = wait_converged(&kube, &db, LIMIT).await;
     println!("database equals the truth ({converged:?} after the last change)");

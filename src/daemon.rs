@@ -37,6 +37,7 @@ pub fn store_options(cfg: &Config) -> StoreOptions {
     StoreOptions {
         path: cfg.cache.path.clone(),
         cache_size: cfg.cache.cache_size,
+        sync_interval: cfg.cache.sync_interval,
         writable: ColumnSet::writable(&cfg.owns, cfg.postgres.schema),
     }
 }

@@ -549,6 +549,7 @@ async fn a_full_disk_is_reported_reads_go_on_and_it_recovers() {
         let options = StoreOptions {
             path: state.clone(),
             cache_size: 4 << 20,
+            sync_interval: std::time::Duration::from_secs(1),
             writable: virtsync::columns::ColumnSet::all(),
         };
         let (store, _) = Store::open(options, virtsync::model::Timestamp::now()).unwrap();

@@ -45,6 +45,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
+        sync_interval: std::time::Duration::from_secs(1),
         writable: ColumnSet::all(),
     };
     let (mut store, _) = Store::open(options, t(0)).unwrap();

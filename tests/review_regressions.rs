@@ -137,6 +137,7 @@ fn an_invalid_key_is_rejected_and_cannot_poison_the_state_file() {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
+        sync_interval: std::time::Duration::from_secs(1),
         writable: virtsync::columns::ColumnSet::all(),
     };
     {

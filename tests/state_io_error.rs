@@ -34,6 +34,7 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 1 << 20,
+        sync_interval: std::time::Duration::from_secs(1),
         writable: ColumnSet::all(),
     };
     let (mut store, _) = Store::open(options.clone(), Timestamp::now()).unwrap();

@@ -14,6 +14,7 @@ fn options(dir: &tempfile::TempDir) -> StoreOptions {
     StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
+        sync_interval: std::time::Duration::from_secs(1),
         writable: ColumnSet::all(),
     }
 }
@@ -397,4 +398,46 @@ fn a_no_op_with_newer_versions_refreshes_them_in_memory_without_a_write() {
         .unwrap();
     let versions = &store.record(&VmKey::new("ns", "a")).unwrap().versions;
     assert_eq!(versions.vm_resource_version, Some(9));
+}
+
+#[test]
+fn hot_commits_are_synced_within_the_interval_and_at_close() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&dir);
+    opts.sync_interval = Duration::from_secs(3600);
+    let (mut store, _) = Store::open(opts.clone(), t(0)).unwrap();
+    assert_eq!(store.sync_due(), None);
+    store.ingest(&[obs("a", 2, "10.0.0.1", 5)], t(1)).unwrap();
+    let due = store
+        .sync_due()
+        .expect("an ingest commit waits for the sync");
+    assert!(due > Duration::from_secs(3500), "{due:?}");
+    assert!(store.sync().unwrap());
+    assert_eq!(store.sync_due(), None);
+    assert!(!store.sync().unwrap(), "nothing left to sync");
+
+    store.ingest(&[obs("a", 3, "10.0.0.1", 6)], t(2)).unwrap();
+    assert!(store.sync_due().is_some());
+    store.close().unwrap();
+    let (store, _) = Store::open(opts.clone(), t(3)).unwrap();
+    let a = store.record(&VmKey::new("ns", "a")).unwrap();
+    assert_eq!(a.record.cpu_count, Some(3), "close synced the last commit");
+    store.close().unwrap();
+
+    // Once the interval has passed, the next hot commit is itself durable.
+    opts.sync_interval = Duration::from_millis(30);
+    let (mut store, _) = Store::open(opts.clone(), t(4)).unwrap();
+    store.ingest(&[obs("a", 4, "10.0.0.1", 7)], t(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(store.sync_due(), Some(Duration::ZERO));
+    store.ingest(&[obs("a", 5, "10.0.0.1", 8)], t(6)).unwrap();
+    assert_eq!(store.sync_due(), None);
+    store.close().unwrap();
+
+    // Zero: every commit fsyncs.
+    opts.sync_interval = Duration::ZERO;
+    let (mut store, _) = Store::open(opts, t(7)).unwrap();
+    store.ingest(&[obs("a", 6, "10.0.0.1", 9)], t(8)).unwrap();
+    assert_eq!(store.sync_due(), None);
 }

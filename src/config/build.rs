@@ -246,6 +246,14 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins) -> Result<Config, Co
         }
         c.cache.cache_size = v;
     }
+    set_duration(
+        o,
+        "cache.sync_interval",
+        raw.cache.sync_interval,
+        &mut c.cache.sync_interval,
+        Duration::ZERO,
+        Some(Duration::from_secs(60)),
+    )?;
 
     // [api]
     if let Some(v) = raw.api.socket {

@@ -68,6 +68,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("postgres.lock_retry_interval", Kind::Duration),
     ("cache.path", Kind::Str),
     ("cache.cache_size", Kind::Size),
+    ("cache.sync_interval", Kind::Duration),
     ("api.socket", Kind::Str),
     ("api.admin_group", Kind::Str),
     ("metrics.listen", Kind::Str),

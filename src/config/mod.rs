@@ -188,6 +188,10 @@ pub struct CacheConfig {
     pub path: PathBuf,
     /// Bytes.
     pub cache_size: u64,
+    /// Longest time a stored change may stay in memory only before an fsync (0: every
+    /// commit is durable). A crash loses at most this much of the cache, which the
+    /// relist after the restart derives again.
+    pub sync_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +293,7 @@ impl Config {
             cache: CacheConfig {
                 path: PathBuf::from("/var/lib/virtsync/state.redb"),
                 cache_size: 32 << 20,
+                sync_interval: Duration::from_secs(1),
             },
             api: ApiConfig {
                 socket: PathBuf::from("/run/virtsync/virtsync.sock"),

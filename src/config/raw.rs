@@ -112,6 +112,8 @@ pub(super) struct RawCache {
     pub(super) path: Option<PathBuf>,
     #[serde(default, deserialize_with = "de_size")]
     pub(super) cache_size: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) sync_interval: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

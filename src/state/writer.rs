@@ -73,17 +73,22 @@ pub async fn run(
     clock: fn() -> Timestamp,
 ) {
     const LOOP: &str = "state-writer";
-    // The outbox gauges scan the whole outbox: at most once a second here (the
-    // sink refreshes them after every acknowledged flush).
-    let mut gauges_due = tokio::time::Instant::now();
     loop {
         if let Some(h) = &options.health {
             h.beat(LOOP);
         }
-        let first = match tokio::time::timeout(BEAT_INTERVAL, rx.recv()).await {
+        // Unsynced commits are synced once `cache.sync_interval` has passed, also when
+        // nothing else arrives.
+        let wait = lock(&store)
+            .sync_due()
+            .map_or(BEAT_INTERVAL, |due| due.min(BEAT_INTERVAL));
+        let first = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(event)) => event,
             Ok(None) => break,
-            Err(_) => continue,
+            Err(_) => {
+                sync_if_due(&store, &options).await;
+                continue;
+            }
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + options.window;
@@ -107,14 +112,35 @@ pub async fn run(
             m.noop_events
                 .with_label_values(&["kubernetes"])
                 .inc_by(report.noop as u64);
-            if report.enqueued > 0 && tokio::time::Instant::now() >= gauges_due {
-                gauges_due = tokio::time::Instant::now() + Duration::from_secs(1);
+            // After every enqueue (the sink refreshes them after every flush), so
+            // `pending` is never 0 while something waits.
+            if report.enqueued > 0 {
                 m.set_outbox(&lock(&store).outbox_stats(), clock());
             }
         }
     }
+    sync_if_due(&store, &options).await;
     if let Some(h) = &options.health {
         h.done(LOOP);
+    }
+}
+
+/// Syncs the state file when unsynced commits are due (a failure is retried at the next
+/// turn; the commits stay in memory meanwhile).
+async fn sync_if_due(store: &SharedStore, options: &WriterOptions) {
+    if lock(store).sync_due().is_none_or(|due| !due.is_zero()) {
+        return;
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || with_store(&store, Store::sync)).await;
+    let error = match result {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(join) => join.to_string(),
+    };
+    tracing::error!(error, "syncing the state file failed; retrying");
+    if let Some(m) = &options.metrics {
+        m.state_write_errors.inc();
     }
 }
 

@@ -57,11 +57,18 @@ pub fn vmi_events(scrape: &str) -> f64 {
 /// produce identical content is no change and sends no event.)
 pub async fn settle(d: &mut DaemonProcess, events: f64, limit: Duration) -> Duration {
     let start = Instant::now();
+    // Twice in a row: an event counted on arrival reaches the outbox a few ms later.
+    let mut quiet = 0;
     loop {
         let text = d.scrape().await;
         let seen = vmi_events(&text);
         let pending = sample(&text, "virtsync_outbox_pending", "").unwrap_or(1.0);
-        if seen >= events && pending == 0.0 {
+        quiet = if seen >= events && pending == 0.0 {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet == 2 {
             return start.elapsed();
         }
         assert!(

@@ -97,6 +97,7 @@ pub fn open_store(dir: &tempfile::TempDir, mode: SchemaMode) -> SharedStore {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
+        sync_interval: std::time::Duration::from_secs(1),
         writable: ColumnSet::writable(&ALL_OWNED, mode),
     };
     let (store, _) = Store::open(options, Timestamp::now()).unwrap();

@@ -36,6 +36,7 @@ const ERRORS: &[ErrorCase] = &[
     ("[cache]\ncache_size = \"32 parsecs\"", &[], &[], "cache.cache_size", &["invalid size \"32 parsecs\""]),
     ("[cache]\ncache_size = -1", &[], &[], "cache.cache_size", &["must not be negative"]),
     ("[cache]\ncache_size = \"512KiB\"", &[], &[], "cache.cache_size", &["at least 1MiB"]),
+    ("[cache]\nsync_interval = \"2m\"", &[], &[], "cache.sync_interval", &["at most 1m"]),
     // Ranges.
     ("[postgres]\nbatch_size = 0", &[], &[], "postgres.batch_size", &["between 1 and 10000", "got 0"]),
     ("[postgres]\nbatch_size = 10001", &[], &[], "postgres.batch_size", &["between 1 and 10000"]),

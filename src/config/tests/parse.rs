@@ -92,6 +92,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("postgres.lock_retry_interval", r#""250ms""#, "250ms"),
     ("cache.path", r#""/tmp/state.redb""#, "/tmp/state.redb"),
     ("cache.cache_size", r#""1GiB""#, "1GiB"),
+    ("cache.sync_interval", r#""0s""#, "0s"),
     ("api.socket", r#""/tmp/v.sock""#, "/tmp/v.sock"),
     ("api.admin_group", r#""wheel""#, "wheel"),
     ("metrics.listen", r#""[::1]:9100""#, "[::1]:9100"),
@@ -141,6 +142,7 @@ fn full_expected() -> Config {
         cache: CacheConfig {
             path: PathBuf::from("/tmp/state.redb"),
             cache_size: 1 << 30,
+            sync_interval: Duration::ZERO,
         },
         api: ApiConfig {
             socket: PathBuf::from("/tmp/v.sock"),

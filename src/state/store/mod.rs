@@ -1,10 +1,17 @@
 //! `Store`: the redb file plus its in-memory mirror. Every mutation is one redb write
 //! transaction; the mirror is updated only after the commit succeeded.
+//!
+//! The hot paths (ingest, acknowledgements) commit without an fsync and the file is
+//! synced at most `sync_interval` later (`sync_due`/`sync`) and at close: a crash then
+//! loses at most that much of the cache, which the relist after the restart derives
+//! again, instead of paying an fsync per group commit. If a commit fails after unsynced
+//! ones, the reopened file is behind the mirror and is rewritten from it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
 mod outbox;
 
@@ -18,6 +25,8 @@ use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmSt
 pub struct StoreOptions {
     pub path: PathBuf,
     pub cache_size: u64,
+    /// Longest time a change may stay unsynced (`Duration::ZERO`: every commit fsyncs).
+    pub sync_interval: Duration,
     /// Columns this daemon writes (owns × schema mode); others never enter the outbox.
     pub writable: ColumnSet,
 }
@@ -84,12 +93,26 @@ pub struct Store {
     options: StoreOptions,
     records: HashMap<VmKey, StoredVm>,
     outbox: HashMap<VmKey, OutboxEntry>,
+    /// Outbox entries that are parked (kept here so the gauges cost O(1)).
+    parked: usize,
     order: BTreeMap<u64, VmKey>,
     managed: HashMap<VmKey, String>,
     next_seq: u64,
     write_transactions: u64,
     reopens: u64,
     skipped_rows: usize,
+    /// When the first commit not yet synced to disk happened.
+    unsynced_since: Option<Instant>,
+    /// The file lost unsynced commits (reopened after an error): rewrite it from the
+    /// mirror before anything else.
+    behind_mirror: bool,
+}
+
+/// Whether a commit may stay in memory until the next sync.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sync {
+    Deferred,
+    Now,
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
@@ -125,12 +148,15 @@ impl Store {
             options,
             records: HashMap::new(),
             outbox: HashMap::new(),
+            parked: 0,
             order: BTreeMap::new(),
             managed: HashMap::new(),
             next_seq: 1,
             write_transactions: 0,
             reopens: 0,
             skipped_rows: 0,
+            unsynced_since: None,
+            behind_mirror: false,
         };
         if let Err(problem) = store.load() {
             // Decodable by redb but not by us: same treatment as a corrupt file.
@@ -221,15 +247,88 @@ impl Store {
         self.skipped_rows += 1;
     }
 
-    fn begin(&self) -> Result<WriteTransaction, StoreError> {
+    fn begin(&mut self) -> Result<WriteTransaction, StoreError> {
+        if self.behind_mirror {
+            self.rewrite_from_mirror()?;
+        }
+        self.begin_raw()
+    }
+
+    fn begin_raw(&self) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db()?.begin_write().map_err(redb_err("begin write"))?;
         txn.set_quick_repair(true);
         Ok(txn)
     }
 
-    fn commit(&mut self, txn: WriteTransaction) -> Result<(), StoreError> {
+    fn commit(&mut self, mut txn: WriteTransaction, sync: Sync) -> Result<(), StoreError> {
+        let durable = sync == Sync::Now
+            || self.options.sync_interval.is_zero()
+            || self
+                .unsynced_since
+                .is_some_and(|t| t.elapsed() >= self.options.sync_interval);
+        if !durable {
+            txn.set_durability(Durability::None)
+                .map_err(redb_err("set durability"))?;
+        }
         txn.commit().map_err(redb_err("commit"))?;
         self.write_transactions += 1;
+        if durable {
+            self.unsynced_since = None;
+        } else {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
+    /// How long until unsynced commits must be synced (`Some(ZERO)`: now); `None` when
+    /// everything is on disk.
+    pub fn sync_due(&self) -> Option<Duration> {
+        let since = self.unsynced_since?;
+        Some(self.options.sync_interval.saturating_sub(since.elapsed()))
+    }
+
+    /// Makes every commit so far durable (an empty durable commit). Returns whether
+    /// there was anything to sync.
+    pub fn sync(&mut self) -> Result<bool, StoreError> {
+        if self.unsynced_since.is_none() && !self.behind_mirror {
+            return Ok(false);
+        }
+        let txn = self.begin()?;
+        self.commit(txn, Sync::Now)?;
+        Ok(true)
+    }
+
+    /// After unsynced commits were lost (a failed commit, the file reopened): writes the
+    /// mirror's records, outbox and managed set again, in one durable transaction.
+    fn rewrite_from_mirror(&mut self) -> Result<(), StoreError> {
+        let txn = self.begin_raw()?;
+        for table in [VM_RECORDS, OUTBOX] {
+            txn.delete_table(table).map_err(redb_err("clear table"))?;
+        }
+        txn.delete_table(MANAGED).map_err(redb_err("clear table"))?;
+        {
+            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
+            for (key, stored) in &self.records {
+                let bytes = encode("record", stored)?;
+                records
+                    .insert(key.to_string().as_str(), bytes.as_slice())
+                    .map_err(redb_err("write record"))?;
+            }
+            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
+            for (key, id) in &self.managed {
+                managed
+                    .insert(key.to_string().as_str(), id.as_str())
+                    .map_err(redb_err("write managed"))?;
+            }
+        }
+        write_entries(&txn, self.outbox.iter(), Some(self.next_seq))?;
+        self.commit(txn, Sync::Now)?;
+        self.behind_mirror = false;
+        tracing::info!(
+            records = self.records.len(),
+            outbox = self.outbox.len(),
+            "state file rewritten from memory after losing unsynced commits"
+        );
         Ok(())
     }
 
@@ -357,7 +456,7 @@ impl Store {
         }
         let seq_moved = (next_seq != self.next_seq).then_some(next_seq);
         write_entries(&txn, new_entries.iter(), seq_moved)?;
-        self.commit(txn)?;
+        self.commit(txn, Sync::Deferred)?;
         failpoint::hit("after_redb_commit");
         report.write_transactions = 1;
         self.next_seq = next_seq;
@@ -413,7 +512,7 @@ impl Store {
             let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
             outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
         }
-        self.commit(txn)?;
+        self.commit(txn, Sync::Now)?;
         self.records.remove(key);
         self.remove_entry(key);
         Ok(true)
@@ -468,7 +567,7 @@ impl Store {
             }
         }
         write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
-        self.commit(txn)?;
+        self.commit(txn, Sync::Now)?;
         self.next_seq = next_seq;
         for key in vanished {
             self.remove_entry(&key);
@@ -498,7 +597,7 @@ impl Store {
         }
         let txn = self.begin()?;
         write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
-        self.commit(txn)?;
+        self.commit(txn, Sync::Now)?;
         self.next_seq = next_seq;
         let n = entries.len();
         for (key, entry) in entries {
@@ -532,7 +631,9 @@ impl Store {
 
     fn insert_entry(&mut self, key: VmKey, entry: OutboxEntry) {
         let first_seq = entry.first_seq;
+        self.parked += usize::from(entry.parked.is_some());
         if let Some(old) = self.outbox.insert(key.clone(), entry) {
+            self.parked -= usize::from(old.parked.is_some());
             if old.first_seq != first_seq {
                 self.order.remove(&old.first_seq);
             }
@@ -542,6 +643,7 @@ impl Store {
 
     fn remove_entry(&mut self, key: &VmKey) {
         if let Some(entry) = self.outbox.remove(key) {
+            self.parked -= usize::from(entry.parked.is_some());
             self.order.remove(&entry.first_seq);
         }
     }
@@ -580,6 +682,8 @@ impl Store {
     pub fn reopen(&mut self) -> Result<(), StoreError> {
         self.reopens += 1;
         self.db = None;
+        // The reopened file is at the last synced commit.
+        self.behind_mirror |= self.unsynced_since.take().is_some();
         let cache = usize::try_from(self.options.cache_size).unwrap_or(usize::MAX);
         let db = Database::builder()
             .set_cache_size(cache)
@@ -616,11 +720,15 @@ impl Store {
             .map_err(redb_err("open host"))?
             .insert(key, value)
             .map_err(redb_err("write host"))?;
-        self.commit(txn)?;
+        self.commit(txn, Sync::Now)?;
         Ok(true)
     }
 
+    /// Syncs what is not on disk yet and closes the file.
     pub fn close(mut self) -> Result<(), StoreError> {
+        if self.db.is_some() {
+            self.sync()?;
+        }
         match self.db.take() {
             Some(db) => db.close().map_err(redb_err("close")),
             None => Ok(()),

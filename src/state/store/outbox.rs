@@ -1,7 +1,7 @@
 //! The outbox side of the store: handing batches to the sink, recording what
 //! PostgreSQL did with them, and an operator's retry of a parked delta.
 
-use super::{Store, is_terminal, write_entries};
+use super::{Store, Sync, is_terminal, write_entries};
 use crate::failpoint;
 use crate::model::VmKey;
 use crate::state::file::{MANAGED, OUTBOX, VM_RECORDS};
@@ -102,7 +102,7 @@ impl Store {
         }
         write_entries(&txn, parks.iter().map(|(k, e)| (k, e)), None)?;
         failpoint::hit("before_outbox_delete");
-        self.commit(txn)?;
+        self.commit(txn, Sync::Deferred)?;
         report.deleted = deletes.len();
         report.parked = parks.len();
         report.unmanaged = unmanage.len();
@@ -113,7 +113,7 @@ impl Store {
             self.records.remove(key);
         }
         for (key, entry) in parks {
-            self.outbox.insert(key, entry);
+            self.insert_entry(key, entry);
         }
         for key in &unmanage {
             self.managed.remove(key);
@@ -129,8 +129,8 @@ impl Store {
         entry.parked = None;
         let txn = self.begin()?;
         write_entries(&txn, [(key, &entry)], None)?;
-        self.commit(txn)?;
-        self.outbox.insert(key.clone(), entry);
+        self.commit(txn, Sync::Now)?;
+        self.insert_entry(key.clone(), entry);
         Ok(true)
     }
 
@@ -147,7 +147,7 @@ impl Store {
                 .remove(key.to_string().as_str())
                 .map_err(redb_err("remove outbox"))?;
         }
-        self.commit(txn)?;
+        self.commit(txn, Sync::Now)?;
         self.remove_entry(key);
         Ok(true)
     }
@@ -162,11 +162,11 @@ impl Store {
             .filter_map(|k| self.outbox.get(k).map(|e| (k, e)))
     }
 
+    /// O(1) unless parked entries lead the line.
     pub fn outbox_stats(&self) -> OutboxStats {
-        let parked = self.outbox.values().filter(|e| e.parked.is_some()).count();
         OutboxStats {
-            pending: self.outbox.len() - parked,
-            parked,
+            pending: self.outbox.len() - self.parked,
+            parked: self.parked,
             oldest_enqueued: self
                 .outbox_entries()
                 .find(|(_, e)| e.parked.is_none())
