@@ -98,22 +98,8 @@ fn init_tracing() {
         .init();
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core) and keeps
-/// freed memory in each: with tokio's blocking threads coming and going, RSS climbed by
-/// steps to 208 MiB at 10,000 VMIs under churn, against a flat 158 MiB with two arenas
-/// (tests/faults.rs memory run). `MALLOC_ARENA_MAX` set by the operator wins.
-fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only tunes the allocator; called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    limit_malloc_arenas();
+    crate::memory::limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -83,6 +83,11 @@ fn decode_slice<T: serde::de::DeserializeOwned + Kinded>(
             message: "not a JSON object".to_string(),
         });
     }
+    // Fast path without path tracking (about a third of the decode); an object that
+    // fails is decoded again with it, to name the bad field.
+    if let Ok(t) = serde_json::from_slice::<T>(bytes) {
+        return check_kind(kind, id, t);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let t: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(t) => t,

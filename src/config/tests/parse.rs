@@ -49,7 +49,7 @@ fn defaults() {
     assert_eq!(p.lock_idle_timeout, Duration::from_secs(15));
     assert_eq!(p.lock_retry_interval, Duration::from_secs(2));
     assert_eq!(c.cache.path, Path::new("/var/lib/virtsync/state.redb"));
-    assert_eq!(c.cache.cache_size, 32 * 1024 * 1024);
+    assert_eq!(c.cache.cache_size, 4 * 1024 * 1024);
     assert_eq!(c.api.socket, Path::new("/run/virtsync/virtsync.sock"));
     assert_eq!(c.api.admin_group, "virtsync-admin");
     assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9746");

@@ -255,6 +255,7 @@ impl KubeSource {
                     "{} list complete; watching",
                     kind.name()
                 );
+                crate::memory::release_freed();
             }
             if kind == Kind::Vm && list_done && vm_lists_awaited > 0 {
                 vm_lists_awaited -= 1;

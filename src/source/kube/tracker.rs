@@ -72,10 +72,12 @@ pub struct TrackerOptions {
 pub struct Tracker {
     options: TrackerOptions,
     cluster_active: bool,
-    vms: HashMap<VmKey, VmPart>,
-    vmis: HashMap<VmKey, VmiPart>,
+    // Values boxed: a table sized for 10,000 entries holds 16,384 slots, and these
+    // types are 200–800 bytes (BENCHMARKS.md, memory).
+    vms: HashMap<VmKey, Box<VmPart>>,
+    vmis: HashMap<VmKey, Box<VmiPart>>,
     /// The last observation sent per VM (the state layer's view, minus bookkeeping).
-    last: HashMap<VmKey, Observation>,
+    last: HashMap<VmKey, Box<Observation>>,
     /// Keys seen since the current (re)list began, per kind and namespace scope.
     listing: HashMap<(Kind, Option<String>), HashSet<VmKey>>,
     unknown_statuses: HashSet<String>,
@@ -97,7 +99,7 @@ impl Tracker {
                 if let Some(rt) = obs.record.runtime_details.as_mut() {
                     rt.vmi_updated_at = None;
                 }
-                (k, obs)
+                (k, Box::new(obs))
             })
             .collect();
         Tracker {
@@ -213,7 +215,12 @@ impl Tracker {
                     uid,
                     resource_version: event_rv.or(resource_version),
                 };
-                let obs = derive::observe(key, self.vm_input(key), gone, self.last.get(key));
+                let obs = derive::observe(
+                    key,
+                    self.vm_input(key),
+                    gone,
+                    self.last.get(key).map(Box::as_ref),
+                );
                 let mut actions = self.send_final(key, obs);
                 actions.extend(stopped);
                 actions
@@ -224,7 +231,12 @@ impl Tracker {
                 let deleted = VmInput::Deleted {
                     resource_version: event_rv.or(resource_version),
                 };
-                let obs = derive::observe(key, deleted, self.vmi_input(key), self.last.get(key));
+                let obs = derive::observe(
+                    key,
+                    deleted,
+                    self.vmi_input(key),
+                    self.last.get(key).map(Box::as_ref),
+                );
                 self.send_final(key, obs)
             }
             (kind, Lookup::Found(obj)) => {
@@ -331,7 +343,7 @@ impl Tracker {
                 }
                 let key = part.key.clone();
                 let before = self.target(&key);
-                self.vmis.insert(key.clone(), part);
+                self.vmis.insert(key.clone(), Box::new(part));
                 let mut actions = self.emit(&key);
                 let target = self.target(&key);
                 if target != before {
@@ -356,7 +368,7 @@ impl Tracker {
                     }
                 }
                 let key = part.key.clone();
-                self.vms.insert(key.clone(), part);
+                self.vms.insert(key.clone(), Box::new(part));
                 if !self.vmis_listed(&key.namespace) {
                     return Vec::new();
                 }
@@ -419,7 +431,7 @@ impl Tracker {
             key,
             self.vm_input(key),
             self.vmi_input(key),
-            self.last.get(key),
+            self.last.get(key).map(Box::as_ref),
         );
         self.send(key, obs)
     }
@@ -436,11 +448,11 @@ impl Tracker {
     }
 
     fn send(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
-        if self.last.get(key) == Some(&obs) {
+        if self.last.get(key).map(Box::as_ref) == Some(&obs) {
             self.stats.noop += 1;
             return Vec::new();
         }
-        self.last.insert(key.clone(), obs.clone());
+        self.last.insert(key.clone(), Box::new(obs.clone()));
         vec![Action::Emit(StateEvent::Observed(Box::new(obs)))]
     }
 

@@ -91,7 +91,8 @@ enum Arrival {
 pub struct Store {
     db: Option<Database>,
     options: StoreOptions,
-    records: HashMap<VmKey, StoredVm>,
+    /// Boxed: see the tracker's maps (a `StoredVm` is ~650 bytes).
+    records: HashMap<VmKey, Box<StoredVm>>,
     outbox: HashMap<VmKey, OutboxEntry>,
     /// Outbox entries that are parked (kept here so the gauges cost O(1)).
     parked: usize,
@@ -196,7 +197,7 @@ impl Store {
             };
             match decode::<StoredVm>("record", v.value()) {
                 Ok(stored) => {
-                    self.records.insert(key, stored);
+                    self.records.insert(key, Box::new(stored));
                 }
                 Err(problem) => self.skip(&key, &problem),
             }
@@ -350,7 +351,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
-        let mut new_records: HashMap<VmKey, StoredVm> = HashMap::new();
+        let mut new_records: HashMap<VmKey, Box<StoredVm>> = HashMap::new();
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
         let mut refreshed: HashMap<VmKey, SourceVersions> = HashMap::new();
@@ -416,7 +417,7 @@ impl Store {
                 record,
                 versions: obs.versions.clone(),
             };
-            new_records.insert(key, stored);
+            new_records.insert(key, Box::new(stored));
         }
         for (key, versions) in refreshed {
             if let Some(stored) = self.records.get_mut(&key) {
@@ -649,11 +650,11 @@ impl Store {
     }
 
     pub fn record(&self, key: &VmKey) -> Option<&StoredVm> {
-        self.records.get(key)
+        self.records.get(key).map(Box::as_ref)
     }
 
     pub fn records(&self) -> impl Iterator<Item = (&VmKey, &StoredVm)> {
-        self.records.iter()
+        self.records.iter().map(|(k, v)| (k, v.as_ref()))
     }
 
     pub fn is_managed(&self, key: &VmKey) -> bool {

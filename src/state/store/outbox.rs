@@ -76,7 +76,7 @@ impl Store {
         // Written (or unwritable): the last record of something gone is not kept.
         let finished: Vec<VmKey> = deletes
             .iter()
-            .filter(|k| self.records.get(*k).is_some_and(is_terminal))
+            .filter(|k| self.records.get(*k).is_some_and(|s| is_terminal(s)))
             .cloned()
             .collect();
         let txn = self.begin()?;
