@@ -15,7 +15,7 @@
 //! unchanged restart writes to `vms`; the speed targets are reported, not asserted.
 //!
 //!   cargo bench --bench load -- [--vms 10000] [--rate 500] [--seconds 60]
-//!       [--flush-interval 50ms] [--cache-size 32MiB] [--seed S]
+//!       [--flush-interval 50ms] [--cache-size 4MiB] [--sync-interval 1s] [--seed S]
 //!   scripts/bench   (this at DESIGN §13's point, the N sweep, discovery; BENCHMARKS.md)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -52,6 +52,8 @@ struct Settings {
     flush_interval: String,
     /// `[cache] cache_size` for the daemon (its default when absent).
     cache_size: Option<String>,
+    /// `[cache] sync_interval` for the daemon (its default when absent).
+    sync_interval: Option<String>,
     seed: u64,
 }
 
@@ -76,6 +78,7 @@ impl Settings {
             seconds: num("--seconds", 60),
             flush_interval: arg("--flush-interval").unwrap_or_else(|| "50ms".into()),
             cache_size: arg("--cache-size"),
+            sync_interval: arg("--sync-interval"),
             seed: num("--seed", clock.as_nanos() as u64),
         }
     }
@@ -111,11 +114,16 @@ flush_interval = "{flush}"
 [cache]
 path = "{state}"
 {cache_size}
+{sync_interval}
 "#,
         cache_size = s
             .cache_size
             .as_ref()
             .map_or(String::new(), |c| format!("cache_size = \"{c}\"")),
+        sync_interval = s
+            .sync_interval
+            .as_ref()
+            .map_or(String::new(), |c| format!("sync_interval = \"{c}\"")),
         kube = kube.url(),
         url = db.url,
         flush = s.flush_interval,

@@ -86,7 +86,7 @@ pub async fn run(
             Ok(Some(event)) => event,
             Ok(None) => break,
             Err(_) => {
-                sync_if_due(&store, &options).await;
+                sync_if_due(&store, &options, false).await;
                 continue;
             }
         };
@@ -119,16 +119,18 @@ pub async fn run(
             }
         }
     }
-    sync_if_due(&store, &options).await;
+    // The sources are gone: whatever is stored goes to disk now.
+    sync_if_due(&store, &options, true).await;
     if let Some(h) = &options.health {
         h.done(LOOP);
     }
 }
 
-/// Syncs the state file when unsynced commits are due (a failure is retried at the next
-/// turn; the commits stay in memory meanwhile).
-async fn sync_if_due(store: &SharedStore, options: &WriterOptions) {
-    if lock(store).sync_due().is_none_or(|due| !due.is_zero()) {
+/// Syncs the state file when unsynced commits are due, or `now` if there are any (a
+/// failure is retried at the next turn; the commits stay in memory meanwhile).
+async fn sync_if_due(store: &SharedStore, options: &WriterOptions, now: bool) {
+    let due = lock(store).sync_due();
+    if !due.is_some_and(|due| now || due.is_zero()) {
         return;
     }
     let store = store.clone();
@@ -142,7 +144,12 @@ async fn sync_if_due(store: &SharedStore, options: &WriterOptions) {
     if let Some(m) = &options.metrics {
         m.state_write_errors.inc();
     }
+    // Still due: without a pause the loop would retry at once, again and again.
+    tokio::time::sleep(SYNC_RETRY).await;
 }
+
+/// Pause after a failed sync (events wait in the channel meanwhile).
+const SYNC_RETRY: Duration = Duration::from_secs(1);
 
 async fn store_until_done(
     store: &SharedStore,

@@ -737,6 +737,18 @@ impl Store {
     }
 }
 
+/// A store dropped without `close` (an early return, the last `Arc` let go elsewhere)
+/// still syncs what is not on disk yet.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.db.is_some() {
+            if let Err(e) = self.sync() {
+                tracing::error!(error = %e, "syncing the state file at exit failed");
+            }
+        }
+    }
+}
+
 /// A key read back from the file; one that is not valid (never written by this version)
 /// is skipped with a log line rather than condemning the whole file.
 fn stored_key(text: &str) -> Option<VmKey> {
