@@ -268,11 +268,13 @@ async fn the_writer_stores_a_burst_of_events_in_few_group_commits() {
     {
         let s = lock(&store);
         assert_eq!(s.records().count(), 500);
+        // One group commit, then the sync when the sources ended (nothing left unsynced).
         assert_eq!(
             s.write_transactions() - before,
-            1,
-            "500 events, one transaction"
+            2,
+            "500 events, one transaction and the final sync"
         );
+        assert_eq!(s.sync_due(), None);
         assert_eq!(s.outbox_stats().pending, 1, "only the managed VM is queued");
     }
     // The flusher was told.
