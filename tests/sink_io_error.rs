@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::disk;
 use support::pg::PgCluster;
-use support::sync::{Db, connected_sink, ingest, open_store, running};
+use support::sync::{Db, connected_sink, ingest, open_store_syncing, running};
 use virtsync::config::SchemaMode;
 use virtsync::model::Timestamp;
 use virtsync::state::writer::lock;
@@ -21,7 +21,9 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
     let db = Db::new(PgCluster::shared(), "ioack", SchemaMode::Extended).await;
     db.add_rows((0..200).map(|i| format!("vm-{i:03}"))).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir, db.mode);
+    // Every commit synced: an acknowledgement then meets the full disk itself (with the
+    // default 1 s it would stay in memory until the writer's next sync).
+    let store = open_store_syncing(&dir, db.mode, Duration::ZERO);
     drop(connected_sink(&db, &store).await); // learns the managed set
     let batch: Vec<_> = (0..200)
         .map(|i| {

@@ -73,6 +73,8 @@ pub async fn run(
     clock: fn() -> Timestamp,
 ) {
     const LOOP: &str = "state-writer";
+    // A failed sync reported StateWritable=False; the next success reports the recovery.
+    let mut sync_failed = false;
     loop {
         if let Some(h) = &options.health {
             h.beat(LOOP);
@@ -86,7 +88,14 @@ pub async fn run(
             Ok(Some(event)) => event,
             Ok(None) => break,
             Err(_) => {
-                sync_if_due(&store, &options, false).await;
+                match sync_if_due(&store, &options, false).await {
+                    Some(false) => sync_failed = true,
+                    Some(true) if sync_failed => {
+                        sync_failed = false;
+                        recovered(&options);
+                    }
+                    _ => {}
+                }
                 continue;
             }
         };
@@ -100,6 +109,10 @@ pub async fn run(
         }
         let batch = Arc::new(batch);
         let report = store_until_done(&store, &batch, clock, &options).await;
+        if sync_failed {
+            sync_failed = false;
+            recovered(&options);
+        }
         if report.enqueued > 0 {
             enqueued.notify_one();
         }
@@ -126,17 +139,25 @@ pub async fn run(
     }
 }
 
+fn recovered(options: &WriterOptions) {
+    if let Some(h) = &options.health {
+        tracing::info!("state file writable again; the kept events are stored");
+        h.set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+    }
+}
+
 /// Syncs the state file when unsynced commits are due, or `now` if there are any (a
-/// failure is retried at the next turn; the commits stay in memory meanwhile).
-async fn sync_if_due(store: &SharedStore, options: &WriterOptions, now: bool) {
+/// failure is retried at the next turn; the commits stay in memory meanwhile). `None`
+/// when nothing was due, else whether the sync worked.
+async fn sync_if_due(store: &SharedStore, options: &WriterOptions, now: bool) -> Option<bool> {
     let due = lock(store).sync_due();
     if !due.is_some_and(|due| now || due.is_zero()) {
-        return;
+        return None;
     }
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || with_store(&store, Store::sync)).await;
     let error = match result {
-        Ok(Ok(_)) => return,
+        Ok(Ok(_)) => return Some(true),
         Ok(Err(e)) => e.to_string(),
         Err(join) => join.to_string(),
     };
@@ -144,8 +165,19 @@ async fn sync_if_due(store: &SharedStore, options: &WriterOptions, now: bool) {
     if let Some(m) = &options.metrics {
         m.state_write_errors.inc();
     }
+    // Reported like a failed write; the next stored batch reports the recovery.
+    if let Some(h) = &options.health {
+        h.set(
+            STATE_WRITABLE,
+            false,
+            "SyncFailed",
+            &format!("changes kept in memory: {error}"),
+        );
+        h.beat("state-writer");
+    }
     // Still due: without a pause the loop would retry at once, again and again.
     tokio::time::sleep(SYNC_RETRY).await;
+    Some(false)
 }
 
 /// Pause after a failed sync (events wait in the channel meanwhile).
@@ -166,9 +198,8 @@ async fn store_until_done(
                 .await;
         let error = match result {
             Ok(Ok(report)) => {
-                if let (true, Some(h)) = (failed, &options.health) {
-                    tracing::info!("state file writable again; the kept events are stored");
-                    h.set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+                if failed {
+                    recovered(options);
                 }
                 return report;
             }

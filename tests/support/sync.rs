@@ -94,10 +94,19 @@ impl Db {
 }
 
 pub fn open_store(dir: &tempfile::TempDir, mode: SchemaMode) -> SharedStore {
+    open_store_syncing(dir, mode, std::time::Duration::from_secs(1))
+}
+
+/// `open_store` with another `cache.sync_interval` (zero: every commit reaches the disk).
+pub fn open_store_syncing(
+    dir: &tempfile::TempDir,
+    mode: SchemaMode,
+    sync_interval: std::time::Duration,
+) -> SharedStore {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
-        sync_interval: std::time::Duration::from_secs(1),
+        sync_interval,
         writable: ColumnSet::writable(&ALL_OWNED, mode),
     };
     let (store, _) = Store::open(options, Timestamp::now()).unwrap();
