@@ -72,6 +72,7 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
         .unwrap();
     let reopens = lock(&store).reopens();
     assert!(reopens >= 1);
+    assert_eq!(lock(&store).sync_due(), None, "all of it synced");
     assert_eq!(lock(&store).records().count(), 2001);
 
     // And it is all on disk.

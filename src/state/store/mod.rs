@@ -281,9 +281,12 @@ impl Store {
         Ok(())
     }
 
-    /// How long until unsynced commits must be synced (`Some(ZERO)`: now); `None` when
-    /// everything is on disk.
+    /// How long until unsynced commits must be synced (`Some(ZERO)`: now, also when the
+    /// file must be rewritten from memory); `None` when everything is on disk.
     pub fn sync_due(&self) -> Option<Duration> {
+        if self.behind_mirror {
+            return Some(Duration::ZERO);
+        }
         let since = self.unsynced_since?;
         Some(self.options.sync_interval.saturating_sub(since.elapsed()))
     }
