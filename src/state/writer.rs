@@ -73,8 +73,9 @@ pub async fn run(
     clock: fn() -> Timestamp,
 ) {
     const LOOP: &str = "state-writer";
-    // A failed sync reported StateWritable=False; the next success reports the recovery.
-    let mut sync_failed = false;
+    // StateWritable=False was reported (a failed write or sync); the next success
+    // reports the recovery.
+    let mut unwritable = false;
     loop {
         if let Some(h) = &options.health {
             h.beat(LOOP);
@@ -88,14 +89,7 @@ pub async fn run(
             Ok(Some(event)) => event,
             Ok(None) => break,
             Err(_) => {
-                match sync_if_due(&store, &options, false).await {
-                    Some(false) => sync_failed = true,
-                    Some(true) if sync_failed => {
-                        sync_failed = false;
-                        recovered(&options);
-                    }
-                    _ => {}
-                }
+                sync_if_due(&store, &options, false, &mut unwritable).await;
                 continue;
             }
         };
@@ -108,11 +102,7 @@ pub async fn run(
             }
         }
         let batch = Arc::new(batch);
-        let report = store_until_done(&store, &batch, clock, &options).await;
-        if sync_failed {
-            sync_failed = false;
-            recovered(&options);
-        }
+        let report = store_until_done(&store, &batch, clock, &options, &mut unwritable).await;
         if report.enqueued > 0 {
             enqueued.notify_one();
         }
@@ -133,51 +123,59 @@ pub async fn run(
         }
     }
     // The sources are gone: whatever is stored goes to disk now.
-    sync_if_due(&store, &options, true).await;
+    sync_if_due(&store, &options, true, &mut unwritable).await;
     if let Some(h) = &options.health {
         h.done(LOOP);
     }
 }
 
-fn recovered(options: &WriterOptions) {
+/// A write or sync worked: report the recovery if a failure was reported.
+fn writable(options: &WriterOptions, unwritable: &mut bool) {
+    if std::mem::take(unwritable) {
+        if let Some(h) = &options.health {
+            tracing::info!("state file writable again; the kept events are stored");
+            h.set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+        }
+    }
+}
+
+/// A write or sync failed (e.g. a full disk): counted and reported, not a hang, so the
+/// writer keeps beating.
+fn failed(options: &WriterOptions, unwritable: &mut bool, reason: &str, message: &str) {
+    *unwritable = true;
+    if let Some(m) = &options.metrics {
+        m.state_write_errors.inc();
+    }
     if let Some(h) = &options.health {
-        tracing::info!("state file writable again; the kept events are stored");
-        h.set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+        h.set(STATE_WRITABLE, false, reason, message);
+        h.beat("state-writer");
     }
 }
 
 /// Syncs the state file when unsynced commits are due, or `now` if there are any (a
-/// failure is retried at the next turn; the commits stay in memory meanwhile). `None`
-/// when nothing was due, else whether the sync worked.
-async fn sync_if_due(store: &SharedStore, options: &WriterOptions, now: bool) -> Option<bool> {
+/// failure is retried at the next turn; the commits stay in memory meanwhile).
+async fn sync_if_due(
+    store: &SharedStore,
+    options: &WriterOptions,
+    now: bool,
+    unwritable: &mut bool,
+) {
     let due = lock(store).sync_due();
     if !due.is_some_and(|due| now || due.is_zero()) {
-        return None;
+        return;
     }
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || with_store(&store, Store::sync)).await;
     let error = match result {
-        Ok(Ok(_)) => return Some(true),
+        Ok(Ok(_)) => return writable(options, unwritable),
         Ok(Err(e)) => e.to_string(),
         Err(join) => join.to_string(),
     };
     tracing::error!(error, "syncing the state file failed; retrying");
-    if let Some(m) = &options.metrics {
-        m.state_write_errors.inc();
-    }
-    // Reported like a failed write; the next stored batch reports the recovery.
-    if let Some(h) = &options.health {
-        h.set(
-            STATE_WRITABLE,
-            false,
-            "SyncFailed",
-            &format!("changes kept in memory: {error}"),
-        );
-        h.beat("state-writer");
-    }
+    let message = format!("changes kept in memory: {error}");
+    failed(options, unwritable, "SyncFailed", &message);
     // Still due: without a pause the loop would retry at once, again and again.
     tokio::time::sleep(SYNC_RETRY).await;
-    Some(false)
 }
 
 /// Pause after a failed sync (events wait in the channel meanwhile).
@@ -188,9 +186,9 @@ async fn store_until_done(
     batch: &Arc<Vec<StateEvent>>,
     clock: fn() -> Timestamp,
     options: &WriterOptions,
+    unwritable: &mut bool,
 ) -> IngestReport {
     let mut backoff = Duration::from_millis(100);
-    let mut failed = false;
     loop {
         let (store2, batch2) = (store.clone(), batch.clone());
         let result =
@@ -198,9 +196,7 @@ async fn store_until_done(
                 .await;
         let error = match result {
             Ok(Ok(report)) => {
-                if failed {
-                    recovered(options);
-                }
+                writable(options, unwritable);
                 return report;
             }
             Ok(Err(e)) => {
@@ -212,20 +208,8 @@ async fn store_until_done(
                 join.to_string()
             }
         };
-        failed = true;
-        if let Some(m) = &options.metrics {
-            m.state_write_errors.inc();
-        }
-        // Failing to store (e.g. a full disk) is reported, not a hang: keep beating.
-        if let Some(h) = &options.health {
-            h.set(
-                STATE_WRITABLE,
-                false,
-                "WriteFailed",
-                &format!("{} events kept in memory: {error}", batch.len()),
-            );
-            h.beat("state-writer");
-        }
+        let message = format!("{} events kept in memory: {error}", batch.len());
+        failed(options, unwritable, "WriteFailed", &message);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BEAT_INTERVAL * 2);
     }

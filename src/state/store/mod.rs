@@ -306,18 +306,13 @@ impl Store {
     /// mirror's records, outbox and managed set again, in one durable transaction.
     fn rewrite_from_mirror(&mut self) -> Result<(), StoreError> {
         let txn = self.begin_raw()?;
-        for table in [VM_RECORDS, OUTBOX] {
-            txn.delete_table(table).map_err(redb_err("clear table"))?;
-        }
+        txn.delete_table(VM_RECORDS)
+            .map_err(redb_err("clear table"))?;
+        txn.delete_table(OUTBOX).map_err(redb_err("clear table"))?;
         txn.delete_table(MANAGED).map_err(redb_err("clear table"))?;
         {
             let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            for (key, stored) in &self.records {
-                let bytes = encode("record", stored)?;
-                records
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("write record"))?;
-            }
+            insert_records(&mut records, &self.records)?;
             let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
             for (key, id) in &self.managed {
                 managed
@@ -451,12 +446,7 @@ impl Store {
                     .remove(key.to_string().as_str())
                     .map_err(redb_err("remove record"))?;
             }
-            for (key, stored) in &new_records {
-                let bytes = encode("record", stored)?;
-                records
-                    .insert(key.to_string().as_str(), bytes.as_slice())
-                    .map_err(redb_err("write record"))?;
-            }
+            insert_records(&mut records, &new_records)?;
         }
         let seq_moved = (next_seq != self.next_seq).then_some(next_seq);
         write_entries(&txn, new_entries.iter(), seq_moved)?;
@@ -760,6 +750,20 @@ fn stored_key(text: &str) -> Option<VmKey> {
         tracing::warn!(key = text, "skipping an invalid key in the state file");
     }
     key
+}
+
+/// Writes records (encoded) into the open `vm_records` table.
+fn insert_records(
+    table: &mut redb::Table<&str, &[u8]>,
+    records: &HashMap<VmKey, Box<StoredVm>>,
+) -> Result<(), StoreError> {
+    for (key, stored) in records {
+        let bytes = encode("record", stored)?;
+        table
+            .insert(key.to_string().as_str(), bytes.as_slice())
+            .map_err(redb_err("write record"))?;
+    }
+    Ok(())
 }
 
 /// Writes outbox entries (and the sequence counter, when it moved) in `txn`.
