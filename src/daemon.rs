@@ -16,7 +16,7 @@ use crate::health::{
     STATE_WRITABLE,
 };
 use crate::metrics::Metrics;
-use crate::model::{Observation, Timestamp};
+use crate::model::Timestamp;
 use crate::notify::Notifier;
 use crate::sink::postgres::cluster_role::{ClusterRoleSettings, run_cluster_role};
 use crate::sink::postgres::{PgSink, SinkSettings};
@@ -349,13 +349,7 @@ async fn start_kube_source(
     }
     let last = lock(store)
         .records()
-        .map(|(k, stored)| {
-            let obs = Observation {
-                record: stored.record.clone(),
-                versions: stored.versions.clone(),
-            };
-            (k.clone(), obs)
-        })
+        .map(|(k, stored)| (k.clone(), Arc::clone(&stored.obs)))
         .collect();
     let mut source = KubeSource::new(client, settings, last, events.clone())
         .map_err(|e| Error::Kubernetes(e.to_string()))?

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
@@ -26,7 +27,7 @@ fn object(v: Value) -> KubeObject {
     serde_json::from_str(&v.to_string()).unwrap()
 }
 
-fn tracker(last: HashMap<VmKey, Observation>) -> Tracker {
+fn tracker(last: HashMap<VmKey, Arc<Observation>>) -> Tracker {
     Tracker::new(
         TrackerOptions {
             node: NODE.into(),
@@ -81,18 +82,10 @@ fn flush_all(store: &mut Store) -> Vec<(VmKey, Vec<&'static str>)> {
 }
 
 /// What the daemon hands the tracker at start (daemon.rs `start_kube_source`).
-fn last_of(store: &Store) -> HashMap<VmKey, Observation> {
+fn last_of(store: &Store) -> HashMap<VmKey, Arc<Observation>> {
     store
         .records()
-        .map(|(k, s)| {
-            (
-                k.clone(),
-                Observation {
-                    record: s.record.clone(),
-                    versions: s.versions.clone(),
-                },
-            )
-        })
+        .map(|(k, s)| (k.clone(), Arc::clone(&s.obs)))
         .collect()
 }
 

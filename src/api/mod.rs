@@ -334,7 +334,7 @@ fn vm_json(s: &crate::state::Store, key: &VmKey) -> Option<Value> {
             None => json!({"state": "Pending", "since": e.first_enqueued}),
         },
     };
-    let mut v = serde_json::to_value(&stored.record).ok()?;
+    let mut v = serde_json::to_value(stored.full_record()).ok()?;
     if let Some(obj) = v.as_object_mut() {
         obj.insert("sync".into(), sync);
     }

@@ -6,6 +6,9 @@ mod file;
 mod store;
 pub mod writer;
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::columns::ColumnSet;
@@ -68,13 +71,13 @@ pub(crate) fn redb_err<E: Into<redb::Error>>(step: &'static str) -> impl FnOnce(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateEvent {
     /// A derived record (stored when it differs from the last one).
-    Observed(Box<Observation>),
+    Observed(Arc<Observation>),
     /// A record seen while this daemon takes over the cluster role: stored like
     /// `Observed`, but not queued for writing. The anti-entropy pass that follows the
     /// takeover (`ResyncAfterThis`) writes only the rows PostgreSQL has different: a
     /// takeover must not rewrite the rows the previous holder wrote (every row for the
     /// VMs new to this daemon, the status of its own).
-    Adopted(Box<Observation>),
+    Adopted(Arc<Observation>),
     /// The VM is no longer this daemon's to handle (e.g. its VMI moved to another host):
     /// its record and pending delta are dropped, nothing is written.
     Forget(VmKey),
@@ -85,15 +88,69 @@ pub enum StateEvent {
 
 impl From<Observation> for StateEvent {
     fn from(obs: Observation) -> Self {
-        StateEvent::Observed(Box::new(obs))
+        StateEvent::Observed(Arc::new(obs))
     }
 }
 
-/// What is kept per VM: the last derived record and the source versions behind it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What is kept per VM: the last derived record and the source versions behind it
+/// (read through `Deref`), and when its runtime details last changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredVm {
+    /// The source's last observation itself, shared with the tracker (one copy per VM in
+    /// memory; BENCHMARKS.md, memory). Its `runtime_details.vmi_updated_at` is `None`.
+    pub obs: Arc<Observation>,
+    /// Bookkeeping, not derived: set by the store when a runtime column changed.
+    pub vmi_updated_at: Option<Timestamp>,
+}
+
+impl Deref for StoredVm {
+    type Target = Observation;
+    fn deref(&self) -> &Observation {
+        &self.obs
+    }
+}
+
+impl StoredVm {
+    /// The record with its bookkeeping: what is written to PostgreSQL and shown.
+    pub fn full_record(&self) -> VmRecord {
+        let mut record = self.obs.record.clone();
+        if let Some(rt) = record.runtime_details.as_mut() {
+            rt.vmi_updated_at = self.vmi_updated_at;
+        }
+        record
+    }
+
+    /// The state file's encoding (unchanged since the first version: the timestamp sits
+    /// in the record's runtime details).
+    pub(crate) fn to_wire(&self) -> StoredWire {
+        StoredWire {
+            record: self.full_record(),
+            versions: self.obs.versions.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredWire {
     pub record: VmRecord,
     pub versions: SourceVersions,
+}
+
+impl From<StoredWire> for StoredVm {
+    fn from(mut wire: StoredWire) -> StoredVm {
+        let vmi_updated_at = wire
+            .record
+            .runtime_details
+            .as_mut()
+            .and_then(|rt| rt.vmi_updated_at.take());
+        StoredVm {
+            obs: Arc::new(Observation {
+                record: wire.record,
+                versions: wire.versions,
+            }),
+            vmi_updated_at,
+        }
+    }
 }
 
 /// A pending delta: which columns of one row still have to be written. The values are

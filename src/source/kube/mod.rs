@@ -9,6 +9,7 @@ mod tracker;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -73,7 +74,7 @@ impl KubeSource {
     pub fn new(
         client: Client,
         settings: KubeSettings,
-        last: HashMap<VmKey, Observation>,
+        last: HashMap<VmKey, Arc<Observation>>,
         events: mpsc::Sender<StateEvent>,
     ) -> Result<KubeSource, ClientError> {
         let selector = match &settings.label_selector {

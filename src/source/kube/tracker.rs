@@ -7,6 +7,7 @@
 //! every disappearance is confirmed with a GET before anything is written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 
@@ -76,8 +77,9 @@ pub struct Tracker {
     // types are 200–800 bytes (BENCHMARKS.md, memory).
     vms: HashMap<VmKey, Box<VmPart>>,
     vmis: HashMap<VmKey, Box<VmiPart>>,
-    /// The last observation sent per VM (the state layer's view, minus bookkeeping).
-    last: HashMap<VmKey, Box<Observation>>,
+    /// The last observation sent per VM: the very value the state layer stores (shared,
+    /// so each VM's record is in memory once).
+    last: HashMap<VmKey, Arc<Observation>>,
     /// Keys seen since the current (re)list began, per kind and namespace scope.
     listing: HashMap<(Kind, Option<String>), HashSet<VmKey>>,
     unknown_statuses: HashSet<String>,
@@ -92,16 +94,9 @@ pub struct Tracker {
 impl Tracker {
     /// `last`: the records in the state file, so that a restart costs nothing for
     /// unchanged VMs and objects that vanished meanwhile are confirmed.
-    pub fn new(options: TrackerOptions, last: HashMap<VmKey, Observation>) -> Tracker {
-        let last = last
-            .into_iter()
-            .map(|(k, mut obs)| {
-                if let Some(rt) = obs.record.runtime_details.as_mut() {
-                    rt.vmi_updated_at = None;
-                }
-                (k, Box::new(obs))
-            })
-            .collect();
+    /// Their `vmi_updated_at` must be `None` (derivation never sets it), as the store's
+    /// `StoredVm::obs` has it.
+    pub fn new(options: TrackerOptions, last: HashMap<VmKey, Arc<Observation>>) -> Tracker {
         Tracker {
             options,
             cluster_active: false,
@@ -219,7 +214,7 @@ impl Tracker {
                     key,
                     self.vm_input(key),
                     gone,
-                    self.last.get(key).map(Box::as_ref),
+                    self.last.get(key).map(Arc::as_ref),
                 );
                 let mut actions = self.send_final(key, obs);
                 actions.extend(stopped);
@@ -235,7 +230,7 @@ impl Tracker {
                     key,
                     deleted,
                     self.vmi_input(key),
-                    self.last.get(key).map(Box::as_ref),
+                    self.last.get(key).map(Arc::as_ref),
                 );
                 self.send_final(key, obs)
             }
@@ -431,7 +426,7 @@ impl Tracker {
             key,
             self.vm_input(key),
             self.vmi_input(key),
-            self.last.get(key).map(Box::as_ref),
+            self.last.get(key).map(Arc::as_ref),
         );
         self.send(key, obs)
     }
@@ -448,12 +443,13 @@ impl Tracker {
     }
 
     fn send(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
-        if self.last.get(key).map(Box::as_ref) == Some(&obs) {
+        if self.last.get(key).map(Arc::as_ref) == Some(&obs) {
             self.stats.noop += 1;
             return Vec::new();
         }
-        self.last.insert(key.clone(), Box::new(obs.clone()));
-        vec![Action::Emit(StateEvent::Observed(Box::new(obs)))]
+        let obs = Arc::new(obs);
+        self.last.insert(key.clone(), Arc::clone(&obs));
+        vec![Action::Emit(StateEvent::Observed(obs))]
     }
 
     /// Keys whose disappearance from a list needs confirming: what this daemon holds

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -16,7 +17,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 mod outbox;
 
 use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
-use super::{OutboxEntry, StateEvent, StoreError, StoredVm, redb_err};
+use super::{OutboxEntry, StateEvent, StoreError, StoredVm, StoredWire, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
 use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus};
@@ -195,9 +196,9 @@ impl Store {
                 self.skipped_rows += 1;
                 continue;
             };
-            match decode::<StoredVm>("record", v.value()) {
-                Ok(stored) => {
-                    self.records.insert(key, Box::new(stored));
+            match decode::<StoredWire>("record", v.value()) {
+                Ok(wire) => {
+                    self.records.insert(key, Box::new(StoredVm::from(wire)));
                 }
                 Err(problem) => self.skip(&key, &problem),
             }
@@ -338,22 +339,25 @@ impl Store {
         batch: &[Observation],
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
-        let refs: Vec<(&Observation, Arrival)> =
-            batch.iter().map(|o| (o, Arrival::Observed)).collect();
+        let refs: Vec<(Arc<Observation>, Arrival)> = batch
+            .iter()
+            .map(|o| (Arc::new(o.clone()), Arrival::Observed))
+            .collect();
         self.ingest_refs(&refs, now)
     }
 
     fn ingest_refs(
         &mut self,
-        batch: &[(&Observation, Arrival)],
+        batch: &[(Arc<Observation>, Arrival)],
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
         let mut new_records: HashMap<VmKey, Box<StoredVm>> = HashMap::new();
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
-        let mut refreshed: HashMap<VmKey, SourceVersions> = HashMap::new();
-        for &(obs, arrival) in batch {
+        let mut refreshed: HashMap<VmKey, Arc<Observation>> = HashMap::new();
+        for (obs, arrival) in batch {
+            let arrival = *arrival;
             let key = obs.record.key();
             if let Err(problem) = key.validate() {
                 tracing::warn!(namespace = %key.namespace, name = %key.name, problem, "record rejected");
@@ -381,30 +385,29 @@ impl Store {
                 // them and passes the fence.
                 if old.is_some_and(|o| o.versions != obs.versions) {
                     match new_records.get_mut(&key) {
-                        Some(pending) => pending.versions = obs.versions.clone(),
+                        Some(pending) => pending.obs = Arc::clone(obs),
                         None => {
-                            refreshed.insert(key, obs.versions.clone());
+                            refreshed.insert(key, Arc::clone(obs));
                         }
                     }
                 }
                 continue;
             }
             refreshed.remove(&key);
-            let mut record = obs.record.clone();
-            if let Some(old) = old {
-                carry_bookkeeping(&old.record, &mut record);
-            }
+            let has_runtime = obs.record.runtime_details.is_some();
+            // Kept from the stored record while the runtime details stay.
+            let mut vmi_updated_at = old
+                .filter(|o| has_runtime && o.record.runtime_details.is_some())
+                .and_then(|o| o.vmi_updated_at);
             if changed.iter().any(|c| c.group() == Group::Runtime) {
-                if let Some(rt) = record.runtime_details.as_mut() {
-                    rt.vmi_updated_at = Some(now);
-                }
+                vmi_updated_at = Some(now).filter(|_| has_runtime);
                 changed.insert(Column::RuntimeVmiUpdatedAt);
             }
             report.changed += 1;
             tracing::debug!(vm = %key, columns = ?changed.names(), managed = self.managed.contains_key(&key), "record changed");
             let to_write = changed
                 .intersect(self.options.writable)
-                .intersect(known_columns(&record, &obs.versions));
+                .intersect(known_columns(&obs.record, &obs.versions));
             if queue && self.managed.contains_key(&key) && !to_write.is_empty() {
                 let pending = new_entries.get(&key).or_else(|| self.outbox.get(&key));
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
@@ -412,14 +415,14 @@ impl Store {
                 report.enqueued += 1;
             }
             let stored = StoredVm {
-                record,
-                versions: obs.versions.clone(),
+                obs: Arc::clone(obs),
+                vmi_updated_at,
             };
             new_records.insert(key, Box::new(stored));
         }
-        for (key, versions) in refreshed {
+        for (key, obs) in refreshed {
             if let Some(stored) = self.records.get_mut(&key) {
-                stored.versions = versions;
+                stored.obs = obs;
             }
         }
         // The last word about something gone, with nothing left to write: not kept.
@@ -473,11 +476,11 @@ impl Store {
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
-        let mut run: Vec<(&Observation, Arrival)> = Vec::new();
+        let mut run: Vec<(Arc<Observation>, Arrival)> = Vec::new();
         for event in events {
             match event {
-                StateEvent::Observed(obs) => run.push((obs, Arrival::Observed)),
-                StateEvent::Adopted(obs) => run.push((obs, Arrival::Adopted)),
+                StateEvent::Observed(obs) => run.push((Arc::clone(obs), Arrival::Observed)),
+                StateEvent::Adopted(obs) => run.push((Arc::clone(obs), Arrival::Adopted)),
                 StateEvent::Forget(key) => {
                     report.merge(self.ingest_refs(&run, now)?);
                     run.clear();
@@ -758,7 +761,7 @@ fn insert_records(
     records: &HashMap<VmKey, Box<StoredVm>>,
 ) -> Result<(), StoreError> {
     for (key, stored) in records {
-        let bytes = encode("record", stored)?;
+        let bytes = encode("record", &stored.to_wire())?;
         table
             .insert(key.to_string().as_str(), bytes.as_slice())
             .map_err(redb_err("write record"))?;
@@ -802,13 +805,6 @@ pub(super) fn is_terminal(stored: &StoredVm) -> bool {
     matches!(stored.record.status, None | Some(VmStatus::Deleted))
         && stored.record.runtime_details.is_none()
         && !stored.versions.runtime_unknown
-}
-
-/// Keeps fields that are bookkeeping rather than derived data from the stored record.
-fn carry_bookkeeping(old: &VmRecord, new: &mut VmRecord) {
-    if let (Some(old_rt), Some(new_rt)) = (&old.runtime_details, new.runtime_details.as_mut()) {
-        new_rt.vmi_updated_at = old_rt.vmi_updated_at;
-    }
 }
 
 fn merge_entry(

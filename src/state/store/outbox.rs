@@ -24,7 +24,7 @@ impl Store {
                     key: key.clone(),
                     seq: entry.seq,
                     columns: entry.columns,
-                    record: stored.record.clone(),
+                    record: stored.full_record(),
                     versions: stored.versions.clone(),
                     enqueued_at: entry.first_enqueued,
                 })

@@ -41,7 +41,7 @@ fn tracker(node_role: bool, last: HashMap<VmKey, Observation>) -> Tracker {
             node_role,
             selector: Selector::default(),
         },
-        last,
+        last.into_iter().map(|(k, o)| (k, Arc::new(o))).collect(),
     )
 }
 
