@@ -1,6 +1,8 @@
 //! The `vms` columns virtsync can write, how a record maps onto them, and the pure
 //! `diff(old, new)` that decides which of them changed.
 
+use std::sync::Arc;
+
 use crate::config::{Owns, SchemaMode};
 use crate::model::{LegacyOrigin, RuntimeDetails, Timestamp, VmRecord};
 
@@ -274,7 +276,7 @@ pub fn text_mut(record: &mut VmRecord, column: Column) -> Option<&mut String> {
     let slot = match column {
         Column::GuestOs => &mut record.guest_os,
         _ => {
-            let rt = record.runtime_details.as_mut()?;
+            let rt = Arc::make_mut(record.runtime_details.as_mut()?);
             match column {
                 Column::RuntimeCpuModel => &mut rt.cpu_model,
                 Column::RuntimeMemoryGuest => &mut rt.memory_guest,
@@ -324,11 +326,11 @@ mod tests {
         r.status = Some(VmStatus::PoweredOn);
         r.cpu_count = Some(2);
         r.memory_mb = Some(2048);
-        r.runtime_details = Some(RuntimeDetails {
+        r.runtime_details = Some(Arc::new(RuntimeDetails {
             primary_ip: Some("10.0.0.1".into()),
             agent_connected: Some(true),
             ..RuntimeDetails::default()
-        });
+        }));
         r
     }
 
@@ -349,7 +351,7 @@ mod tests {
         let old = record();
         let mut new = record();
         new.memory_mb = Some(4096);
-        if let Some(rt) = new.runtime_details.as_mut() {
+        if let Some(rt) = new.runtime_details.as_mut().map(Arc::make_mut) {
             rt.primary_ip = Some("10.0.0.2".into());
             rt.vmi_updated_at = Some(Timestamp { unix_millis: 5 });
         }

@@ -3,6 +3,7 @@
 //! `memoryMB`, `guestOS`, and `runtimeDetails` with camelCase names.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -247,9 +248,10 @@ pub struct VmRecord {
     pub memory_mb: Option<i64>,
     #[serde(rename = "guestOS", default, skip_serializing_if = "Option::is_none")]
     pub guest_os: Option<String>,
-    /// `None` when no VMI runs: every `runtime_*` column is NULL.
+    /// `None` when no VMI runs: every `runtime_*` column is NULL. Shared with the VMI's
+    /// derived part (one copy in memory; BENCHMARKS.md, memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_details: Option<RuntimeDetails>,
+    pub runtime_details: Option<Arc<RuntimeDetails>>,
 }
 
 impl VmRecord {
@@ -329,7 +331,7 @@ mod tests {
         r.cpu_count = Some(2);
         r.memory_mb = Some(4096);
         r.guest_os = Some("CentOS Stream 9".into());
-        r.runtime_details = Some(RuntimeDetails {
+        r.runtime_details = Some(Arc::new(RuntimeDetails {
             primary_ip: Some("10.128.1.131".into()),
             guest_os_id: Some("centos".into()),
             qos_class: Some("Burstable".into()),
@@ -337,7 +339,7 @@ mod tests {
                 unix_millis: 1_755_357_930_000,
             }),
             ..RuntimeDetails::default()
-        });
+        }));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["status"], "POWERED_ON");
         assert_eq!(json["cpuCount"], 2);

@@ -261,7 +261,7 @@ async fn an_oversized_guest_value_does_not_block_the_other_columns() {
     sink.flush_pending().await.unwrap();
     // Later: the VM is powered off; the IP changes.
     o.record.status = Some(virtsync::model::VmStatus::Suspended);
-    o.record.runtime_details.as_mut().unwrap().primary_ip = Some("10.9.9.9".into());
+    Arc::make_mut(o.record.runtime_details.as_mut().unwrap()).primary_ip = Some("10.9.9.9".into());
     o.versions.vm_resource_version = Some(2);
     o.versions.vmi_resource_version = Some(2);
     ingest(&store, &[o]);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use virtsync::columns::{Column, ColumnSet};
 use virtsync::model::{
@@ -28,11 +29,11 @@ fn obs(name: &str, cpu: i64, ip: &str, rv: i64) -> Observation {
     r.status = Some(VmStatus::PoweredOn);
     r.cpu_count = Some(cpu);
     r.memory_mb = Some(1024);
-    r.runtime_details = Some(RuntimeDetails {
+    r.runtime_details = Some(Arc::new(RuntimeDetails {
         primary_ip: Some(ip.into()),
         phase: Some("Running".into()),
         ..RuntimeDetails::default()
-    });
+    }));
     Observation {
         record: r,
         versions: SourceVersions {

@@ -1,6 +1,8 @@
 //! The record for one key from what this daemon knows about the VM and its VMI
 //! (DESIGN §4 and the fencing rules of §6).
 
+use std::sync::Arc;
+
 use crate::model::{
     LegacyOrigin, Observation, RuntimeDetails, SourceVersions, VmKey, VmRecord, VmStatus,
 };
@@ -33,37 +35,42 @@ pub enum VmiInput<'a> {
     },
 }
 
-/// Fills the fields `current` does not report with those of `previous`.
-fn keep_unreported(current: &mut RuntimeDetails, previous: &RuntimeDetails) {
-    fn keep<T: Clone>(cur: &mut Option<T>, prev: &Option<T>) {
-        if cur.is_none() {
-            cur.clone_from(prev);
-        }
-    }
+/// Fills the fields `current` does not report with those of `previous`; `current` is
+/// copied only when one is filled (it is usually shared with the VMI's part).
+fn keep_unreported(current: &mut Arc<RuntimeDetails>, previous: &RuntimeDetails) {
     let p = previous;
     let c = current;
-    keep(&mut c.cpu_cores, &p.cpu_cores);
-    keep(&mut c.cpu_sockets, &p.cpu_sockets);
-    keep(&mut c.cpu_threads, &p.cpu_threads);
-    keep(&mut c.cpu_model, &p.cpu_model);
-    keep(&mut c.memory_guest, &p.memory_guest);
-    keep(&mut c.memory_current, &p.memory_current);
-    keep(&mut c.memory_requested, &p.memory_requested);
-    keep(&mut c.primary_ip, &p.primary_ip);
-    keep(&mut c.network_interfaces, &p.network_interfaces);
-    keep(&mut c.guest_os_id, &p.guest_os_id);
-    keep(&mut c.guest_os_name, &p.guest_os_name);
-    keep(&mut c.guest_os_version, &p.guest_os_version);
-    keep(&mut c.guest_os_kernel, &p.guest_os_kernel);
-    keep(&mut c.phase, &p.phase);
-    keep(&mut c.node_name, &p.node_name);
-    keep(&mut c.qos_class, &p.qos_class);
-    keep(&mut c.machine_type, &p.machine_type);
-    keep(&mut c.architecture, &p.architecture);
-    keep(&mut c.volume_details, &p.volume_details);
-    keep(&mut c.agent_connected, &p.agent_connected);
-    keep(&mut c.hypervisor_type, &p.hypervisor_type);
-    keep(&mut c.vmi_updated_at, &p.vmi_updated_at);
+    macro_rules! keep {
+        ($($field:ident),*) => {$(
+            if c.$field.is_none() && p.$field.is_some() {
+                Arc::make_mut(c).$field.clone_from(&p.$field);
+            }
+        )*};
+    }
+    keep!(
+        cpu_cores,
+        cpu_sockets,
+        cpu_threads,
+        cpu_model,
+        memory_guest,
+        memory_current,
+        memory_requested,
+        primary_ip,
+        network_interfaces,
+        guest_os_id,
+        guest_os_name,
+        guest_os_version,
+        guest_os_kernel,
+        phase,
+        node_name,
+        qos_class,
+        machine_type,
+        architecture,
+        volume_details,
+        agent_connected,
+        hypervisor_type,
+        vmi_updated_at
+    );
 }
 
 /// The observation for `key`:
@@ -137,7 +144,7 @@ pub fn observe(
 
     match (live, &vmi) {
         (Some(p), _) => {
-            let mut details = p.runtime.clone();
+            let mut details = Arc::clone(&p.runtime);
             if let Some(prev) = previous {
                 let same_vmi = p.uid.is_some() && prev.versions.vmi_uid == p.uid;
                 if let (true, Some(prev_details)) = (same_vmi, &prev.record.runtime_details) {

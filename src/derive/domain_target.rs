@@ -61,6 +61,7 @@ pub fn needs_probe(old: Option<&DomainTarget>, new: &DomainTarget) -> bool {
 mod tests {
     use super::*;
     use crate::model::{RuntimeDetails, VmKey};
+    use std::sync::Arc;
 
     fn part(phase: &str, node: &str) -> VmiPart {
         VmiPart {
@@ -72,10 +73,10 @@ mod tests {
             cpu_count: None,
             memory_mb: None,
             guest_os: None,
-            runtime: RuntimeDetails {
+            runtime: Arc::new(RuntimeDetails {
                 phase: Some(phase.into()),
                 ..RuntimeDetails::default()
-            },
+            }),
             active_pods: vec![("pod".into(), node.into())],
             runtime_user: Some(107),
             domain: DomainFacts::default(),

@@ -1,5 +1,7 @@
 //! A `VirtualMachineInstance` → what it tells about its VM (DESIGN §4).
 
+use std::sync::Arc;
+
 use crate::model::{RuntimeDetails, VmKey, parse_resource_version};
 
 use super::DeriveError;
@@ -24,7 +26,8 @@ pub struct VmiPart {
     pub cpu_count: Option<i64>,
     pub memory_mb: Option<i64>,
     pub guest_os: Option<String>,
-    pub runtime: RuntimeDetails,
+    /// Shared with the records derived from this part.
+    pub runtime: Arc<RuntimeDetails>,
     /// `status.activePods`: (pod UID, node), sorted by pod UID.
     pub active_pods: Vec<(String, String)>,
     pub runtime_user: Option<i64>,
@@ -262,7 +265,7 @@ pub fn derive_vmi(vmi: &Vmi) -> Result<VmiPart, DeriveError> {
         cpu_count,
         memory_mb,
         guest_os,
-        runtime,
+        runtime: Arc::new(runtime),
         active_pods: status
             .active_pods
             .iter()

@@ -115,7 +115,9 @@ impl StoredVm {
     pub fn full_record(&self) -> VmRecord {
         let mut record = self.obs.record.clone();
         if let Some(rt) = record.runtime_details.as_mut() {
-            rt.vmi_updated_at = self.vmi_updated_at;
+            if rt.vmi_updated_at != self.vmi_updated_at {
+                Arc::make_mut(rt).vmi_updated_at = self.vmi_updated_at;
+            }
         }
         record
     }
@@ -142,7 +144,7 @@ impl From<StoredWire> for StoredVm {
             .record
             .runtime_details
             .as_mut()
-            .and_then(|rt| rt.vmi_updated_at.take());
+            .and_then(|rt| Arc::make_mut(rt).vmi_updated_at.take());
         StoredVm {
             obs: Arc::new(Observation {
                 record: wire.record,

@@ -127,7 +127,7 @@ pub fn running(name: &str, cpu: i64, mem: i64, ip: &str, rv: i64) -> Observation
     r.cpu_count = Some(cpu);
     r.memory_mb = Some(mem);
     r.guest_os = Some("Fedora Linux 40".into());
-    r.runtime_details = Some(RuntimeDetails {
+    r.runtime_details = Some(Arc::new(RuntimeDetails {
         cpu_cores: Some(cpu),
         cpu_sockets: Some(1),
         cpu_threads: Some(1),
@@ -136,7 +136,7 @@ pub fn running(name: &str, cpu: i64, mem: i64, ip: &str, rv: i64) -> Observation
         node_name: Some("node-a".into()),
         agent_connected: Some(true),
         ..RuntimeDetails::default()
-    });
+    }));
     Observation {
         record: r,
         versions: SourceVersions {

@@ -1,5 +1,7 @@
 //! `observe`: every branch, as a table.
 
+use std::sync::Arc;
+
 use crate::derive::{VmInput, VmPart, VmiInput, VmiPart, observe};
 use crate::model::{LegacyOrigin, Observation, RuntimeDetails, VmKey, VmStatus};
 
@@ -33,11 +35,11 @@ pub(super) fn vmi_part(uid: &str, final_phase: bool) -> VmiPart {
         cpu_count: Some(4),
         memory_mb: Some(8192),
         guest_os: Some("CentOS Linux 7 (Core)".into()),
-        runtime: RuntimeDetails {
+        runtime: Arc::new(RuntimeDetails {
             phase: Some(if final_phase { "Succeeded" } else { "Running" }.into()),
             primary_ip: Some("10.0.0.1".into()),
             ..RuntimeDetails::default()
-        },
+        }),
         active_pods: vec![],
         runtime_user: Some(107),
         domain: crate::derive::DomainFacts::default(),

@@ -1,5 +1,7 @@
 //! `observe`: what is kept from the previous observation.
 
+use std::sync::Arc;
+
 use super::combine::{key, vm_part, vmi_part};
 use crate::derive::{VmInput, VmiInput, observe};
 use crate::model::{LegacyOrigin, VmStatus};
@@ -8,15 +10,15 @@ use crate::model::{LegacyOrigin, VmStatus};
 fn unreported_runtime_fields_keep_the_same_vmis_previous_values() {
     let first = vmi_part("vmi-1", false);
     let mut prev = observe(&key(), VmInput::Unknown, VmiInput::Present(&first), None);
-    let mut prev_rt = prev.record.runtime_details.clone().unwrap();
+    let mut prev_rt = (*prev.record.runtime_details.clone().unwrap()).clone();
     prev_rt.guest_os_id = Some("centos".into());
     prev_rt.hypervisor_type = Some("kvm".into());
-    prev.record.runtime_details = Some(prev_rt);
+    prev.record.runtime_details = Some(Arc::new(prev_rt));
 
     // Same VMI, the new event lacks guest_os_id and primary_ip.
     let mut next = vmi_part("vmi-1", false);
-    next.runtime.primary_ip = None;
-    next.runtime.phase = Some("Paused".into());
+    Arc::make_mut(&mut next.runtime).primary_ip = None;
+    Arc::make_mut(&mut next.runtime).phase = Some("Paused".into());
     let o = observe(
         &key(),
         VmInput::Unknown,
@@ -32,7 +34,7 @@ fn unreported_runtime_fields_keep_the_same_vmis_previous_values() {
     // A new VMI (another uid) starts from what it reports.
     let other = {
         let mut p = vmi_part("vmi-2", false);
-        p.runtime.primary_ip = None;
+        Arc::make_mut(&mut p.runtime).primary_ip = None;
         p
     };
     let o = observe(
@@ -48,7 +50,7 @@ fn unreported_runtime_fields_keep_the_same_vmis_previous_values() {
     // A VMI without uid never matches.
     let mut anon = vmi_part("x", false);
     anon.uid = None;
-    anon.runtime.primary_ip = None;
+    Arc::make_mut(&mut anon.runtime).primary_ip = None;
     let mut prev_anon = prev.clone();
     prev_anon.versions.vmi_uid = None;
     let o = observe(

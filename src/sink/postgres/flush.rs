@@ -84,6 +84,12 @@ pub fn sanitize(record: &mut VmRecord, columns: ColumnSet, table: &TableInfo) ->
     let mut changed = Vec::new();
     for c in columns.iter() {
         let max = table.columns.get(c.name()).and_then(|i| i.max_chars);
+        // Checked first: a record's runtime details are shared and copied on write.
+        let fits =
+            |t: &str| !t.contains('\0') && max.is_none_or(|m| t.char_indices().nth(m).is_none());
+        if !matches!(columns::value(record, c), Value::Text(t) if !fits(t)) {
+            continue;
+        }
         let Some(text) = columns::text_mut(record, c) else {
             continue;
         };

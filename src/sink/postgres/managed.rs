@@ -158,15 +158,16 @@ pub fn drift(record: &VmRecord, row: &[RowValue], writable: ColumnSet) -> Column
 mod tests {
     use super::*;
     use crate::model::{RuntimeDetails, VmStatus};
+    use std::sync::Arc;
 
     #[test]
     fn unknown_legacy_values_are_not_drift_but_runtime_ones_are() {
         let mut r = VmRecord::new(&VmKey::new("ns", "vm"));
         r.status = Some(VmStatus::PoweredOn);
-        r.runtime_details = Some(RuntimeDetails {
+        r.runtime_details = Some(Arc::new(RuntimeDetails {
             phase: Some("Running".into()),
             ..RuntimeDetails::default()
-        });
+        }));
         let writable = [
             Column::Status,
             Column::GuestOs,

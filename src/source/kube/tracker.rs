@@ -312,7 +312,7 @@ impl Tracker {
         if part.uid.as_deref() != uid {
             return Vec::new();
         }
-        part.runtime.hypervisor_type = Some(hypervisor_type.to_owned());
+        Arc::make_mut(&mut part.runtime).hypervisor_type = Some(hypervisor_type.to_owned());
         self.emit(key)
     }
 
@@ -443,8 +443,15 @@ impl Tracker {
     }
 
     fn send(&mut self, key: &VmKey, obs: Observation) -> Vec<Action> {
-        if self.last.get(key).map(Arc::as_ref) == Some(&obs) {
+        if let Some(last) = self.last.get(key).filter(|last| ***last == obs) {
             self.stats.noop += 1;
+            // The VMI's part was derived anew: let it share the details the record
+            // already holds instead of keeping a second equal copy.
+            if let (Some(part), Some(rt)) = (self.vmis.get_mut(key), &last.record.runtime_details) {
+                if !Arc::ptr_eq(&part.runtime, rt) && part.runtime == *rt {
+                    part.runtime = Arc::clone(rt);
+                }
+            }
             return Vec::new();
         }
         let obs = Arc::new(obs);
