@@ -30,7 +30,8 @@ use serde_json::json;
 use support::daemon::DaemonProcess;
 use support::fake_kube::{FakeApiServer, Rng};
 use support::measure::{
-    buckets, cpu_seconds, histogram_quantile, peak_rss_kib, quantile, rss_kib, settle, vmi_events,
+    buckets, cpu_seconds, histogram_quantile, peak_rss_kib, quantile, rss_kib, rss_split_kib,
+    settle, vmi_events,
 };
 use support::metrics::sample;
 use support::pg::PgCluster;
@@ -448,6 +449,7 @@ async fn run(s: Settings) -> bool {
     println!("database equals the truth ({converged:?} after the last change)");
     let peak = peak_rss_kib(pid);
     let rss_end = rss_kib(pid);
+    let (anon_end, file_end) = rss_split_kib(pid);
 
     // Restart with nothing changed.
     assert_eq!(d.stop(), Some(0), "daemon exit code; log:\n{}", d.log());
@@ -466,7 +468,7 @@ async fn run(s: Settings) -> bool {
         s.vms
     );
     println!(
-        "memory: RSS {rss_listed} KiB after the first list, {rss_end} KiB at the end, peak {peak} KiB"
+        "memory: RSS {rss_listed} KiB after the first list, {rss_end} KiB at the end ({anon_end} anonymous + {file_end} file-backed), peak {peak} KiB"
     );
     let state = std::fs::metadata(dir.path().join("state.redb")).map_or(0, |m| m.len() / 1024);
     println!("state file: {state} KiB");

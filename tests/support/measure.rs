@@ -21,6 +21,12 @@ pub fn rss_kib(pid: i32) -> u64 {
     status_kib(pid, "VmRSS:")
 }
 
+/// Resident memory split into anonymous (heap, stacks) and file-backed (the binary and
+/// its shared libraries, shareable and reclaimable) pages, in KiB.
+pub fn rss_split_kib(pid: i32) -> (u64, u64) {
+    (status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"))
+}
+
 /// The process's peak resident set size so far (high-water mark), in KiB.
 pub fn peak_rss_kib(pid: i32) -> u64 {
     status_kib(pid, "VmHWM:")

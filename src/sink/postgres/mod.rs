@@ -568,6 +568,11 @@ impl PgSink {
         if report.batches > 0 {
             tracing::debug!(?report, "flushed");
         }
+        // A drained backlog (the first sync, a catch-up after an outage) leaves its
+        // batches' pages with the allocator.
+        if report.batches >= BACKLOG_BATCHES {
+            crate::memory::release_freed();
+        }
         if self.host_pending {
             match self.sync_host_capabilities().await {
                 Ok(()) => self.host_pending = false,
@@ -580,7 +585,10 @@ impl PgSink {
         const RETRY: Duration = Duration::from_secs(30);
         if Instant::now() >= timers.refresh {
             let interval = self.settings.managed_refresh_interval;
-            timers.refresh = match self.refresh_managed().await {
+            let refreshed = self.refresh_managed().await;
+            // The row set read (all rows' keys) is freed now; hand its pages back.
+            crate::memory::release_freed();
+            timers.refresh = match refreshed {
                 Ok(_) => after(interval),
                 Err(e) if e.class() == ErrorClass::Connection => return Err(e),
                 Err(e) => {
@@ -593,6 +601,7 @@ impl PgSink {
             let interval = self.settings.resync_interval;
             self.resync_status.send_modify(|s| s.running = true);
             let result = self.anti_entropy().await;
+            crate::memory::release_freed();
             let now = (self.clock)();
             self.resync_status.send_modify(|s| {
                 s.running = false;
@@ -629,6 +638,9 @@ impl PgSink {
         Ok(Step::Flushed)
     }
 }
+
+/// Flushes of at least this many batches in one cycle count as a drained backlog.
+const BACKLOG_BATCHES: usize = 5;
 
 /// When the periodic work is due next.
 struct Timers {
