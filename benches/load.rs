@@ -5,7 +5,8 @@
 //!   the IP each change carries: the harness notes when it sent it, PostgreSQL when the
 //!   row with that IP committed (`track_commit_timestamp`);
 //! - the daemon's CPU time per event against serde-decoding the same events into our
-//!   structs, in this process, on one thread (the floor);
+//!   structs, in this process, on one thread (the floor), and the daemon's own work
+//!   (decode + derive + diff + state write) measured the same way (`pipeline.rs`);
 //! - PostgreSQL statements and transactions per flushed batch and per real change
 //!   (`pg_stat_statements`), and the statements on `vms` caused by no-op events;
 //! - a restart with N unchanged VMs: writes to `vms` and the time until `CacheReady`;
@@ -19,6 +20,8 @@
 //!   scripts/bench   (this at DESIGN §13's point, the N sweep, discovery; BENCHMARKS.md)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "load/pipeline.rs"]
+mod pipeline;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -386,6 +389,15 @@ async fn run(s: Settings) -> bool {
         net_per_event * 1e6,
         net_per_event / floor
     );
+    let group = (rows_flushed / batches.max(1.0)).round().max(1.0) as usize;
+    for group in [1, group] {
+        let cost = pipeline::cost(&sent.samples, NODE, group);
+        println!(
+            "| decode + derive + diff + state write, in-process, one thread, {group} event(s) per state transaction | {:.1} µs = {:.2}× the floor |",
+            cost * 1e6,
+            cost / floor
+        );
+    }
     println!(
         "| flushed batches / rows / rows per batch | {batches} / {rows_flushed} / {:.1} |",
         rows_flushed / batches.max(1.0)
