@@ -50,7 +50,19 @@ impl DaemonProcess {
     /// Starts the process again with the same config (after a kill or a stop).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is still running", self.name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_virtsync"))
+        // TEST_DAEMON_WRAP="heaptrack -o /tmp/ht" runs the daemon under a profiler
+        // (benchmarks; the pid measured is then the wrapper's child's parent).
+        let wrap = std::env::var("TEST_DAEMON_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_virtsync"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_virtsync")),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&self.config)
             .arg("daemon")
