@@ -12,12 +12,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// (`namespace` + `vm_name`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VmKey {
-    pub namespace: String,
-    pub name: String,
+    /// Shared text: every copy of a key (map keys, parts, records) points to the same
+    /// two allocations (BENCHMARKS.md, memory).
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl VmKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         VmKey {
             namespace: namespace.into(),
             name: name.into(),
@@ -238,8 +240,8 @@ pub struct RuntimeDetails {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VmRecord {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<VmStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -151,7 +151,7 @@ fn an_invalid_key_is_rejected_and_cannot_poison_the_state_file() {
             )
             .unwrap();
         let mut bad = running("x", 1, 1, "10.0.0.1", 1);
-        bad.record.namespace = String::new(); // or "a/b"
+        bad.record.namespace = "".into(); // or "a/b"
         store
             .ingest(
                 &[running("good", 2, 2048, "10.0.0.1", 1), bad],

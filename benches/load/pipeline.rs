@@ -19,7 +19,10 @@ use virtsync::state::{Outcome, StateEvent, Store, StoreOptions};
 /// samples alternate between two versions (another IP), so every event is a real
 /// change. Best of 3 passes, after one warm-up.
 pub fn cost(samples: &[Vec<u8>], node: &str, group: usize) -> f64 {
-    let variants = [samples.to_vec(), samples.iter().map(|s| other_ip(s)).collect()];
+    let variants = [
+        samples.to_vec(),
+        samples.iter().map(|s| other_ip(s)).collect(),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         path: dir.path().join("pipeline.redb"),

@@ -346,7 +346,7 @@ fn list_vms(state: &ApiState, namespace: Option<&str>, node: Option<&str>) -> Re
     let mut keys: Vec<&VmKey> = s
         .records()
         .filter(|(k, r)| {
-            namespace.is_none_or(|ns| k.namespace == ns)
+            namespace.is_none_or(|ns| &*k.namespace == ns)
                 && node.is_none_or(|n| {
                     r.record
                         .runtime_details

@@ -350,19 +350,16 @@ impl HypervisorInfo {
             self.remove(key, node, old);
         }
         self.gauge
-            .with_label_values(&[key.namespace.as_str(), &key.name, node, hypervisor_type])
+            .with_label_values(&[&key.namespace, &key.name, node, hypervisor_type])
             .set(1.0);
     }
 
     /// Removes the VMI's series (it stopped, left the node, or its domain is gone).
     pub fn remove(&self, key: &VmKey, node: &str, hypervisor_type: &str) {
         // Absent already is fine: removal is idempotent for the caller.
-        let _ = self.gauge.remove_label_values(&[
-            key.namespace.as_str(),
-            &key.name,
-            node,
-            hypervisor_type,
-        ]);
+        let _ = self
+            .gauge
+            .remove_label_values(&[&key.namespace, &key.name, node, hypervisor_type]);
     }
 }
 

@@ -90,9 +90,7 @@ pub async fn read_page(
     } else {
         format!(", {}", select.join(", "))
     };
-    let (ns, name) = after
-        .map(|k| (k.namespace.as_str(), k.name.as_str()))
-        .unwrap_or(("", ""));
+    let (ns, name) = after.map(|k| (&*k.namespace, &*k.name)).unwrap_or(("", ""));
     let first = after.is_none();
     let sql = format!(
         "SELECT namespace::text, vm_name::text{select} FROM {} \

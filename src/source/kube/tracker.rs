@@ -176,7 +176,7 @@ impl Tracker {
                 let mut missing: Vec<VmKey> = self
                     .tracked(kind)
                     .into_iter()
-                    .filter(|k| scope.is_none_or(|ns| k.namespace == ns))
+                    .filter(|k| scope.is_none_or(|ns| &*k.namespace == ns))
                     .filter(|k| !seen.contains(k))
                     .collect();
                 missing.sort();
@@ -326,7 +326,7 @@ impl Tracker {
                 if !self.options.node_role {
                     return Vec::new();
                 }
-                let part = match derive::decode_vmi_slice(obj.json())
+                let mut part = match derive::decode_vmi_slice(obj.json())
                     .map_err(|e| e.to_string())
                     .and_then(|vmi| derive::derive_vmi(&vmi).map_err(|e| e.to_string()))
                 {
@@ -336,6 +336,7 @@ impl Tracker {
                 for warning in &part.warnings {
                     tracing::warn!(vmi = %part.key, warning, "field ignored");
                 }
+                part.key = self.held_key(part.key);
                 let key = part.key.clone();
                 let before = self.target(&key);
                 self.vmis.insert(key.clone(), Box::new(part));
@@ -350,7 +351,7 @@ impl Tracker {
                 if !self.cluster_active {
                     return Vec::new();
                 }
-                let part = match derive::decode_vm_slice(obj.json())
+                let mut part = match derive::decode_vm_slice(obj.json())
                     .map_err(|e| e.to_string())
                     .and_then(|vm| derive::derive_vm(&vm).map_err(|e| e.to_string()))
                 {
@@ -362,6 +363,7 @@ impl Tracker {
                         tracing::warn!(vm = %part.key, status, "unknown printableStatus; reported as UNKNOWN");
                     }
                 }
+                part.key = self.held_key(part.key);
                 let key = part.key.clone();
                 self.vms.insert(key.clone(), Box::new(part));
                 if !self.vmis_listed(&key.namespace) {
@@ -372,13 +374,25 @@ impl Tracker {
         }
     }
 
+    /// The key as this tracker already holds it, so that every copy (parts, records, the
+    /// store's maps) shares one text allocation; a new key as it is.
+    fn held_key(&self, key: VmKey) -> VmKey {
+        let held = self
+            .last
+            .get_key_value(&key)
+            .map(|(k, _)| k)
+            .or_else(|| self.vmis.get_key_value(&key).map(|(k, _)| k))
+            .or_else(|| self.vms.get_key_value(&key).map(|(k, _)| k));
+        held.cloned().unwrap_or(key)
+    }
+
     /// The VMs held back until the VMIs of `scope` were listed, combined with what is
     /// known now (a VM already sent with its VMI costs nothing: the same observation).
     fn release_held_vms(&mut self, scope: Option<&str>) -> Vec<Action> {
         let mut keys: Vec<VmKey> = self
             .vms
             .keys()
-            .filter(|k| scope.is_none_or(|ns| k.namespace == ns))
+            .filter(|k| scope.is_none_or(|ns| &*k.namespace == ns))
             .cloned()
             .collect();
         keys.sort();

@@ -197,7 +197,12 @@ impl Store {
                 continue;
             };
             match decode::<StoredWire>("record", v.value()) {
-                Ok(wire) => {
+                Ok(mut wire) => {
+                    // The record's names share the key's text.
+                    if wire.record.key() == key {
+                        wire.record.namespace = key.namespace.clone();
+                        wire.record.name = key.name.clone();
+                    }
                     self.records.insert(key, Box::new(StoredVm::from(wire)));
                 }
                 Err(problem) => self.skip(&key, &problem),
@@ -230,6 +235,7 @@ impl Store {
         for row in managed.iter().map_err(|e| e.to_string())? {
             let (k, id) = row.map_err(|e| e.to_string())?;
             if let Some(key) = stored_key(k.value()) {
+                let key = self.held_key(key);
                 self.managed.insert(key, id.value().to_string());
             }
         }
@@ -526,7 +532,7 @@ impl Store {
         let appeared: Vec<(VmKey, String)> = rows
             .iter()
             .filter(|(k, id)| self.managed.get(*k) != Some(*id))
-            .map(|(k, id)| (k.clone(), id.clone()))
+            .map(|(k, id)| (self.held_key(k.clone()), id.clone()))
             .collect();
         let vanished: Vec<VmKey> = self
             .managed
@@ -642,6 +648,14 @@ impl Store {
         if let Some(entry) = self.outbox.remove(key) {
             self.parked -= usize::from(entry.parked.is_some());
             self.order.remove(&entry.first_seq);
+        }
+    }
+
+    /// The key as the records hold it (its text shared), else `key`.
+    fn held_key(&self, key: VmKey) -> VmKey {
+        match self.records.get_key_value(&key) {
+            Some((held, _)) => held.clone(),
+            None => key,
         }
     }
 
