@@ -3,6 +3,7 @@
 //! watcher itself needs.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope};
@@ -39,8 +40,8 @@ impl<'de> Deserialize<'de> for KubeObject {
         }
         let head: Head<'_> = serde_json::from_str(raw.get()).map_err(|_| not_an_object())?;
         let (metadata, metadata_error) = match head.metadata {
-            Some(m) => match serde_json::from_str::<ObjectMeta>(m.get()) {
-                Ok(meta) => (meta, None),
+            Some(m) => match serde_json::from_str::<WatchedMeta>(m.get()) {
+                Ok(meta) => (meta.into(), None),
                 // Keep what the watcher needs to carry on; the object itself is rejected
                 // by the tracker with this message.
                 Err(e) => (fallback_meta(m.get()), Some(format!("metadata: {e}"))),
@@ -52,6 +53,32 @@ impl<'de> Deserialize<'de> for KubeObject {
             raw,
             metadata_error,
         })
+    }
+}
+
+/// The metadata fields the watcher and the tracker read. The rest is skipped unread:
+/// decoding all of `ObjectMeta` cost more than the fields we use (annotations, owner
+/// references, and `managedFields`, which can outweigh the object itself).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl From<WatchedMeta> for ObjectMeta {
+    fn from(m: WatchedMeta) -> ObjectMeta {
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            labels: m.labels,
+            ..ObjectMeta::default()
+        }
     }
 }
 
