@@ -444,3 +444,45 @@ fn hot_commits_are_synced_within_the_interval_and_at_close() {
     store.ingest(&[obs("a", 6, "10.0.0.1", 9)], t(8)).unwrap();
     assert_eq!(store.sync_due(), None);
 }
+
+/// The record the store keeps is the observation a source sent (one copy in memory),
+/// and the time its runtime details last changed is kept beside it: in the file where
+/// earlier versions put it (inside `runtimeDetails`), and back after a reopen.
+#[test]
+fn the_stored_record_is_the_sent_observation_and_its_timestamp_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    let sent = Arc::new(obs("a", 1, "10.0.0.1", 1));
+    let event = virtsync::state::StateEvent::Observed(Arc::clone(&sent));
+    store.apply(&[event], t(7)).unwrap();
+    let key = VmKey::new("ns", "a");
+    let stored = store.record(&key).unwrap();
+    assert!(Arc::ptr_eq(&stored.obs, &sent), "stored without a copy");
+    assert_eq!(stored.vmi_updated_at, Some(t(7)));
+    let runtime = |r: &virtsync::model::VmRecord| r.runtime_details.clone().unwrap();
+    assert_eq!(
+        runtime(&stored.record).vmi_updated_at,
+        None,
+        "shared part untouched"
+    );
+    assert_eq!(runtime(&stored.full_record()).vmi_updated_at, Some(t(7)));
+    store.close().unwrap();
+
+    let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("vm_records");
+    let table = read.open_table(def).unwrap();
+    let bytes = table.get("ns/a").unwrap().unwrap().value().to_vec();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        json["record"]["runtimeDetails"]["vmiUpdatedAt"],
+        "1970-01-01T00:00:00.007Z"
+    );
+    drop((table, read, db));
+
+    let (store, _) = Store::open(options(&dir), t(9)).unwrap();
+    let stored = store.record(&key).unwrap();
+    assert_eq!(stored.vmi_updated_at, Some(t(7)));
+    assert_eq!(runtime(&stored.record).vmi_updated_at, None);
+    assert_eq!(stored.obs.as_ref(), sent.as_ref());
+}

@@ -177,4 +177,29 @@ mod tests {
         assert_eq!(obj.metadata.resource_version.as_deref(), Some("5"));
         assert!(serde_json::from_str::<KubeObject>("[1]").is_err());
     }
+
+    #[test]
+    fn the_metadata_the_watcher_reads_is_kept_and_the_rest_skipped() {
+        let obj: KubeObject = serde_json::from_str(
+            r#"{"metadata":{"name":"a","namespace":"n","uid":"u-1","resourceVersion":"5",
+                "labels":{"kubevirt.io/nodeName":"node-a"},"annotations":{"x":"y"},
+                "managedFields":[{"manager":"virt-handler","fieldsV1":{"f:status":{}}}]},
+                "status":{"phase":"Running"}}"#,
+        )
+        .unwrap();
+        assert_eq!(obj.metadata_error, None);
+        let m = &obj.metadata;
+        assert_eq!(
+            (m.name.as_deref(), m.namespace.as_deref(), m.uid.as_deref()),
+            (Some("a"), Some("n"), Some("u-1"))
+        );
+        assert_eq!(m.resource_version.as_deref(), Some("5"));
+        let labels = m.labels.as_ref().unwrap();
+        assert_eq!(labels["kubevirt.io/nodeName"], "node-a");
+        assert_eq!((&m.annotations, &m.managed_fields), (&None, &None));
+        assert!(
+            obj.raw.get().contains("\"managedFields\""),
+            "the raw object is whole"
+        );
+    }
 }

@@ -84,6 +84,53 @@ fn a_running_vmi_becomes_a_record_and_the_same_event_again_costs_nothing() {
     assert_eq!(t.stats.noop, 1);
 }
 
+/// Memory (BENCHMARKS.md): what the tracker holds for a VMI and what it sends share one
+/// allocation each, also after an equal event derived everything anew.
+#[test]
+fn the_vmi_part_and_the_record_share_their_details_and_key_text() {
+    let mut t = tracker(true, HashMap::new());
+    let actions = t.event(Kind::Vmi, None, Event::Apply(object(vmi())));
+    let Some(Action::Emit(StateEvent::Observed(sent))) = actions.first() else {
+        panic!("no observation sent: {actions:?}");
+    };
+    let shared = |t: &Tracker| {
+        let (held_key, part) = t.vmis.get_key_value(&key()).unwrap();
+        let last = &t.last[&key()];
+        let rt = last.record.runtime_details.as_ref().unwrap();
+        (
+            Arc::ptr_eq(&part.runtime, rt),
+            Arc::ptr_eq(&held_key.name, &last.record.name)
+                && Arc::ptr_eq(&part.key.namespace, &last.record.namespace),
+        )
+    };
+    assert!(
+        Arc::ptr_eq(sent, &t.last[&key()]),
+        "the sent observation is kept"
+    );
+    assert_eq!(shared(&t), (true, true));
+    // The same object again: a new part is derived, then shares the record's details.
+    assert!(
+        t.event(Kind::Vmi, None, Event::Apply(object(vmi())))
+            .is_empty()
+    );
+    assert_eq!(shared(&t), (true, true));
+    // A hypervisor answer changes the part's details: copied, not written through.
+    let uid = t.vmis[&key()].uid.clone();
+    let before = t.last[&key()].clone();
+    t.hypervisor_found(&key(), uid.as_deref(), "kvm");
+    assert_eq!(
+        before
+            .record
+            .runtime_details
+            .as_ref()
+            .unwrap()
+            .hypervisor_type,
+        None
+    );
+    let rt = t.last[&key()].record.runtime_details.clone().unwrap();
+    assert_eq!(rt.hypervisor_type.as_deref(), Some("kvm"));
+}
+
 #[test]
 fn a_deleted_vmi_is_confirmed_first_then_cleared_when_really_gone() {
     let mut t = tracker(true, HashMap::new());
