@@ -59,10 +59,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
 fn events(actions: Vec<Action>) -> Vec<StateEvent> {
     actions
         .into_iter()
-        .filter_map(|a| match a {
-            Action::Emit(e) => Some(e),
-            Action::Confirm { .. } | Action::Domain { .. } => None,
-        })
+        .filter_map(Action::into_state_event)
         .collect()
 }
 

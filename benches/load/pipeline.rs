@@ -84,10 +84,7 @@ pub fn cost(samples: &[Vec<u8>], node: &str, group: usize) -> f64 {
 fn emitted(actions: Vec<Action>) -> Vec<StateEvent> {
     actions
         .into_iter()
-        .filter_map(|a| match a {
-            Action::Emit(e) => Some(e),
-            _ => None,
-        })
+        .filter_map(Action::into_state_event)
         .collect()
 }
 

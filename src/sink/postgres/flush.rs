@@ -84,30 +84,37 @@ pub fn sanitize(record: &mut VmRecord, columns: ColumnSet, table: &TableInfo) ->
     let mut changed = Vec::new();
     for c in columns.iter() {
         let max = table.columns.get(c.name()).and_then(|i| i.max_chars);
-        // Checked first: a record's runtime details are shared and copied on write.
-        let fits =
-            |t: &str| !t.contains('\0') && max.is_none_or(|m| t.char_indices().nth(m).is_none());
-        if !matches!(columns::value(record, c), Value::Text(t) if !fits(t)) {
-            continue;
-        }
-        let Some(text) = columns::text_mut(record, c) else {
+        let Value::Text(text) = columns::value(record, c) else {
             continue;
         };
-        if text.contains('\0') {
-            text.retain(|ch| ch != '\0');
-            changed.push(format!("{}: NUL characters removed", c.name()));
-        }
-        if let Some(max) = max {
-            if let Some((cut, _)) = text.char_indices().nth(max) {
-                text.truncate(cut);
-                changed.push(format!(
-                    "{}: cut to the column's {max} characters",
-                    c.name()
-                ));
-            }
+        // Read first, written only when it does not fit: a record's runtime details are
+        // shared and copied on write.
+        let Some(fitted) = fit(text, max, c.name(), &mut changed) else {
+            continue;
+        };
+        if let Some(slot) = columns::text_mut(record, c) {
+            *slot = fitted;
         }
     }
     changed
+}
+
+/// `text` without NUL characters and cut to `max` characters, or `None` when it fits
+/// as it is; each change is noted for the log.
+fn fit(text: &str, max: Option<usize>, column: &str, notes: &mut Vec<String>) -> Option<String> {
+    let mut fitted = None;
+    if text.contains('\0') {
+        fitted = Some(text.replace('\0', ""));
+        notes.push(format!("{column}: NUL characters removed"));
+    }
+    if let Some(max) = max {
+        let current = fitted.as_deref().unwrap_or(text);
+        if let Some((cut, _)) = current.char_indices().nth(max) {
+            fitted = Some(current[..cut].to_string());
+            notes.push(format!("{column}: cut to the column's {max} characters"));
+        }
+    }
+    fitted
 }
 
 /// Checks a delta's numbers against the column's constraints before it is sent; a
@@ -352,4 +359,27 @@ async fn write_rows(
         .map_err(SinkError::query("commit flush"))?;
     failpoint::hit("after_pg_commit");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn text_is_fitted_only_when_it_does_not_fit() {
+        let mut notes = Vec::new();
+        assert_eq!(fit("Ubuntu 24.04", Some(50), "guest_os", &mut notes), None);
+        assert_eq!(fit("any length", None, "guest_os", &mut notes), None);
+        assert!(notes.is_empty());
+        // NULs go first, then the cut counts characters, not bytes.
+        let fitted = fit("a\0bé\0cd", Some(3), "guest_os", &mut notes);
+        assert_eq!(fitted.as_deref(), Some("abé"));
+        assert_eq!(
+            notes,
+            [
+                "guest_os: NUL characters removed",
+                "guest_os: cut to the column's 3 characters"
+            ]
+        );
+    }
 }

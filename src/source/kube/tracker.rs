@@ -38,6 +38,16 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The state event, for a caller that answers confirmations and probes elsewhere.
+    pub fn into_state_event(self) -> Option<StateEvent> {
+        match self {
+            Action::Emit(event) => Some(event),
+            Action::Confirm { .. } | Action::Domain { .. } => None,
+        }
+    }
+}
+
 /// The answer to a confirming GET.
 #[derive(Debug)]
 pub enum Lookup {

@@ -199,7 +199,7 @@ impl Store {
             match decode::<StoredWire>("record", v.value()) {
                 Ok(mut wire) => {
                     // The record's names share the key's text.
-                    if wire.record.key() == key {
+                    if (&wire.record.namespace, &wire.record.name) == (&key.namespace, &key.name) {
                         wire.record.namespace = key.namespace.clone();
                         wire.record.name = key.name.clone();
                     }
