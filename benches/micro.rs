@@ -5,7 +5,7 @@
 //! - Kubernetes quantity parsing;
 //! - capabilities and domain-capabilities XML parsing (real captures from this host).
 //!
-//!   cargo bench --bench micro            (fixtures from ../shared/fixtures)
+//!   cargo bench --bench micro            (fixtures from tests/fixtures)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -20,8 +20,9 @@ use virtsync::derive::{VmInput, VmiInput, decode_vmi_slice, derive_vmi, observe,
 fn fixture(rel: &str) -> Vec<u8> {
     let base = std::env::var_os("FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    std::fs::read(base.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+    let path = base.join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 fn vmi_event(c: &mut Criterion) {

@@ -2,7 +2,7 @@
 //! and Nodes for list/watch/get over plain HTTP until Ctrl-C or SIGTERM.
 //!
 //! ```text
-//! cargo run --example fake-apiserver -- --objects ../shared/fixtures/kubevirt \
+//! cargo run --example fake-apiserver -- --objects tests/fixtures/kubevirt \
 //!     --synthetic 1000 --nodes node-a,node-b --churn 50
 //! ```
 //! Point a kubeconfig (or `virtsync`'s URL setting) at the printed URL.

@@ -24,6 +24,8 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod state;
+#[cfg(test)]
+mod test_fixtures;
 
 /// Errors named after the step that failed.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ const STEP: Duration = Duration::from_secs(5);
 const NODE: &str = "kubevirt.io/nodeName";
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/kubevirt")
+    support::fixtures::existing("kubevirt")
 }
 
 fn vmi_resource() -> ApiResource {

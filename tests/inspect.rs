@@ -6,10 +6,17 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+/// A fixture under `tests/fixtures/`; a missing one fails with its path.
+fn existing_fixture(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    p
+}
+
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/kubevirt")
-        .join(name)
+    existing_fixture(&format!("kubevirt/{name}"))
 }
 
 fn run(args: &[&str]) -> Output {
@@ -189,9 +196,7 @@ fn bad_files_exit_2_with_one_line_naming_file_and_field() {
 
 /// A file of the libvirt fixtures, as a path string.
 fn libvirt_fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/libvirt")
-        .join(name)
+    existing_fixture(&format!("libvirt/{name}"))
         .display()
         .to_string()
 }

@@ -1,5 +1,8 @@
-//! The real KubeVirt objects of `../shared/fixtures/kubevirt/` as tests use them.
+//! The fixtures under `tests/fixtures/` as tests use them: a missing or unreadable file
+//! fails the test with its full path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -7,13 +10,31 @@ use serde_json::{Value, json};
 pub const CNV_NS: &str = "openshift-cnv";
 pub const CNV_NAME: &str = "centos7-gray-owl-35";
 
-/// One fixture file as JSON.
+/// The path of a fixture, relative to `tests/fixtures/`.
+pub fn path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// A fixture's path after checking that it exists (for tests that hand it to a process).
+pub fn existing(rel: &str) -> PathBuf {
+    let p = path(rel);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    p
+}
+
+/// A fixture's text.
+pub fn text(rel: &str) -> String {
+    let p = path(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+/// One KubeVirt fixture file as JSON.
 pub fn kubevirt(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/kubevirt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let rel = format!("kubevirt/{name}");
+    serde_json::from_str(&text(&rel))
+        .unwrap_or_else(|e| panic!("fixture {}: not JSON: {e}", path(&rel).display()))
 }
 
 /// The real CNV VMI, unchanged.

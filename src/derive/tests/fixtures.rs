@@ -1,4 +1,4 @@
-//! Every KubeVirt fixture in ../shared/fixtures/kubevirt through decode and derive.
+//! Every KubeVirt fixture in tests/fixtures/kubevirt through decode and derive.
 
 use serde_json::{Value, json};
 
@@ -8,16 +8,8 @@ use crate::derive::{
 };
 use crate::model::{VmKey, VmStatus};
 
-pub(super) fn fixture_path(name: &str) -> String {
-    format!(
-        "{}/../shared/fixtures/kubevirt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
 pub(super) fn fixture(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixture_path(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
+    crate::test_fixtures::json(&format!("kubevirt/{name}"))
 }
 
 #[test]
@@ -223,13 +215,13 @@ fn wrong_type_names_the_field_path() {
 #[test]
 fn slice_and_value_decoding_agree_on_every_fixture() {
     for name in ["vmi-running-cnv.json", "vmi-all-fields-synthetic.json"] {
-        let bytes = std::fs::read(fixture_path(name)).unwrap();
+        let bytes = crate::test_fixtures::text(&format!("kubevirt/{name}")).into_bytes();
         let a = derive_vmi(&decode_vmi_slice(&bytes).unwrap()).unwrap();
         let b = derive_vmi(&decode_vmi(&fixture(name)).unwrap()).unwrap();
         assert_eq!(a, b, "{name}");
     }
     for name in ["vm-running-cnv.json", "vm-all-fields-synthetic.json"] {
-        let bytes = std::fs::read(fixture_path(name)).unwrap();
+        let bytes = crate::test_fixtures::text(&format!("kubevirt/{name}")).into_bytes();
         let a = derive_vm(&decode_vm_slice(&bytes).unwrap()).unwrap();
         let b = derive_vm(&decode_vm(&fixture(name)).unwrap()).unwrap();
         assert_eq!(a, b, "{name}");

@@ -37,16 +37,12 @@ mod tests {
 
     #[test]
     fn real_fixtures() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/libvirt/real"
-        );
         for (file, want) in [
             ("domain-kvm-live.xml", "kvm"),
             ("domain-qemu-live.xml", "qemu-tcg"),
             ("test-driver-domain.xml", "unknown"),
         ] {
-            let xml = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            let xml = crate::test_fixtures::text(&format!("libvirt/real/{file}"));
             assert_eq!(hypervisor_type(&xml).as_str(), want, "{file}");
         }
     }

@@ -1,4 +1,4 @@
-//! Every fixture in ../shared/fixtures/libvirt, checked against SOURCES.md.
+//! Every fixture in tests/fixtures/libvirt, checked against its SOURCES.md.
 
 use super::fixture;
 use crate::derive::caps::*;

@@ -7,11 +7,7 @@ use super::*;
 use crate::model::{Observation, VmKey, VmStatus};
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/kubevirt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::test_fixtures::json(&format!("kubevirt/{name}"))
 }
 
 fn object(v: Value) -> KubeObject {
