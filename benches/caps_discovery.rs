@@ -1,4 +1,4 @@
-//! Host capability discovery against the same libvirt calls alone (issue 4, DESIGN §13):
+//! Host capability discovery against the same libvirt calls alone:
 //! on one warm connection, in-process, N interleaved runs of
 //!   (a) discovery as the daemon does it: the calls + parsing into `HostCapabilities`,
 //!       fingerprint and canonical JSON;

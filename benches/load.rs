@@ -1,6 +1,6 @@
-//! The load harness (issue 7, DESIGN §13): the built daemon against the fake API
-//! server with N synthetic VM+VMI pairs on its node and a real, durable PostgreSQL
-//! (fsync and synchronous commit on). One run reports:
+//! The load harness (docs/ARCHITECTURE.md, "Performance targets"): the built daemon
+//! against the fake API server with N synthetic VM+VMI pairs on its node and a real,
+//! durable PostgreSQL (fsync and synchronous commit on). One run reports:
 //! - event → commit latency p50/p99/max from the daemon's histogram, cross-checked by
 //!   the IP each change carries: the harness notes when it sent it, PostgreSQL when the
 //!   row with that IP committed (`track_commit_timestamp`);
@@ -17,7 +17,7 @@
 //!
 //!   cargo bench --bench load -- [--vms 10000] [--rate 500] [--seconds 60]
 //!       [--flush-interval 50ms] [--cache-size 4MiB] [--sync-interval 1s] [--seed S]
-//!   scripts/bench   (this at DESIGN §13's point, the N sweep, discovery; BENCHMARKS.md)
+//!   scripts/bench   (this at 10k VMIs, 500 changes/s, the N sweep, discovery; BENCHMARKS.md)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "load/pipeline.rs"]

@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the per-event and per-refresh pure work (issue 7):
+//! Criterion micro-benchmarks of the per-event and per-refresh pure work:
 //! - one VMI event: bytes → our structs → derived record → observation → column diff
 //!   against the previous record (what the daemon does for every watch event), and the
 //!   serde decode alone (the floor);

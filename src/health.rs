@@ -1,7 +1,7 @@
-//! The daemon's own conditions (DESIGN §4: `CacheReady`, `KubernetesConnected`,
-//! `LibvirtConnected`, `PostgresConnected`; seed 002 semantics; plus `StateWritable`) and the liveness of its
-//! internal loops, shared by the tasks that know, `/readyz`, `virtsync status` and the
-//! systemd watchdog.
+//! The daemon's own conditions (`CacheReady`, `KubernetesConnected`, `LibvirtConnected`,
+//! `PostgresConnected`, `StateWritable`; Kubernetes-style, see docs/ARCHITECTURE.md,
+//! "Field rules") and the liveness of its internal loops, shared by the tasks that know,
+//! `/readyz`, `virtsync status` and the systemd watchdog.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! The records virtsync derives and stores: one `VmRecord` per KubeVirt VM, in the JSON
-//! shape of the cloud API (seed 000): top-level `namespace`, `name`, `status`, `cpuCount`,
+//! shape of the cloud API's VM record: top-level `namespace`, `name`, `status`, `cpuCount`,
 //! `memoryMB`, `guestOS`, and `runtimeDetails` with camelCase names.
 
 use std::fmt;
@@ -162,7 +162,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Runtime details of a running VMI (DESIGN §4); `None` fields are not reported (yet).
+/// Runtime details of a running VMI (the `runtime_*` columns); `None`: not reported (yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuntimeDetails {
@@ -275,7 +275,7 @@ impl VmRecord {
 }
 
 /// Which source object the legacy fields (cpu_count, memory_mb, guest_os) came from: they
-/// have two writers (DESIGN §6), and each is fenced by its own resourceVersion.
+/// have two writers (the node and the cluster role), and each is fenced by its own resourceVersion.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LegacyOrigin {

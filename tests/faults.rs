@@ -1,4 +1,4 @@
-//! The fault-injection suite (DESIGN §11): the built binary against the fake API server
+//! The fault-injection suite: the built binary against the fake API server
 //! and a real PostgreSQL, with faults injected while changes arrive. Each scenario has
 //! its own pass criterion and ends with PostgreSQL compared to the truth derived from
 //! the fake API server's final objects (`support::truth`).

@@ -1,4 +1,4 @@
-//! Scale-out (issue 7): one daemon per simulated node (role "all": node role for its
+//! Scale-out: one daemon per simulated node (role "all": node role for its
 //! own VMIs, candidate for the cluster role) against one fake API server and one
 //! PostgreSQL. Changes arrive and VMIs migrate between nodes while the cluster-role
 //! holder is killed twice and frozen once.

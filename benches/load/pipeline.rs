@@ -1,6 +1,7 @@
-//! The daemon's own work per VMI event, in this process on one thread: what DESIGN §13's
-//! CPU row names (decode + derive + diff + state write), without the daemon around it
-//! (HTTP, tasks and channels, PostgreSQL, metrics). Set against the same floor.
+//! The daemon's own work per VMI event, in this process on one thread: what the CPU
+//! target (docs/ARCHITECTURE.md, "Performance targets") names (decode + derive + diff +
+//! state write), without the daemon around it (HTTP, tasks and channels, PostgreSQL,
+//! metrics). Set against the same floor.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
-//! The local socket API (DESIGN §8): HTTP/1.1 + JSON on a unix socket. Reads for anyone
-//! who can open the socket (mode 0660, group `virtsync`); changes only for root or the
-//! configured admin group. Every bad request gets a JSON error with a message.
+//! The local socket API (docs/ARCHITECTURE.md, "Socket API and CLI"): HTTP/1.1 + JSON on
+//! a unix socket. Reads for anyone who can open the socket (mode 0660, group `virtsync`);
+//! changes only for root or the configured admin group. Every bad request gets a JSON
+//! error with a message.
 
 pub mod peer;
 pub mod server;
@@ -323,7 +324,8 @@ fn status(state: &ApiState) -> Reply {
     )
 }
 
-/// A VM as the API shows it: the record (seed 000 shape) and whether it is in PostgreSQL.
+/// A VM as the API shows it: the record (the cloud API's VM record shape) and whether it
+/// is in PostgreSQL.
 fn vm_json(s: &crate::state::Store, key: &VmKey) -> Option<Value> {
     let stored = s.record(key)?;
     let sync = match s.outbox_entry(key) {

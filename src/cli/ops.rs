@@ -1,5 +1,6 @@
-//! Operator commands that talk to the running daemon over its socket (DESIGN §8):
-//! `status`, `vms`, `host capabilities`, `resync`, `outbox`; `--output table|json`.
+//! Operator commands that talk to the running daemon over its socket
+//! (docs/ARCHITECTURE.md, "Socket API and CLI"): `status`, `vms`, `host capabilities`,
+//! `resync`, `outbox`; `--output table|json`.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! The record for one key from what this daemon knows about the VM and its VMI
-//! (DESIGN §4 and the fencing rules of §6).
+//! (docs/ARCHITECTURE.md, "Field rules" and "Fence").
 
 use std::sync::Arc;
 

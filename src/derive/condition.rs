@@ -1,4 +1,4 @@
-//! Kubernetes-style conditions (seed 002): `lastTransitionTime` changes only when
+//! Kubernetes-style conditions: `lastTransitionTime` changes only when
 //! `status` changes; reason and message are updated every time.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! When the hypervisor type of a VMI's domain is read (DESIGN §3): when the VMI enters
+//! When the hypervisor type of a VMI's domain is read: when the VMI enters
 //! Running on this node, after a migration onto this node ends, and after a resume.
 //! Pure: the tracker computes a [`DomainTarget`] per VMI and the probe decides with
 //! [`needs_probe`] whether a changed target means a new look at the domain.

@@ -1,5 +1,6 @@
-//! Derivation (DESIGN §4): KubeVirt objects → records. Pure: no I/O; values and the
-//! current time come in as arguments. The daemon and `virtsync inspect` share it.
+//! Derivation (docs/ARCHITECTURE.md, "Field rules"): KubeVirt objects → records. Pure:
+//! no I/O; values and the current time come in as arguments. The daemon and
+//! `virtsync inspect` share it.
 //!
 //! - [`objects`]: our serde structs for the VM/VMI fields we read, and their decoding;
 //! - [`quantity`]: Kubernetes quantities;
@@ -9,7 +10,7 @@
 //! - [`condition`]: Kubernetes-style conditions for the socket API;
 //! - [`domain_target`]: when a running VMI's libvirt domain is looked at.
 //!
-//! Choices where DESIGN §4 is silent:
+//! Choices the field rules leave open:
 //! - cpu_count: a product above i32::MAX (INTEGER column) is dropped with a warning;
 //!   no topology at all counts as 1×1×1 (KubeVirt's default) except for a VM with
 //!   `spec.instancetype`, whose count is then not written.

@@ -1,5 +1,6 @@
-//! The VM power status (DESIGN §4, SSVirt's table) from KubeVirt's
-//! `status.printableStatus`, the deletion timestamp and whether the VM should run.
+//! The VM power status (SSVirt's values; the table is in docs/ARCHITECTURE.md,
+//! "Field rules") from KubeVirt's `status.printableStatus`, the deletion timestamp and
+//! whether the VM should run.
 
 use crate::model::VmStatus;
 

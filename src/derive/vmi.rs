@@ -1,4 +1,4 @@
-//! A `VirtualMachineInstance` → what it tells about its VM (DESIGN §4).
+//! A `VirtualMachineInstance` → what it tells about its VM (docs/ARCHITECTURE.md, "Field rules").
 
 use std::sync::Arc;
 

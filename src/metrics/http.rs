@@ -1,4 +1,4 @@
-//! `GET /metrics`, `/healthz` on their own thread and runtime (DESIGN §7), so a busy
+//! `GET /metrics`, `/healthz` on their own thread and runtime, so a busy
 //! pipeline never delays a scrape.
 
 use std::convert::Infallible;

@@ -1,5 +1,6 @@
-//! Prometheus metrics (DESIGN §7) in one registry, encoded in the classic text format
-//! (0.0.4) that `promtool check metrics` accepts, and served by [`http`].
+//! Prometheus metrics (docs/ARCHITECTURE.md, "Metrics") in one registry, encoded in the
+//! classic text format (0.0.4) that `promtool check metrics` accepts, and served by
+//! [`http`].
 
 pub mod http;
 
@@ -10,7 +11,8 @@ use prometheus::{
 
 use crate::model::VmKey;
 
-/// The exact name and labels of seed 004.
+/// The name KubeVirt's virt-handler would export the metric under (labels `namespace`,
+/// `name`, `node`, `hypervisor_type`, as there).
 pub const HYPERVISOR_INFO: &str = "kubevirt_vmi_hypervisor_info";
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,7 @@ pub enum MetricsError {
     Thread(std::io::Error),
 }
 
-/// Every metric of the daemon (DESIGN §7). Cheap to clone (the handles are shared).
+/// Every metric of the daemon. Cheap to clone (the handles are shared).
 /// Label values are bounded: sources, kinds, column names, reasons; the only per-VM
 /// labels are those of `kubevirt_vmi_hypervisor_info`.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
-//! The local state (DESIGN §5): a redb file holding the last derived record per VM and a
-//! durable outbox of pending deltas, mirrored in memory so that a no-op event costs one
-//! comparison and no I/O at all.
+//! The local state (docs/ARCHITECTURE.md, "State and outbox"): a redb file holding the
+//! last derived record per VM and a durable outbox of pending deltas, mirrored in memory
+//! so that a no-op event costs one comparison and no I/O at all.
 
 mod file;
 mod store;

@@ -1,5 +1,5 @@
 //! A real libvirtd (system mode, QEMU driver) for the libvirt tests, started as
-//! `../shared/notes/libvirt-ci.md` says: virtlogd and libvirtd daemonised, `qemu.conf`
+//! follows: virtlogd and libvirtd daemonised, `qemu.conf`
 //! with `user = "root"`, the `libvirt-qemu` user present. Started once per test binary
 //! ([`Libvirtd::shared`]) or reused when one already runs; never skipped: if it cannot
 //! start the test FAILS with the tail of its log.

@@ -1,5 +1,5 @@
-//! The hypervisor type of a running domain (DESIGN §3, seed 004): the root attribute
-//! `<domain type=...>`.
+//! The hypervisor type of a running domain (docs/ARCHITECTURE.md, "Sources"): the root
+//! attribute `<domain type=...>`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
-//! Host capabilities (DESIGN §3 libvirt, seed 003) and the hypervisor type of a domain
-//! (seed 004). Pure: the libvirt source fetches the documents; here they are parsed
-//! with a bounded reader ([`xml`], DESIGN §11) and combined into [`HostCapabilities`].
+//! Host capabilities in seven groups (docs/ARCHITECTURE.md, "Sources") and the hypervisor
+//! type of a domain. Pure: the libvirt source fetches the documents; here they are parsed
+//! with a bounded reader ([`xml`]) and combined into [`HostCapabilities`].
 //!
 //! - [`xml`]: size/depth/DTD-bounded reader → small element tree;
 //! - [`host`]: `virsh capabilities`; [`domcaps`]: `virsh domcapabilities` (kvm, qemu);
@@ -9,7 +9,7 @@
 //! - [`build`]: [`DiscoveryInput`] → [`HostCapabilities`], canonical JSON, fingerprint;
 //! - [`domain`]: `<domain type>` → [`HypervisorType`].
 //!
-//! Choices where DESIGN and the seeds are silent:
+//! Choices made here:
 //! - Group status: every libvirt answer a group reads is one input; an input that is
 //!   `Err` (the driver's reason) or does not parse makes the group `partial` with
 //!   `"<input>: <reason>"`; all of its inputs missing → `unavailable`. One unreadable

@@ -1,4 +1,5 @@
-//! The `HostCapabilities` document: seven groups named as in seed 003, each with a status.
+//! The `HostCapabilities` document: seven groups (host, cpu, memory, security, storage,
+//! network, virtualization), each with a status.
 //! Field names are snake_case like the group names. Absent values are `null`, absent
 //! lists `[]`, so every key is always present.
 

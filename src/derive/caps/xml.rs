@@ -1,4 +1,4 @@
-//! A bounded XML reader over quick-xml (DESIGN §11). quick-xml expands no entities but has
+//! A bounded XML reader over quick-xml. quick-xml expands no entities but has
 //! no size or depth limits of its own, so this reader adds them while it builds a small
 //! element tree:
 //!

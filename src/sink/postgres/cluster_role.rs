@@ -1,4 +1,4 @@
-//! The cluster-role election (DESIGN §1): the cluster role (all VMs: power status, the
+//! The cluster-role election: the cluster role (all VMs: power status, the
 //! stopped-VM fallback, deletions) is held by one daemon at a time, the one whose lock
 //! session holds the PostgreSQL advisory lock `postgres.lock_key`.
 //!

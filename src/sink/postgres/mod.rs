@@ -1,5 +1,5 @@
-//! The PostgreSQL sink (DESIGN §6): settings, the connection, and the flush loop that
-//! drains the outbox into the cloud API's `vms` table.
+//! The PostgreSQL sink (docs/ARCHITECTURE.md, "PostgreSQL sink"): settings, the
+//! connection, and the flush loop that drains the outbox into the cloud API's `vms` table.
 
 pub mod cluster_role;
 mod error;

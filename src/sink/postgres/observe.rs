@@ -1,4 +1,4 @@
-//! What the sink tells Prometheus (DESIGN §7): flush time, rows and columns written,
+//! What the sink tells Prometheus: flush time, rows and columns written,
 //! event → commit latency, errors by reason, the outbox gauges.
 
 use std::time::Duration;

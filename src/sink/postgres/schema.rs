@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS virtsync.vm_fence (
 );
 ";
 
-/// Indexes of seed 000 (plus the row lookup virtsync does on every flush).
+/// Indexes of the extended schema (docs/ARCHITECTURE.md, "Schema"), plus the row lookup
+/// virtsync does on every flush.
 const EXTENDED_INDEXES: &[(&str, &str)] = &[
     ("idx_vms_runtime_primary_ip", "runtime_primary_ip"),
     ("idx_vms_runtime_node_name", "runtime_node_name"),

@@ -1,4 +1,4 @@
-//! The KubeVirt source (DESIGN §3): kube-rs watchers on VMIs (node role, this node's
+//! The KubeVirt source: kube-rs watchers on VMIs (node role, this node's
 //! label) and VMs (cluster role, while this daemon holds it), fed through the pure
 //! `Tracker`; disappearances are confirmed with a GET before anything is written.
 

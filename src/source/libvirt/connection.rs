@@ -1,4 +1,4 @@
-//! One libvirt connection, kept open and reopened (DESIGN §3, §11).
+//! One libvirt connection, kept open and reopened (docs/ARCHITECTURE.md, "Sources").
 //!
 //! - libvirt's default error printing to stderr is turned off once per process.
 //! - Read-only by default; a read-write connection to the same URI is opened lazily for

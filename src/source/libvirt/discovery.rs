@@ -1,4 +1,4 @@
-//! Raw host-capability discovery (DESIGN §3): every call on one warm connection, each
+//! Raw host-capability discovery: every call on one warm connection, each
 //! answer kept as the driver gave it (`Err` = the driver's reason, e.g. "not
 //! supported"). Parsing is `derive::caps`'s job.
 

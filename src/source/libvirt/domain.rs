@@ -1,4 +1,4 @@
-//! Hypervisor type of a running domain (DESIGN §3): the root `<domain type=...>`, read
+//! Hypervisor type of a running domain: the root `<domain type=...>`, read
 //! with the bounded XML parser of `derive::caps` (the same code as `inspect domain`).
 
 use super::connection::{LibvirtConnection, LibvirtError};

@@ -1,4 +1,4 @@
-//! Host capability discovery in the daemon (DESIGN §3): at start, every
+//! Host capability discovery in the daemon (docs/ARCHITECTURE.md, "Sources"): at start, every
 //! `capabilities.refresh_interval` and on request; the canonical form is stored in redb
 //! only when it changed, and the PostgreSQL sink writes it to
 //! `virtsync.host_capabilities` when its fingerprint differs from the one last written.

@@ -1,9 +1,9 @@
-//! The hypervisor type of each VMI running on this node (DESIGN §3): the KubeVirt source
+//! The hypervisor type of each VMI running on this node: the KubeVirt source
 //! says which VMIs run here ([`DomainTarget`]s); this task finds each one's domain with
 //! the locator, reads `<domain type=...>`, keeps `kubevirt_vmi_hypervisor_info` and
 //! reports the type back so it is stored as `runtime_hypervisor_type`.
 //!
-//! Choices where DESIGN §3 is silent:
+//! Choices made here:
 //! - A domain is looked at when its target asks for it ([`needs_probe`]) and again every
 //!   `libvirt.domain_check_interval`, so a guest destroyed behind KubeVirt's back loses
 //!   its series within that interval.

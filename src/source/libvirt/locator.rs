@@ -1,4 +1,4 @@
-//! The domain locator (DESIGN §3): how a VMI finds its libvirt domain.
+//! The domain locator (docs/ARCHITECTURE.md, "Sources"): how a VMI finds its libvirt domain.
 //!
 //! - `uri` mode: one configured URI; the domain is named `<namespace>_<name>`.
 //! - `kubevirt` mode: the domain lives inside the VMI's virt-launcher pod. The

@@ -1,5 +1,5 @@
-//! The libvirt source (DESIGN §3): connections, the domain locator, the hypervisor type
-//! of running domains, and raw host-capability discovery.
+//! The libvirt source (docs/ARCHITECTURE.md, "Sources"): connections, the domain locator,
+//! the hypervisor type of running domains, and raw host-capability discovery.
 
 pub mod connection;
 pub mod discovery;

@@ -1,5 +1,5 @@
 //! A fake Kubernetes API server for KubeVirt objects that kube-rs cannot tell from a
-//! real one for list, watch and get (see `../shared/notes/kubernetes.md`).
+//! real one for list, watch and get.
 //!
 //! Served (GET only; other methods 405, unknown paths 404, both as `Status`):
 //! - `/apis/kubevirt.io/v1/{virtualmachines,virtualmachineinstances}` and the

@@ -1,4 +1,4 @@
-//! Hostile XML (DESIGN §11): each case a clear error, fast, no panic.
+//! Hostile XML: each case a clear error, fast, no panic.
 
 use std::time::{Duration, Instant};
 
