@@ -50,7 +50,8 @@ pub struct Args {
 pub enum Command {
     /// Run the daemon.
     Daemon,
-    /// Validate the configuration (exit 0 when valid, 2 with the key and problem when not).
+    /// Validate the configuration (exit 0 when valid; 2 when not, with every problem found,
+    /// one `key: problem` line each).
     CheckConfig,
     /// Create virtsync's schema in PostgreSQL (and the runtime_* columns in extended mode).
     Migrate,
@@ -82,7 +83,15 @@ pub fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("virtsync: {e}");
+            match &e {
+                // Every configuration problem on a line of its own.
+                Error::Config(c) => {
+                    for (key, problem) in c.problems() {
+                        eprintln!("virtsync: configuration: {key}: {problem}");
+                    }
+                }
+                _ => eprintln!("virtsync: {e}"),
+            }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
@@ -220,15 +229,17 @@ fn load_inputs(args: &ConfigInputs) -> Result<(Config, Option<PathBuf>)> {
             .filter(|(k, _)| k.starts_with("VIRTSYNC_"))
             .collect(),
     };
+    // A malformed --set is reported with every problem of the configuration.
+    let mut malformed = Vec::new();
     let mut sets = Vec::new();
     for s in &args.sets {
-        let (k, v) = s.split_once('=').ok_or_else(|| {
-            Error::Config(config::ConfigError {
-                key: format!("--set {s}"),
-                problem: "expected KEY=VALUE".into(),
-            })
-        })?;
-        sets.push((k.trim().to_string(), v.to_string()));
+        match s.split_once('=') {
+            Some((k, v)) => sets.push((k.trim().to_string(), v.to_string())),
+            None => malformed.push(config::ConfigError::new(
+                format!("--set {s}"),
+                "expected KEY=VALUE",
+            )),
+        }
     }
     if let Some(n) = &args.node_name {
         sets.push(("node_name".into(), n.clone()));
@@ -239,15 +250,21 @@ fn load_inputs(args: &ConfigInputs) -> Result<(Config, Option<PathBuf>)> {
     if let Some(u) = &args.postgres_url {
         sets.push(("postgres.url".into(), u.clone()));
     }
-    Ok((Config::parse(&text, &env, &sets)?, used))
+    match Config::parse(&text, &env, &sets) {
+        Ok(cfg) => match config::ConfigError::from_list(malformed) {
+            None => Ok((cfg, used)),
+            Some(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.and(malformed).into()),
+    }
 }
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| {
-        Error::Config(config::ConfigError {
-            key: "--config".into(),
-            problem: format!("cannot read {}: {e}", path.display()),
-        })
+        Error::Config(config::ConfigError::new(
+            "--config",
+            format!("cannot read {}: {e}", path.display()),
+        ))
     })
 }
 

@@ -102,6 +102,52 @@ fn check_config_accepts_the_shipped_file_and_names_the_bad_key() {
     assert!(err.contains("/nonexistent.toml"), "{err}");
 }
 
+#[test]
+fn check_config_and_the_daemon_report_every_problem_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        &dir,
+        "role = \"leader\"\n\
+         [postgres]\n\
+         flush_intervall = \"1s\"\n\
+         batch_size = 0\n\
+         lock_timeout = \"soon\"\n\
+         [metrics]\n\
+         listen = \"localhost\"\n",
+    );
+    let expected = [
+        ("postgres.flush_intervall", "unknown key"),
+        ("postgres.lock_timeout", "invalid duration \"soon\""),
+        ("role", "invalid value \"leader\""),
+        ("postgres.batch_size", "must be between 1 and 10000, got 0"),
+        (
+            "VIRTSYNC_CACHE_SYNC_INTERVAL (cache.sync_interval)",
+            "at most 1m",
+        ),
+        ("metrics.listen", "invalid socket address \"localhost\""),
+        ("--set owns", "expected KEY=VALUE"),
+    ];
+    for command in ["check-config", "daemon"] {
+        let (code, out, err) = run(virtsync(&["--config", &path, "--set", "owns", command])
+            .env("VIRTSYNC_CACHE_SYNC_INTERVAL", "2m"));
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(out.is_empty(), "{command}: {out}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines.len(),
+            expected.len(),
+            "{command}: one line each:\n{err}"
+        );
+        for (line, (key, problem)) in lines.iter().zip(expected) {
+            assert!(
+                line.starts_with(&format!("virtsync: configuration: {key}: "))
+                    && line.contains(problem),
+                "{command}: {line:?} is not {key}: {problem}\n{err}"
+            );
+        }
+    }
+}
+
 async fn schema_dump(client: &tokio_postgres::Client) -> Vec<String> {
     let columns = client
         .query(

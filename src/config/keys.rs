@@ -5,7 +5,7 @@
 
 use toml::{Table, Value};
 
-use super::ConfigError;
+use super::{ConfigError, Problems};
 
 /// `VIRTSYNC_*` variables that belong to other code.
 pub(super) const IGNORED_ENV: &[&str] = &["VIRTSYNC_FAILPOINT", "VIRTSYNC_CONFIG", "VIRTSYNC_LOG"];
@@ -100,24 +100,48 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Rejects unknown keys and values of the wrong TOML type, naming the key.
-pub(super) fn check_file_shape(table: &Table) -> Result<(), ConfigError> {
-    for (name, value) in table {
+/// Records unknown keys and values of the wrong TOML type, naming the key, and
+/// removes them from `table` so that the later stages see only well-typed keys.
+pub(super) fn check_file_shape(table: &mut Table, problems: &mut Problems) {
+    // (top-level name, key within the section): what to remove.
+    let mut bad: Vec<(String, Option<String>)> = Vec::new();
+    for (name, value) in table.iter() {
         if SECTIONS.contains(&name.as_str()) {
             let Value::Table(section) = value else {
-                return Err(ConfigError::new(
-                    name.as_str(),
-                    format!("expected a table, found {}", type_name(value)),
-                ));
+                problems.add(
+                    name,
+                    ConfigError::new(
+                        name.as_str(),
+                        format!("expected a table, found {}", type_name(value)),
+                    ),
+                );
+                bad.push((name.clone(), None));
+                continue;
             };
             for (sub, v) in section {
-                check_key(&format!("{name}.{sub}"), v)?;
+                let key = format!("{name}.{sub}");
+                if let Err(e) = check_key(&key, v) {
+                    problems.add(&key, e);
+                    bad.push((name.clone(), Some(sub.clone())));
+                }
             }
-        } else {
-            check_key(name, value)?;
+        } else if let Err(e) = check_key(name, value) {
+            problems.add(name, e);
+            bad.push((name.clone(), None));
         }
     }
-    Ok(())
+    for (name, sub) in bad {
+        match sub {
+            None => {
+                table.remove(&name);
+            }
+            Some(sub) => {
+                if let Some(Value::Table(section)) = table.get_mut(&name) {
+                    section.remove(&sub);
+                }
+            }
+        }
+    }
 }
 
 fn check_key(key: &str, value: &Value) -> Result<(), ConfigError> {

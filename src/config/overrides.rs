@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use toml::{Table, Value};
 
-use super::ConfigError;
 use super::keys::{self, ENV_PREFIX, IGNORED_ENV, KEYS, Kind};
+use super::{ConfigError, Problems};
 
 /// Where an overridden value came from; keys absent here come from the file.
 #[derive(Debug, Default)]
@@ -23,11 +23,6 @@ impl Origins {
 
     pub(super) fn err(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         ConfigError::new(self.label(key), problem)
-    }
-
-    /// Attaches `key`, labelled with its origin, to a validation problem.
-    pub(super) fn check<T>(&self, key: &str, result: Result<T, String>) -> Result<T, ConfigError> {
-        result.map_err(|p| self.err(key, p))
     }
 }
 
@@ -104,11 +99,14 @@ fn set_value(table: &mut Table, key: &str, value: Option<Value>) {
     }
 }
 
+/// Applies the `VIRTSYNC_*` variables; one that is unknown or cannot be typed is
+/// recorded and left out.
 pub(super) fn apply_env(
     table: &mut Table,
     origins: &mut Origins,
     vars: &[(String, String)],
-) -> Result<(), ConfigError> {
+    problems: &mut Problems,
+) {
     for (var, raw) in vars {
         let upper = var.to_ascii_uppercase();
         if !upper.starts_with(ENV_PREFIX) || IGNORED_ENV.contains(&upper.as_str()) {
@@ -117,35 +115,46 @@ pub(super) fn apply_env(
         let Some((key, kind)) = keys::env_key(&upper) else {
             let known: Vec<String> = KEYS.iter().map(|(k, _)| keys::env_name(k)).collect();
             let hint = keys::did_you_mean(&upper, known.iter().map(String::as_str));
-            return Err(ConfigError::new(
-                var.as_str(),
-                format!(
-                    "unknown virtsync environment variable (known: {}; ignored here: {}){hint}",
-                    known.join(", "),
-                    IGNORED_ENV.join(", ")
+            problems.add(
+                var,
+                ConfigError::new(
+                    var.as_str(),
+                    format!(
+                        "unknown virtsync environment variable (known: {}; ignored here: {}){hint}",
+                        known.join(", "),
+                        IGNORED_ENV.join(", ")
+                    ),
                 ),
-            ));
+            );
+            continue;
         };
-        apply(table, origins, key, kind, format!("{var} ({key})"), raw)?;
+        let label = format!("{var} ({key})");
+        if let Err(e) = apply(table, origins, key, kind, label, raw) {
+            problems.add(key, e);
+        }
     }
-    Ok(())
 }
 
+/// Applies the `--set` overrides; one that is unknown or cannot be typed is recorded
+/// and left out.
 pub(super) fn apply_sets(
     table: &mut Table,
     origins: &mut Origins,
     sets: &[(String, String)],
-) -> Result<(), ConfigError> {
+    problems: &mut Problems,
+) {
     for (key, raw) in sets {
         let key = key.trim();
         let label = format!("--set {key}");
         let Some((key, kind)) = keys::key_kind(key) else {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
-            return Err(ConfigError::new(label, keys::unknown_key(key, &known)));
+            problems.add(key, ConfigError::new(label, keys::unknown_key(key, &known)));
+            continue;
         };
-        apply(table, origins, key, kind, label, raw)?;
+        if let Err(e) = apply(table, origins, key, kind, label, raw) {
+            problems.add(key, e);
+        }
     }
-    Ok(())
 }
 
 /// Types one override and stores it under `key`, labelled with its origin.

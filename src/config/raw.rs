@@ -7,32 +7,53 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use toml::Table;
+use toml::{Table, Value};
 
 use super::overrides::Origins;
 use super::values::{self, parse_duration, parse_size};
-use super::{ConfigError, one_line};
+use super::{Problems, one_line};
 
-/// Deserializes `table`, naming the key (and its origin) on error.
-pub(super) fn deserialize(table: Table, o: &Origins) -> Result<RawConfig, ConfigError> {
-    serde_path_to_error::deserialize(table).map_err(|e| {
-        let key = path_key(e.path());
-        o.err(&key, one_line(e.inner().message()))
-    })
+/// Deserializes `table`, recording each value that does not parse (naming the key
+/// and its origin) and deserializing again without it.
+pub(super) fn deserialize(mut table: Table, o: &Origins, problems: &mut Problems) -> RawConfig {
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, RawConfig>(table.clone()) {
+            Ok(raw) => return raw,
+            Err(e) => e,
+        };
+        let segments = path_segments(e.path());
+        let key = if segments.is_empty() {
+            "config".to_owned()
+        } else {
+            segments.join(".")
+        };
+        problems.add(&key, o.err(&key, one_line(e.inner().message())));
+        // Each round removes one value, so this ends; a problem that is not about one
+        // value leaves the defaults.
+        if !remove_path(&mut table, &segments) {
+            return RawConfig::default();
+        }
+    }
 }
 
-fn path_key(path: &serde_path_to_error::Path) -> String {
-    let parts: Vec<&str> = path
-        .iter()
+fn path_segments(path: &serde_path_to_error::Path) -> Vec<String> {
+    path.iter()
         .filter_map(|segment| match segment {
-            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
             _ => None,
         })
-        .collect();
-    if parts.is_empty() {
-        "config".to_owned()
-    } else {
-        parts.join(".")
+        .collect()
+}
+
+/// Removes the value at `segments`; false when there is none.
+fn remove_path(table: &mut Table, segments: &[String]) -> bool {
+    match segments {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => match table.get_mut(first) {
+            Some(Value::Table(inner)) => remove_path(inner, rest),
+            _ => false,
+        },
     }
 }
 

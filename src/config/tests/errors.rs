@@ -131,6 +131,7 @@ fn errors_name_the_key() {
             Err(e) => e,
         };
         let msg = err.to_string();
+        assert!(err.more.is_empty(), "one problem only: {msg}");
         assert_eq!(err.key, *key, "{msg}");
         assert_eq!(msg, format!("{}: {}", err.key, err.problem));
         for word in *words {
@@ -139,4 +140,128 @@ fn errors_name_the_key() {
         assert!(!msg.contains('\n'), "multi-line: {msg:?}");
         assert!(!msg.contains("s3cret"), "leaks the password: {msg:?}");
     }
+}
+
+/// (file, env, --set, every problem expected: key and words, in the order reported)
+type AllCase = (
+    &'static str,
+    Vars,
+    Vars,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Every problem is reported, not only the first: unknown keys and wrong types
+/// (in key order), then bad overrides, then values that do not parse, then failed
+/// checks (in the order of the keys' sections).
+#[rustfmt::skip]
+const ALL: &[AllCase] = &[
+    // One of each stage in one file.
+    (
+        "nodename = \"x\"\nrole = \"leader\"\n[postgres]\nbatch_size = \"500\"\nflush_interval = \"5 parsecs\"\nlock_timeout = \"soon\"\ntable = \"1vms\"\n[metrics]\nlisten = \"localhost\"\n",
+        &[], &[],
+        &[
+            ("nodename", "unknown key"),
+            ("postgres.batch_size", "expected an integer, found a string"),
+            ("postgres.flush_interval", "invalid duration \"5 parsecs\""),
+            ("postgres.lock_timeout", "invalid duration \"soon\""),
+            ("role", "invalid value \"leader\""),
+            ("postgres.table", "invalid table name"),
+            ("metrics.listen", "invalid socket address"),
+        ],
+    ),
+    // Environment and --set problems with the file's, each labelled with its origin.
+    (
+        "[cache]\ncache_size = \"512KiB\"\n",
+        &[("VIRTSYNC_POSTGRES_BATCHSIZE", "1"), ("VIRTSYNC_KUBERNETES_IN_CLUSTER", "maybe"), ("VIRTSYNC_OWNS", "everything")],
+        &[("postgres.flush_interval", "5 parsecs"), ("postgres.nope", "1"), ("postgres.batch_size", "x")],
+        &[
+            ("VIRTSYNC_POSTGRES_BATCHSIZE", "did you mean VIRTSYNC_POSTGRES_BATCH_SIZE?"),
+            ("VIRTSYNC_KUBERNETES_IN_CLUSTER (kubernetes.in_cluster)", "expected true or false"),
+            ("--set postgres.nope", "unknown key"),
+            ("--set postgres.batch_size", "expected an integer"),
+            ("--set postgres.flush_interval", "invalid duration"),
+            ("VIRTSYNC_OWNS (owns)", "invalid value \"everything\""),
+            ("cache.cache_size", "at least 1MiB"),
+        ],
+    ),
+    // Every range check of the same section.
+    (
+        "[postgres]\nbatch_size = 0\nflush_interval = \"0s\"\nconnect_timeout = \"0s\"\nlock_idle_timeout = \"2h\"\nurl = \"\"\n",
+        &[], &[],
+        &[
+            ("postgres.url", "must not be empty"),
+            ("postgres.batch_size", "between 1 and 10000"),
+            ("postgres.flush_interval", "at least 1ms"),
+            ("postgres.connect_timeout", "greater than 0s"),
+            ("postgres.lock_idle_timeout", "at most 1h"),
+        ],
+    ),
+    // A rejected value is not compared with another key: the lock intervals are not
+    // compared while one of them is invalid, an empty kubeconfig conflicts with nothing.
+    (
+        "[postgres]\nlock_idle_timeout = \"soon\"\nlock_retry_interval = \"20s\"\n[kubernetes]\nkubeconfig = \"\"\nurl = \"https://k\"\n",
+        &[], &[],
+        &[
+            ("postgres.lock_idle_timeout", "invalid duration \"soon\""),
+            ("kubernetes.kubeconfig", "must not be empty"),
+        ],
+    ),
+    // A syntax error stops at once: nothing after it can be read.
+    ("role = \"leader\"\n[postgres\n", &[], &[], &[("config", "TOML syntax error at line 2")]),
+];
+
+#[test]
+fn every_problem_is_reported() {
+    for (text, vars, sets, want) in ALL {
+        let err = match parse(text, vars, sets) {
+            Ok(c) => panic!("no error for {text:?}: {c:?}"),
+            Err(e) => e,
+        };
+        let got = err.problems();
+        let keys: Vec<&str> = got.iter().map(|(k, _)| *k).collect();
+        let want_keys: Vec<&str> = want.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, want_keys, "{text:?}: {err}");
+        for ((key, problem), (_, words)) in got.iter().zip(want.iter()) {
+            assert!(
+                problem.contains(words),
+                "{key}: {problem:?} lacks {words:?}"
+            );
+            assert!(!problem.contains('\n'), "multi-line: {problem:?}");
+        }
+        // One line: the problems joined.
+        let joined: Vec<String> = got.iter().map(|(k, p)| format!("{k}: {p}")).collect();
+        assert_eq!(err.to_string(), joined.join("; "));
+        // The list round-trips through its parts.
+        let parts = err.clone().into_list();
+        assert_eq!(parts.len(), want.len());
+        assert!(parts.iter().all(|p| p.more.is_empty()));
+        assert_eq!(ConfigError::from_list(parts).as_ref(), Some(&err));
+    }
+}
+
+#[test]
+fn a_node_name_with_a_problem_is_not_replaced_by_the_host_name() {
+    let bad_host = Env {
+        hostname: "bad_host".to_owned(),
+        vars: Vec::new(),
+    };
+    let err = Config::parse("node_name = 5", &bad_host, &[]).err();
+    let problems: Vec<(String, String)> = err
+        .iter()
+        .flat_map(|e| e.problems())
+        .map(|(k, p)| (k.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "node_name");
+    assert!(problems[0].1.contains("expected a string"), "{problems:?}");
+}
+
+#[test]
+fn errors_combine() {
+    let a = ConfigError::new("a", "x");
+    let b = ConfigError::new("b", "y").and(vec![ConfigError::new("c", "z")]);
+    let all = a.and(vec![b]);
+    assert_eq!(all.problems(), vec![("a", "x"), ("b", "y"), ("c", "z")]);
+    assert_eq!(all.to_string(), "a: x; b: y; c: z");
+    assert_eq!(ConfigError::from_list(Vec::new()), None);
 }
