@@ -14,8 +14,7 @@ pub(crate) fn path(rel: &str) -> PathBuf {
 /// A fixture's text.
 pub(crate) fn text(rel: &str) -> String {
     let path = path(rel);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 /// A fixture parsed as JSON.
