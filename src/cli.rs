@@ -170,15 +170,18 @@ where
     F: FnOnce(client::Client) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let socket = match &args.socket {
-        Some(p) => p.clone(),
-        None => load_config(args)?.0.api.socket,
+    let (socket, origin) = match &args.socket {
+        Some(p) => (p.clone(), client::SocketOrigin::Flag),
+        None => (
+            load_config(args)?.0.api.socket,
+            client::SocketOrigin::Config,
+        ),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("starting the async runtime: {e}")))?;
-    rt.block_on(f(client::Client::new(socket)))
+    rt.block_on(f(client::Client::new(socket, origin)))
 }
 
 fn password(cfg: &Config) -> Result<Option<String>> {

@@ -148,6 +148,34 @@ fn check_config_and_the_daemon_report_every_problem_one_per_line() {
     }
 }
 
+#[test]
+fn status_without_a_daemon_says_how_to_reach_one_started_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let path = config_file(&dir, &format!("[api]\nsocket = \"{}\"\n", socket.display()));
+    // The socket of the configuration: the service, or --socket for another daemon.
+    let (code, _, err) = run(&mut virtsync(&["--config", &path, "status"]));
+    assert_eq!(code, 1, "{err}");
+    for words in [
+        "no socket at",
+        "the daemon is not running",
+        "systemctl status virtsync",
+        "--socket PATH",
+        "dev-state/virtsync.sock",
+    ] {
+        assert!(err.contains(words), "{err:?} lacks {words:?}");
+    }
+    // A socket given with --socket: no advice about the service.
+    let given = socket.display().to_string();
+    let (code, _, err) = run(&mut virtsync(&["--socket", &given, "vms"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("(--socket)") && err.contains("not running"),
+        "{err}"
+    );
+    assert!(!err.contains("systemctl"), "{err}");
+}
+
 async fn schema_dump(client: &tokio_postgres::Client) -> Vec<String> {
     let columns = client
         .query(
