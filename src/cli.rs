@@ -1,6 +1,7 @@
 //! Command line: subcommands, configuration loading and exit codes
 //! (0 ok, 1 runtime error, 2 usage or configuration error).
 
+mod caps_table;
 mod client;
 mod ingest;
 mod inspect;
@@ -71,9 +72,10 @@ pub enum Command {
     /// store and flush them: a support and test tool that uses the daemon's code path.
     #[command(hide = true)]
     Ingest(ingest::IngestArgs),
-    /// Derive records offline from KubeVirt objects (`kubectl get -o json|yaml`), with the
-    /// daemon's code: `inspect vmi FILE [--vm FILE]`, `inspect vm FILE`; host capabilities
-    /// and domain hypervisor types from libvirt XML: `inspect capabilities`, `inspect domain`.
+    /// Derive records offline from KubeVirt objects (`kubectl get -o json|yaml`, one object
+    /// or a List), with the daemon's code: `inspect vmi FILE [--vm FILE] [--name NAME]`,
+    /// `inspect vm FILE [--name NAME]`; host capabilities and domain hypervisor types from
+    /// libvirt XML: `inspect capabilities`, `inspect domain`.
     Inspect(inspect::InspectArgs),
 }
 

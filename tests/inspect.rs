@@ -385,3 +385,332 @@ fn bad_files_exit_2_naming_the_file() {
         assert!(err.contains(problem), "{args:?}: {err}");
     }
 }
+
+// ---- examples/inputs: the README's commands on the sample files ----
+
+/// The `virtsync …` lines of the README's shell blocks (comments and output excluded).
+fn readme_commands() -> Vec<String> {
+    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/inputs/README.md");
+    let text =
+        std::fs::read_to_string(&readme).unwrap_or_else(|e| panic!("{}: {e}", readme.display()));
+    let mut in_shell = false;
+    let mut commands = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_shell = line == "```sh";
+            continue;
+        }
+        if in_shell && let Some(args) = line.strip_prefix("virtsync ") {
+            commands.push(args.to_owned());
+        }
+    }
+    commands
+}
+
+/// Runs `virtsync ARGS` from the repository root, as the README says.
+fn run_in_repo(args: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_virtsync"))
+        .args(args.split_whitespace())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("VIRTSYNC_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// The value of a `field  value` row of a table, `None` when there is no such row.
+fn table_row(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix(field)?;
+        rest.starts_with("  ").then(|| rest.trim().to_owned())
+    })
+}
+
+fn stdout_text(args: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{args}: exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn the_sample_inputs_readme_commands_work() {
+    type Check = fn(&str, &Output);
+    let checks: &[(&str, Check)] = &[
+        (
+            "inspect vmi examples/inputs/vmi.yaml --vm examples/inputs/vm.yaml --output table",
+            |args, out| {
+                let t = stdout_text(args, out);
+                let row = |f: &str| table_row(&t, f);
+                assert_eq!(row("record.name").as_deref(), Some("centos7-gray-owl-35"));
+                assert_eq!(row("record.namespace").as_deref(), Some("openshift-cnv"));
+                assert_eq!(row("record.status").as_deref(), Some("POWERED_ON"));
+                assert_eq!(row("record.cpuCount").as_deref(), Some("1"));
+                assert_eq!(row("record.memoryMB").as_deref(), Some("2048"));
+                assert_eq!(
+                    row("record.guestOS").as_deref(),
+                    Some("CentOS Linux 7 (Core)")
+                );
+                assert_eq!(
+                    row("record.runtimeDetails.primaryIPAddress").as_deref(),
+                    Some("10.128.1.193")
+                );
+                assert_eq!(
+                    row("record.runtimeDetails.nodeName").as_deref(),
+                    Some("sno-0-0")
+                );
+            },
+        ),
+        (
+            "inspect vmi examples/inputs/vmi.yaml --vm examples/inputs/vm.yaml",
+            |args, out| {
+                let v: Value = serde_json::from_str(&stdout_text(args, out)).unwrap();
+                assert_eq!(v["record"]["name"], "centos7-gray-owl-35");
+                assert_eq!(v["record"]["status"], "POWERED_ON");
+                assert_eq!(v["record"]["runtimeDetails"]["cpuCores"], 1);
+                assert_eq!(v["versions"]["vmiResourceVersion"], 11848215);
+                assert_eq!(v["versions"]["vmResourceVersion"], 8398727);
+                assert!(out.stderr.is_empty(), "no warnings on the samples");
+            },
+        ),
+        (
+            "inspect vm examples/inputs/vm.yaml --output table",
+            |args, out| {
+                let t = stdout_text(args, out);
+                assert_eq!(
+                    table_row(&t, "record.name").as_deref(),
+                    Some("centos7-gray-owl-35")
+                );
+                assert_eq!(
+                    table_row(&t, "record.status").as_deref(),
+                    Some("POWERED_ON")
+                );
+                assert_eq!(
+                    table_row(&t, "versions.runtimeUnknown").as_deref(),
+                    Some("true")
+                );
+                assert_eq!(table_row(&t, "record.cpuCount"), None, "a VMI runs");
+            },
+        ),
+        (
+            "inspect vmi examples/inputs/vmis-list.yaml --name rhel9-gitops --output table",
+            |args, out| {
+                let t = stdout_text(args, out);
+                let row = |f: &str| table_row(&t, f);
+                assert_eq!(row("record.name").as_deref(), Some("rhel9-gitops"));
+                assert_eq!(row("record.cpuCount").as_deref(), Some("2"));
+                assert_eq!(row("record.memoryMB").as_deref(), Some("4096"));
+                assert_eq!(
+                    row("record.guestOS").as_deref(),
+                    Some("Red Hat Enterprise Linux 9.4 (Plow)")
+                );
+                assert_eq!(row("record.status"), None, "no VM given");
+            },
+        ),
+        (
+            "inspect vmi examples/inputs/vmis-list.yaml --name openshift-cnv/centos7-gray-owl-35 --vm examples/inputs/vm.yaml",
+            |args, out| {
+                let v: Value = serde_json::from_str(&stdout_text(args, out)).unwrap();
+                assert_eq!(v["record"]["name"], "centos7-gray-owl-35");
+                assert_eq!(v["record"]["status"], "POWERED_ON");
+                assert_eq!(v["record"]["cpuCount"], 1);
+            },
+        ),
+        (
+            "inspect capabilities --capabilities examples/inputs/capabilities.xml --domcapabilities examples/inputs/domcapabilities.xml --nodeinfo examples/inputs/nodeinfo.txt --output table",
+            |args, out| {
+                let t = stdout_text(args, out);
+                let row = |f: &str| table_row(&t, f);
+                assert_eq!(row("cpu").as_deref(), Some("Intel Broadwell"));
+                assert_eq!(row("model").as_deref(), Some("Broadwell (Intel, x86_64)"));
+                assert_eq!(
+                    row("topology").as_deref(),
+                    Some("1 socket, 1 die, 2 cores, 1 thread per core: 2 CPUs")
+                );
+                assert_eq!(
+                    row("nodeinfo").as_deref(),
+                    Some("2 CPUs, 2600 MHz, 1 NUMA node, 7.96 GiB")
+                );
+                assert_eq!(row("cpu_info").as_deref(), Some("complete"));
+                assert_eq!(row("memory_info").as_deref(), Some("complete"));
+                assert_eq!(row("domain types").as_deref(), Some("kvm, qemu"));
+                assert_eq!(row("max vcpus").as_deref(), Some("255"));
+                assert_eq!(row("secure boot").as_deref(), Some("no"));
+                assert!(
+                    row("host_info")
+                        .is_some_and(|s| s == "partial: hostname: not given to inspect"),
+                    "{t}"
+                );
+            },
+        ),
+        ("inspect vmi examples/inputs/vmis-list.yaml", |args, out| {
+            assert_eq!(out.status.code(), Some(2), "{args}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("the List holds 2 VirtualMachineInstances")
+                    && err.contains("openshift-cnv/centos7-gray-owl-35")
+                    && err.contains("openshift-cnv/rhel9-gitops")
+                    && err.contains("--name"),
+                "{err}"
+            );
+        }),
+    ];
+    let commands = readme_commands();
+    let tested: Vec<&str> = checks.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        commands, tested,
+        "examples/inputs/README.md and this test list the same commands"
+    );
+    for (args, check) in checks {
+        check(args, &run_in_repo(args));
+    }
+}
+
+#[test]
+fn lists_from_kubectl_in_json_and_yaml() {
+    // The sample List as JSON (`kubectl get vmi -o json`) picks the same VMI.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/inputs/vmis-list.yaml");
+    let list: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
+    let json_path = dir.path().join("vmis.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
+    let from_yaml = run(&[
+        "inspect",
+        "vmi",
+        path_str(&sample),
+        "--name",
+        "rhel9-gitops",
+    ]);
+    let from_json = run(&[
+        "inspect",
+        "vmi",
+        path_str(&json_path),
+        "--name",
+        "rhel9-gitops",
+    ]);
+    assert_eq!(stdout_json(&from_yaml), stdout_json(&from_json));
+
+    // A List of one VMI needs no --name.
+    let mut one = list.clone();
+    one["items"].as_array_mut().unwrap().truncate(1);
+    let one_path = dir.path().join("one.yaml");
+    std::fs::write(&one_path, serde_yaml_ng::to_string(&one).unwrap()).unwrap();
+    let v = stdout_json(&run(&["inspect", "vmi", path_str(&one_path)]));
+    assert_eq!(v["record"]["name"], "centos7-gray-owl-35");
+
+    // `kubectl get vm,vmi -o yaml`: one List for FILE and --vm; --name skips the VM items.
+    let vm: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(sample.with_file_name("vm.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut mixed = list.clone();
+    mixed["items"].as_array_mut().unwrap().insert(0, vm);
+    let mixed_path = dir.path().join("mixed.yaml");
+    std::fs::write(&mixed_path, serde_yaml_ng::to_string(&mixed).unwrap()).unwrap();
+    let m = path_str(&mixed_path);
+    let v = stdout_json(&run(&[
+        "inspect",
+        "vmi",
+        m,
+        "--vm",
+        m,
+        "--name",
+        "centos7-gray-owl-35",
+    ]));
+    assert_eq!(v["record"]["status"], "POWERED_ON");
+    assert_eq!(v["record"]["cpuCount"], 1);
+    let v = stdout_json(&run(&["inspect", "vm", m, "--name", "centos7-gray-owl-35"]));
+    assert_eq!(v["record"]["status"], "POWERED_ON");
+
+    // Errors: exit 2, one line naming the file and what is wrong.
+    for (args, needle) in [
+        (
+            vec!["inspect", "vmi", m],
+            "items[0] (openshift-cnv/centos7-gray-owl-35) is a VirtualMachine, not a VirtualMachineInstance",
+        ),
+        (
+            vec!["inspect", "vmi", m, "--name", "nope"],
+            "no VirtualMachineInstance nope in the List (it holds openshift-cnv/centos7-gray-owl-35, openshift-cnv/rhel9-gitops)",
+        ),
+        (
+            vec!["inspect", "vm", m, "--name", "rhel9-gitops"],
+            "no VirtualMachine rhel9-gitops in the List (it holds openshift-cnv/centos7-gray-owl-35)",
+        ),
+        // The VM of the VMI is looked for in a --vm List by the VMI's namespace and name.
+        (
+            vec!["inspect", "vmi", m, "--name", "rhel9-gitops", "--vm", m],
+            "no VirtualMachine openshift-cnv/rhel9-gitops in the List",
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(m) && err.contains(needle), "{args:?}: {err}");
+    }
+    let out = run(&["inspect", "vmi", m, "--name", "a/b/c"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME or NAMESPACE/NAME"));
+}
+
+#[test]
+fn capabilities_table_of_the_fixtures() {
+    let out = run(&[
+        "inspect",
+        "capabilities",
+        "--capabilities",
+        &libvirt_fixture("caps/caps-qemu-kvm.xml"),
+        "--domcapabilities",
+        &libvirt_fixture("domcaps/qemu_10.0.0-q35.x86_64+amdsev.xml"),
+        "--output",
+        "table",
+    ]);
+    let t = stdout_text("capabilities --output table", &out);
+    let groups: Vec<&str> = t
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "host_info",
+            "cpu_info",
+            "memory_info",
+            "security_info",
+            "storage_info",
+            "network_info",
+            "virt_info"
+        ]
+    );
+    let row = |f: &str| table_row(&t, f);
+    assert_eq!(row("cpu").as_deref(), Some("Intel Haswell-noTSX"));
+    assert_eq!(
+        row("host-model").as_deref(),
+        Some("EPYC-Genoa (AMD), 31 features")
+    );
+    assert_eq!(
+        row("sev").as_deref(),
+        Some("yes: SEV, SEV-ES, SEV-SNP; max guests 59, max ES guests 450")
+    );
+    assert_eq!(row("secure boot").as_deref(), Some("yes"));
+    assert_eq!(row("max vcpus").as_deref(), Some("4096"));
+    assert_eq!(row("numa cells").as_deref(), Some("2"));
+    assert!(
+        row("virt_info")
+            .is_some_and(|s| s.contains("domain capabilities (qemu): not given to inspect")),
+        "{t}"
+    );
+    assert!(
+        row("domcaps kvm").is_some_and(|s| s.starts_with("pc-q35-10.0, x86_64, max 4096 vCPUs")),
+        "{t}"
+    );
+    // Compact: long lists are cut.
+    assert!(
+        row("usable models").is_some_and(|s| s.contains("more")),
+        "{t}"
+    );
+    assert!(t.lines().count() < 60, "{t}");
+}

@@ -123,11 +123,20 @@ mod tests {
 
     use super::*;
 
+    /// (socket, where it came from, the connect error, words the problem has, words it lacks)
+    type Case<'a> = (
+        &'a Path,
+        SocketOrigin,
+        ErrorKind,
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+
     #[test]
     fn connect_problems_say_what_to_do() {
         let default = Path::new("/run/virtsync/virtsync.sock");
         let demo = Path::new("dev-state/virtsync.sock");
-        let cases: &[(&Path, SocketOrigin, ErrorKind, &[&str], &[&str])] = &[
+        let cases: &[Case] = &[
             (
                 default,
                 SocketOrigin::Config,

@@ -1,0 +1,484 @@
+//! `virtsync inspect capabilities --output table`: the seven groups of the host
+//! capabilities, each with its state and why it is not complete, and the main values
+//! in a line each. Long lists (CPU features, machine types) are counted, not listed:
+//! `--output json` has every value.
+
+use crate::derive::caps::{
+    CpuInfo, DomainCapsSummary, GroupState, GroupStatus, HostCapabilities, HostInfo, MemoryInfo,
+    NetworkInfo, SecurityInfo, StorageInfo, VirtInfo,
+};
+
+/// How many names of a list are shown before "+N more".
+const SHOWN: usize = 6;
+
+/// The capabilities as a two-column table: a line per group (`name  state`, with the
+/// reasons unless complete), then its values indented under it.
+pub fn render(caps: &HostCapabilities) -> String {
+    let mut rows = Rows::default();
+    host(&mut rows, &caps.host_info);
+    cpu(&mut rows, &caps.cpu_info);
+    memory(&mut rows, &caps.memory_info);
+    security(&mut rows, &caps.security_info);
+    storage(&mut rows, &caps.storage_info);
+    network(&mut rows, &caps.network_info);
+    virt(&mut rows, &caps.virt_info);
+    rows.text()
+}
+
+#[derive(Default)]
+struct Rows(Vec<(String, String)>);
+
+impl Rows {
+    fn group(&mut self, name: &str, status: &GroupStatus) {
+        let state = match status.state {
+            GroupState::Complete => "complete",
+            GroupState::Partial => "partial",
+            GroupState::Unavailable => "unavailable",
+        };
+        let value = if status.reasons.is_empty() {
+            state.to_owned()
+        } else {
+            format!("{state}: {}", reasons(&status.reasons))
+        };
+        self.0.push((name.to_owned(), value));
+    }
+
+    fn value(&mut self, field: &str, value: impl Into<String>) {
+        let value = value.into();
+        let value = if value.is_empty() {
+            "-".to_owned()
+        } else {
+            value
+        };
+        self.0.push((format!("  {field}"), value));
+    }
+
+    fn text(&self) -> String {
+        let width = self.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k:<width$}  {v}").trim_end().to_owned() + "\n")
+            .collect()
+    }
+}
+
+/// `"<input>: <reason>"` lines, the inputs of one reason together:
+/// `hostname, node info: not given to inspect`.
+fn reasons(lines: &[String]) -> String {
+    let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in lines {
+        let (input, reason) = line.split_once(": ").unwrap_or(("", line.as_str()));
+        match grouped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, inputs)) => inputs.push(input),
+            None => grouped.push((reason, vec![input])),
+        }
+    }
+    grouped
+        .iter()
+        .map(|(reason, inputs)| {
+            let inputs: Vec<&str> = inputs.iter().copied().filter(|i| !i.is_empty()).collect();
+            if inputs.is_empty() {
+                (*reason).to_owned()
+            } else {
+                format!("{}: {reason}", inputs.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+fn yes_no(v: Option<bool>) -> String {
+    match v {
+        Some(true) => "yes".to_owned(),
+        Some(false) => "no".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+/// `a, b, c`, the first few of a long list then `+N more`.
+fn names<S: AsRef<str>>(items: &[S]) -> String {
+    let mut shown: Vec<&str> = items.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let more = items.len().saturating_sub(SHOWN);
+    let more_text = format!("+{more} more");
+    if more > 0 {
+        shown.push(&more_text);
+    }
+    shown.join(", ")
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A size in KiB in the largest binary unit that keeps it readable: `4 KiB`, `2 MiB`,
+/// `1 GiB`, `7.96 GiB`.
+fn kib(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut whole = n;
+    while unit + 1 < UNITS.len() && whole >= 1024 && whole % 1024 == 0 {
+        whole /= 1024;
+        unit += 1;
+    }
+    if unit == 0 && n >= 1024 * 1024 {
+        // Not a whole number of MiB: two decimals of the largest unit.
+        let mut value = n as f64;
+        let mut unit = 0;
+        while unit + 1 < UNITS.len() && value >= 1024.0 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        return format!("{value:.2} {}", UNITS[unit]);
+    }
+    format!("{whole} {}", UNITS[unit])
+}
+
+fn host(rows: &mut Rows, h: &HostInfo) {
+    rows.group("host_info", &h.status);
+    rows.value("hostname", opt(&h.hostname));
+    rows.value("arch", opt(&h.arch));
+    rows.value(
+        "cpu",
+        [opt(&h.cpu_vendor), opt(&h.cpu_model)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    rows.value("uuid", opt(&h.uuid));
+    if let Some(n) = &h.node_info {
+        rows.value(
+            "nodeinfo",
+            format!(
+                "{}, {} MHz, {}, {}",
+                plural(n.cpus as usize, "CPU", "CPUs"),
+                n.mhz,
+                plural(n.nodes as usize, "NUMA node", "NUMA nodes"),
+                kib(n.memory_kib)
+            ),
+        );
+    }
+    rows.value("power management", names(&h.power_management));
+    rows.value("migration", names(&h.migration_transports));
+}
+
+fn cpu(rows: &mut Rows, c: &CpuInfo) {
+    rows.group("cpu_info", &c.status);
+    let mut model = opt(&c.model);
+    let origin: Vec<String> = [opt(&c.vendor), opt(&c.arch)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !origin.is_empty() {
+        model = format!("{model} ({})", origin.join(", "));
+    }
+    rows.value("model", model.trim());
+    if let Some(s) = &c.signature {
+        rows.value(
+            "signature",
+            format!(
+                "family {}, model {}, stepping {}",
+                opt(&s.family),
+                opt(&s.model),
+                opt(&s.stepping)
+            ),
+        );
+    }
+    if let Some(t) = &c.topology {
+        rows.value(
+            "topology",
+            format!(
+                "{}, {}, {}, {} per core: {} CPUs",
+                plural(t.sockets as usize, "socket", "sockets"),
+                plural(t.dies as usize, "die", "dies"),
+                plural(t.cores as usize, "core", "cores"),
+                plural(t.threads as usize, "thread", "threads"),
+                u64::from(t.sockets)
+                    * u64::from(t.dies)
+                    * u64::from(t.cores)
+                    * u64::from(t.threads)
+            ),
+        );
+    }
+    if let Some(hz) = c.tsc_frequency_hz {
+        rows.value("tsc", format!("{:.2} GHz", hz as f64 / 1e9));
+    }
+    rows.value("numa cells", c.numa_cells.len().to_string());
+    rows.value(
+        "host features",
+        plural(c.host_features.len(), "feature", "features"),
+    );
+    if let Some(m) = &c.host_model {
+        let text = if m.supported {
+            let vendor = m
+                .vendor
+                .as_ref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default();
+            format!(
+                "{}{vendor}, {}",
+                opt(&m.model),
+                plural(m.features.len(), "feature", "features")
+            )
+        } else {
+            "not supported".to_owned()
+        };
+        rows.value("host-model", text);
+    }
+    rows.value("host-passthrough", yes_no(c.host_passthrough_supported));
+    rows.value(
+        "usable models",
+        format!(
+            "{} ({} unusable)",
+            if c.usable_models.is_empty() {
+                "none".to_owned()
+            } else {
+                names(&c.usable_models)
+            },
+            c.unusable_model_count
+        ),
+    );
+    rows.value(
+        "vmx / svm",
+        format!("{} / {}", yes_no(Some(c.vmx)), yes_no(Some(c.svm))),
+    );
+}
+
+fn memory(rows: &mut Rows, m: &MemoryInfo) {
+    rows.group("memory_info", &m.status);
+    rows.value("total", m.total_kib.map(kib).unwrap_or_default());
+    let pages: Vec<String> = m.page_sizes_kib.iter().map(|&p| kib(p)).collect();
+    rows.value("page sizes", pages.join(", "));
+    rows.value("balloon", yes_no(m.memory_balloon));
+    rows.value("backing", names(&m.memory_backing_sources));
+}
+
+fn security(rows: &mut Rows, s: &SecurityInfo) {
+    rows.group("security_info", &s.status);
+    let models: Vec<&str> = s.models.iter().map(|m| m.model.as_str()).collect();
+    rows.value("models", names(&models));
+    rows.value("iommu", yes_no(s.iommu));
+    rows.value("secure boot", yes_no(s.secure_boot));
+    rows.value("firmware", names(&s.firmware));
+    let tpm = if s.tpm.supported {
+        let mut text = names(&s.tpm.models);
+        if !s.tpm.backend_models.is_empty() {
+            text = format!("{text} (backends {})", names(&s.tpm.backend_models));
+        }
+        format!("yes: {text}")
+    } else {
+        "no".to_owned()
+    };
+    rows.value("tpm", tpm);
+    let sev = if s.sev.supported {
+        let mut kinds = vec!["SEV"];
+        if s.sev.es {
+            kinds.push("SEV-ES");
+        }
+        if s.sev.snp {
+            kinds.push("SEV-SNP");
+        }
+        format!(
+            "yes: {}; max guests {}, max ES guests {}",
+            kinds.join(", "),
+            opt(&s.sev.max_guests),
+            opt(&s.sev.max_es_guests)
+        )
+    } else {
+        "no".to_owned()
+    };
+    rows.value("sev", sev);
+    rows.value("tdx", yes_no(Some(s.tdx)));
+    let sgx = if s.sgx.supported {
+        match s.sgx.epc_size_kib {
+            Some(epc) => format!("yes: EPC {}", kib(epc)),
+            None => "yes".to_owned(),
+        }
+    } else {
+        "no".to_owned()
+    };
+    rows.value("sgx", sgx);
+    if s.s390_pv.is_some() {
+        rows.value("s390-pv", yes_no(s.s390_pv));
+    }
+}
+
+fn storage(rows: &mut Rows, s: &StorageInfo) {
+    rows.group("storage_info", &s.status);
+    let pools: Vec<String> = s
+        .pools
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.pool_type))
+        .collect();
+    rows.value("pools", names(&pools));
+    rows.value("disk devices", names(&s.disk_devices));
+    rows.value("disk buses", names(&s.disk_buses));
+}
+
+fn network(rows: &mut Rows, n: &NetworkInfo) {
+    rows.group("network_info", &n.status);
+    let networks: Vec<&str> = n.networks.iter().map(|w| w.name.as_str()).collect();
+    rows.value("networks", names(&networks));
+    rows.value("bridges", names(&n.bridges));
+    rows.value("interface backends", names(&n.interface_backends));
+    rows.value(
+        "sr-iov",
+        format!(
+            "{}, {}",
+            plural(n.sriov.pf_count, "PF", "PFs"),
+            plural(n.sriov.vf_count, "VF", "VFs")
+        ),
+    );
+}
+
+fn domcaps(d: &DomainCapsSummary) -> String {
+    let mut parts = vec![opt(&d.machine), opt(&d.arch)];
+    if let Some(max) = d.max_vcpus {
+        parts.push(format!("max {max} vCPUs"));
+    }
+    parts.push(format!(
+        "host-passthrough {}, host-model {}",
+        yes_no(d.host_passthrough),
+        yes_no(d.host_model)
+    ));
+    parts.push(plural(d.usable_models, "usable model", "usable models"));
+    if !d.gic_versions.is_empty() {
+        parts.push(format!("GIC {}", d.gic_versions.join(", ")));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(", ")
+}
+
+fn virt(rows: &mut Rows, v: &VirtInfo) {
+    rows.group("virt_info", &v.status);
+    let hypervisor = [opt(&v.hypervisor_type), opt(&v.hypervisor_version)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    rows.value("hypervisor", hypervisor);
+    rows.value("libvirt", opt(&v.libvirt_version));
+    rows.value("domain types", names(&v.domain_types));
+    rows.value("max vcpus", opt(&v.max_vcpus));
+    rows.value("nested virt", yes_no(v.nested_virt));
+    let guests: Vec<String> = v
+        .guests
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {} ({}; {})",
+                g.os_type,
+                g.arch,
+                g.domain_types.join(", "),
+                plural(g.machines.len(), "machine", "machines")
+            )
+        })
+        .collect();
+    rows.value("guests", names(&guests));
+    for d in &v.domain_capabilities {
+        rows.value(&format!("domcaps {}", d.domain), domcaps(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derive::caps::{DiscoveryInput, build_capabilities};
+    use crate::test_fixtures::text as fixture_text;
+
+    fn row<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(field)?;
+            rest.starts_with("  ").then(|| rest.trim())
+        })
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        let cases = [
+            (4, "4 KiB"),
+            (2048, "2 MiB"),
+            (1_048_576, "1 GiB"),
+            (8_349_900, "7.96 GiB"),
+            (1536, "1536 KiB"),
+            (0, "0 KiB"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(kib(n), want, "{n}");
+        }
+        assert_eq!(names(&["a", "b"]), "a, b");
+        let many: Vec<String> = (0..9).map(|i| i.to_string()).collect();
+        assert_eq!(names(&many), "0, 1, 2, 3, 4, 5, +3 more");
+        assert_eq!(names::<&str>(&[]), "");
+        let why = [
+            "hostname: not given to inspect".to_owned(),
+            "capabilities: permission denied".to_owned(),
+            "node info: not given to inspect".to_owned(),
+            "no input".to_owned(),
+        ];
+        assert_eq!(
+            reasons(&why),
+            "hostname, node info: not given to inspect; capabilities: permission denied; no input"
+        );
+    }
+
+    #[test]
+    fn real_host_table() {
+        let mut input = DiscoveryInput::unavailable("not given to inspect");
+        input.capabilities = Ok(fixture_text("libvirt/real/capabilities.xml"));
+        input.domcaps_kvm = Ok(fixture_text("libvirt/real/domcapabilities-kvm.xml"));
+        let text = render(&build_capabilities(&input));
+        // Every group, in order, with its state.
+        let groups: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                "host_info",
+                "cpu_info",
+                "memory_info",
+                "security_info",
+                "storage_info",
+                "network_info",
+                "virt_info"
+            ]
+        );
+        assert_eq!(
+            row(&text, "host_info"),
+            Some("partial: hostname, node info: not given to inspect")
+        );
+        assert_eq!(row(&text, "  cpu"), Some("Intel Broadwell"));
+        assert_eq!(row(&text, "  model"), Some("Broadwell (Intel, x86_64)"));
+        assert_eq!(
+            row(&text, "  signature"),
+            Some("family 6, model 167, stepping 1")
+        );
+        assert_eq!(
+            row(&text, "  topology"),
+            Some("1 socket, 1 die, 2 cores, 1 thread per core: 2 CPUs")
+        );
+        assert_eq!(row(&text, "  total"), Some("7.96 GiB"));
+        assert_eq!(row(&text, "  page sizes"), Some("4 KiB, 2 MiB, 1 GiB"));
+        assert_eq!(row(&text, "  secure boot"), Some("no"));
+        assert_eq!(
+            row(&text, "  tpm"),
+            Some("yes: tpm-tis, tpm-crb (backends passthrough)")
+        );
+        assert_eq!(row(&text, "  max vcpus"), Some("255"));
+        assert_eq!(row(&text, "  domain types"), Some("kvm, qemu"));
+        assert!(
+            row(&text, "  domcaps kvm").is_some_and(|d| d.starts_with("pc-i440fx-7.2, x86_64")),
+            "{text}"
+        );
+        // Compact: a line per value, no long lists.
+        assert!(text.lines().count() < 60, "{text}");
+        assert!(text.lines().all(|l| l.len() < 200), "{text}");
+    }
+}
