@@ -5,9 +5,15 @@
 //!   (b) the libvirt calls alone (`discover`, which only asks and keeps the answers),
 //! and the ratio of the medians (target ≤ 1.2).
 //!
-//!   cargo bench --bench caps_discovery -- [--uri qemu:///system] [--runs 30]
-//!   scripts/bench-discovery   (starts libvirtd when none runs, then the above)
+//!   cargo bench --bench caps_discovery -- [--uri URI] [--runs 30]
+//!   scripts/bench-discovery   (the above, 100 runs)
+//!
+//! Without `--uri` it starts a private libvirtd as the libvirt tests do
+//! (`tests/support/libvirtd.rs`: root, nothing changed on the host, stopped at exit).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/support/libvirtd.rs"]
+mod libvirtd;
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,10 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 fn main() {
-    let uri = arg("--uri").unwrap_or_else(|| "qemu:///system".into());
+    let uri = arg("--uri").unwrap_or_else(|| {
+        libvirtd::Libvirtd::shared();
+        libvirtd::uri().to_owned()
+    });
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(30);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -41,9 +50,9 @@ fn main() {
     rt.block_on(async {
         let conn = LibvirtConnection::new(uri.clone());
         // Warm: the connection is open and the driver's caches are filled.
-        let warm = discover(&conn).await.unwrap_or_else(|e| {
-            panic!("{uri}: {e} (is libvirtd running? scripts/bench-discovery)")
-        });
+        let warm = discover(&conn)
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e} (is libvirtd running there?)"));
         let caps = build_capabilities(&warm.into_input());
         let groups = caps.to_canonical_json();
         let (mut full, mut calls, mut parse) = (Vec::new(), Vec::new(), Vec::new());

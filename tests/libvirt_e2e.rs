@@ -40,7 +40,7 @@ flush_interval = "10ms"
 [cache]
 path = "{state}"
 "#,
-        uri = libvirtd::URI,
+        uri = libvirtd::uri(),
         url = db.url,
         state = dir.path().join("h.redb").display(),
     );
@@ -229,7 +229,7 @@ async fn uri_mode_metric_and_column_follow_the_real_guests() {
     let cfg = hv_config(
         dir.path(),
         &kube.url(),
-        &format!("uri = \"{}\"\nlocator = \"uri\"", libvirtd::URI),
+        &format!("uri = \"{}\"\nlocator = \"uri\"", libvirtd::uri()),
         &postgres,
     );
     let mut d = DaemonProcess::start(dir.path(), "hv", &cfg);
@@ -389,7 +389,7 @@ async fn kubevirt_mode_finds_the_domain_through_this_nodes_launcher_socket() {
     };
     let here = format!("{ns}-pod-here-0000-0000-000000000000");
     let there = format!("{ns}-pod-there-000-0000-000000000000");
-    launcher(&here, Path::new(libvirtd::SOCKET));
+    launcher(&here, libvirtd::socket());
     launcher(&there, &kubelet.path().join("nothing"));
 
     let kube = FakeApiServer::start().await;
@@ -457,7 +457,7 @@ async fn migration_onto_this_node_and_resume_look_at_the_domain_again() {
     let cfg = hv_config(
         dir.path(),
         &kube.url(),
-        &format!("uri = \"{}\"", libvirtd::URI),
+        &format!("uri = \"{}\"", libvirtd::uri()),
         "",
     )
     .replace(

@@ -19,7 +19,7 @@ const NS: &str = "vstest";
 
 fn uri_config() -> LibvirtConfig {
     LibvirtConfig {
-        uri: Some(libvirtd::URI.to_owned()),
+        uri: Some(libvirtd::uri().to_owned()),
         locator: Locator::Uri,
         kubelet_root: PathBuf::from("/var/lib/kubelet"),
         socket_template: "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock".into(),
@@ -200,7 +200,7 @@ async fn reconnects_after_libvirtd_restart() {
     let _lock = Libvirtd::write().await;
     let name = libvirtd::unique("restart");
     let _guest = Guest::create("kvm", &format!("{NS}_{name}"));
-    let conn = LibvirtConnection::new(libvirtd::URI);
+    let conn = LibvirtConnection::new(libvirtd::uri());
     let dom = format!("{NS}_{name}");
     assert_eq!(
         domain_type_on(&conn, &dom)
@@ -275,7 +275,7 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
         root.path(),
         this_pod,
         locator::CURRENT_SOCKET_NAME,
-        Path::new(libvirtd::SOCKET),
+        libvirtd::socket(),
     );
     symlink_socket(
         root.path(),
@@ -287,7 +287,7 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
         root.path(),
         legacy_pod,
         locator::LEGACY_SOCKET_NAME,
-        Path::new(libvirtd::SOCKET),
+        libvirtd::socket(),
     );
 
     let name = libvirtd::unique("kv");
@@ -405,7 +405,7 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_on_real_libvirtd() {
     let _lock = Libvirtd::read().await;
-    let conn = LibvirtConnection::new(libvirtd::URI);
+    let conn = LibvirtConnection::new(libvirtd::uri());
     let t = Instant::now();
     let raw = discover(&conn).await.unwrap();
     eprintln!("discovery took {:?}", t.elapsed());
@@ -437,7 +437,7 @@ async fn discovery_on_real_libvirtd() {
     let from_api = virtsync::derive::caps::build_capabilities(&raw.clone().into_input());
     let virsh = |args: &[&str]| {
         let out = std::process::Command::new("virsh")
-            .args(["-c", libvirtd::URI])
+            .args(["-c", libvirtd::uri()])
             .args(args)
             .output()
             .unwrap();
