@@ -48,6 +48,11 @@ struct Args {
     /// Interval of BOOKMARK events, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     bookmark_ms: u64,
+    /// Write the key (`namespace name`) of every VM served, from its VirtualMachine or
+    /// VirtualMachineInstance, one per line and sorted, to FILE (whole, before the
+    /// "listening" line): the rows a cloud API would hold for them.
+    #[arg(long, value_name = "FILE")]
+    vm_keys: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -67,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
         server.apply(fake_kube::node(n));
     }
     server.ensure_nodes_for_vmis();
+    if let Some(path) = &args.vm_keys {
+        write_vm_keys(&server, path)?;
+    }
     let _churn = (args.churn > 0.0).then(|| server.spawn_churn(args.churn, args.seed));
     println!(
         "fake-apiserver listening on {}: {} VirtualMachines, {} VirtualMachineInstances, {} Nodes, {} skipped, churn {}/s",
@@ -88,5 +96,28 @@ async fn main() -> anyhow::Result<()> {
         server.watches_opened(),
         server.gets_served()
     );
+    Ok(())
+}
+
+/// Writes the `namespace name` keys to `path` through a temporary file, so a reader
+/// never sees half of it.
+fn write_vm_keys(server: &FakeApiServer, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut keys: Vec<String> = ["vm", "vmi"]
+        .iter()
+        .flat_map(|kind| server.list(kind))
+        .filter_map(|o| {
+            let m = &o["metadata"];
+            Some(format!(
+                "{} {}\n",
+                m["namespace"].as_str()?,
+                m["name"].as_str()?
+            ))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, keys.concat())?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }

@@ -7,25 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-/// The `vms` table as the self-service cloud API (SSVirt) has it.
-pub const CREATE_VMS: &str = r#"
-CREATE TABLE vms (
-    id          varchar(255) PRIMARY KEY,
-    name        varchar(255) NOT NULL,
-    description text,
-    vapp_id     varchar(255),
-    vm_name     varchar(255),
-    namespace   varchar(255),
-    status      varchar(50),
-    cpu_count   integer CHECK (cpu_count > 0),
-    memory_mb   integer CHECK (memory_mb > 0),
-    guest_os    varchar(255),
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now(),
-    deleted_at  timestamptz
-);
-CREATE INDEX idx_vms_namespace_vm_name ON vms (namespace, vm_name);
-"#;
+/// The `vms` table as the self-service cloud API (SSVirt) has it, from the example DDL
+/// in `packaging/`, so the tests run exactly the SQL users are shown.
+pub const CREATE_VMS: &str = include_str!("../../packaging/ssvirt-vms.sql");
 
 /// Test-only audit: one `vms_column_log` row per column whose value an UPDATE
 /// changed (OLD.col IS DISTINCT FROM NEW.col). Generic over the row's columns
