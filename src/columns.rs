@@ -179,6 +179,11 @@ impl ColumnSet {
         ColumnSet(self.0 & other.0)
     }
 
+    /// These columns without `other`'s.
+    pub fn difference(self, other: ColumnSet) -> ColumnSet {
+        ColumnSet(self.0 & !other.0)
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

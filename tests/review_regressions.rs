@@ -441,3 +441,40 @@ async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
         "lands once the lock is gone"
     );
 }
+
+/// A restart from a state file that is behind PostgreSQL (the last second of local
+/// state was lost with a SIGKILL, after that second's changes were committed): the
+/// start's anti-entropy sends the stale record, the fence refuses it (the row carries
+/// newer resourceVersions) and the delta was dropped as done. Then the source reports
+/// the stale value again, now with the newest resourceVersions (the VM went back to
+/// it): equal to the record, so nothing was queued and the row kept the value of the
+/// lost second until the next periodic anti-entropy, an hour later.
+#[tokio::test]
+async fn a_fenced_out_record_is_written_once_newer_sources_confirm_it() {
+    let db = Db::new(PgCluster::shared(), "refence", SchemaMode::Extended).await;
+    db.add_rows(["vm-f".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lost = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = connected_sink(&db, &store).await;
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 100)]);
+    assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
+    // The lost second: the previous incarnation wrote .2 at rv 200 (a store of its own
+    // stands for the memory that died with it).
+    let gone = open_store(&lost, db.mode);
+    let mut gone_sink = connected_sink(&db, &gone).await;
+    ingest(&gone, &[running("vm-f", 2, 2048, "10.0.0.2", 200)]);
+    assert_eq!(gone_sink.flush_pending().await.unwrap().applied, 1);
+    // After the restart: anti-entropy finds the drift, the stale record is fenced out.
+    assert_eq!(sink.anti_entropy().await.unwrap(), 1);
+    let report = sink.flush_pending().await.unwrap();
+    assert_eq!((report.applied, report.fenced), (0, 1));
+    // The source now says .1 at rv 300, newer than the row's .2.
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 300)]);
+    assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
+    let rows = db.rows(&["runtime_primary_ip"]).await;
+    assert_eq!(rows["vm-f"][0].as_deref(), Some("10.0.0.1"));
+    // Written once: the next equal event costs nothing.
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 310)]);
+    assert_eq!(sink.flush_pending().await.unwrap().batches, 0);
+}

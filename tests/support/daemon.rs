@@ -220,6 +220,21 @@ impl Drop for DaemonProcess {
             unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
         }
         self.kill();
+        // A failed test keeps the daemon's whole log for the post-mortem.
+        if std::thread::panicking() {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("failed-daemon-logs");
+            let path = dir.join(format!("{}-{}.log", self.name, std::process::id()));
+            let saved =
+                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, self.log()));
+            match saved {
+                Ok(()) => eprintln!("daemon {}'s log: {}", self.name, path.display()),
+                Err(e) => eprintln!(
+                    "daemon {}'s log not saved to {}: {e}",
+                    self.name,
+                    path.display()
+                ),
+            }
+        }
     }
 }
 

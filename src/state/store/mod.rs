@@ -108,6 +108,12 @@ pub struct Store {
     /// The file lost unsynced commits (reopened after an error): rewrite it from the
     /// mirror before anything else.
     behind_mirror: bool,
+    /// Columns whose last delta the fence refused: the row holds values from sources
+    /// newer than that record (e.g. a write of an incarnation whose last second of state
+    /// was lost). They are sent again with the next record from newer sources, even
+    /// when its values equal the stored ones. In memory only: after a restart, the
+    /// start's anti-entropy pass finds such rows again.
+    fenced: HashMap<VmKey, ColumnSet>,
 }
 
 /// Whether a commit may stay in memory until the next sync.
@@ -159,6 +165,7 @@ impl Store {
             skipped_rows: 0,
             unsynced_since: None,
             behind_mirror: false,
+            fenced: HashMap::new(),
         };
         if let Err(problem) = store.load() {
             // Decodable by redb but not by us: same treatment as a corrupt file.
@@ -362,6 +369,7 @@ impl Store {
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
         let mut refreshed: HashMap<VmKey, Arc<Observation>> = HashMap::new();
+        let mut resent: Vec<VmKey> = Vec::new();
         for (obs, arrival) in batch {
             let arrival = *arrival;
             let key = obs.record.key();
@@ -384,7 +392,12 @@ impl Store {
                     changed
                 }
             };
-            if changed.is_empty() {
+            // Refused by the fence before, now from newer sources: sent again.
+            let resend = match (queue, old, self.fenced.get(&key)) {
+                (true, Some(old), Some(cols)) if old.versions != obs.versions => *cols,
+                _ => ColumnSet::EMPTY,
+            };
+            if changed.is_empty() && resend.is_empty() {
                 report.noop += 1;
                 // Newer source versions with equal data: kept in memory only (no I/O for
                 // a no-op), so that a correction queued later (anti-entropy) carries
@@ -412,6 +425,7 @@ impl Store {
             report.changed += 1;
             tracing::debug!(vm = %key, columns = ?changed.names(), managed = self.managed.contains_key(&key), "record changed");
             let to_write = changed
+                .union(resend)
                 .intersect(self.options.writable)
                 .intersect(known_columns(&obs.record, &obs.versions));
             if queue && self.managed.contains_key(&key) && !to_write.is_empty() {
@@ -419,6 +433,9 @@ impl Store {
                 new_entries.insert(key.clone(), merge_entry(pending, to_write, next_seq, now));
                 next_seq += 1;
                 report.enqueued += 1;
+                if !resend.is_empty() {
+                    resent.push(key.clone());
+                }
             }
             let stored = StoredVm {
                 obs: Arc::clone(obs),
@@ -465,6 +482,10 @@ impl Store {
         self.next_seq = next_seq;
         for key in &dropped {
             self.records.remove(key);
+            self.fenced.remove(key);
+        }
+        for key in &resent {
+            self.fenced.remove(key);
         }
         report.dropped = dropped.len();
         self.records.extend(new_records);

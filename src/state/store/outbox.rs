@@ -52,7 +52,20 @@ impl Store {
                 continue;
             }
             match outcome {
-                Outcome::Applied | Outcome::FencedOut => deletes.push(key.clone()),
+                Outcome::Applied => {
+                    if let Some(cols) = self.fenced.get_mut(key) {
+                        *cols = cols.difference(entry.columns);
+                        if cols.is_empty() {
+                            self.fenced.remove(key);
+                        }
+                    }
+                    deletes.push(key.clone());
+                }
+                Outcome::FencedOut => {
+                    let cols = self.fenced.entry(key.clone()).or_default();
+                    *cols = cols.union(entry.columns);
+                    deletes.push(key.clone());
+                }
                 Outcome::RowMissing => {
                     deletes.push(key.clone());
                     unmanage.push(key.clone());
