@@ -155,6 +155,9 @@ impl KubeSource {
             self.health.beat(LOOP);
             let holding = self.settings.cluster_role && *holder.borrow_and_update();
             if holding != self.tracker.cluster_active() {
+                // A takeover that ends before its VM lists are complete has stored what
+                // it adopted without queuing it: anti-entropy compares that with the rows.
+                let adopted_unchecked = !holding && vm_lists_awaited > 0;
                 self.tracker.set_cluster_active(holding);
                 vms = holding.then(|| self.watch(Kind::Vm));
                 // Every namespace's first list, before the comparison with PostgreSQL.
@@ -162,6 +165,10 @@ impl KubeSource {
                 if !holding {
                     // A deposed holder writes nothing more about VMs.
                     self.retry.retain(|(kind, _, _)| *kind != Kind::Vm);
+                }
+                if adopted_unchecked && self.events.send(StateEvent::ResyncAfterThis).await.is_err()
+                {
+                    return;
                 }
                 tracing::info!(
                     active = holding,
