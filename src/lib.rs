@@ -24,7 +24,9 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod state;
+/// The fixtures under `tests/fixtures/`, read the same way as the integration tests do.
 #[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
 mod test_fixtures;
 
 /// Errors named after the step that failed.

@@ -6,14 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-/// A fixture under `tests/fixtures/`; a missing one fails with its path.
-fn existing_fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::existing as existing_fixture;
 
 fn fixture(name: &str) -> PathBuf {
     existing_fixture(&format!("kubevirt/{name}"))

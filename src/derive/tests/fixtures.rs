@@ -9,7 +9,7 @@ use crate::derive::{
 use crate::model::{VmKey, VmStatus};
 
 pub(super) fn fixture(name: &str) -> Value {
-    crate::test_fixtures::json(&format!("kubevirt/{name}"))
+    crate::test_fixtures::kubevirt(name)
 }
 
 #[test]

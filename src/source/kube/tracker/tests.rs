@@ -7,7 +7,7 @@ use super::*;
 use crate::model::{Observation, VmKey, VmStatus};
 
 fn fixture(name: &str) -> Value {
-    crate::test_fixtures::json(&format!("kubevirt/{name}"))
+    crate::test_fixtures::kubevirt(name)
 }
 
 fn object(v: Value) -> KubeObject {
