@@ -590,7 +590,7 @@ async fn churn_changes_guest_agent_data() {
         }
     })
     .await;
-    drop(churn);
+    churn.stop().await;
     assert_eq!(evs.len(), 20);
     let rv = s.resource_version();
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -188,7 +188,7 @@ async fn postgres_down_while_changes_arrive_loses_nothing() {
     let drained = up_at.elapsed();
     // Changes keep coming a little longer, then stop: the truth is fixed.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    drop(churn);
+    churn.stop().await;
     let converged = wait_converged(&kube, &db, CONVERGE).await;
     let (after, _) = wait_status(&d, Duration::from_secs(10), "ready again", |s| {
         s["ready"] == json!(true) && pending(s) == 0
@@ -238,7 +238,7 @@ async fn sigkill_at_random_moments_under_load_ends_at_the_truth() {
         moments.push(after.as_millis());
         d.restart();
     }
-    drop(churn);
+    churn.stop().await;
     let converged = wait_converged(&kube, &db, CONVERGE).await;
     let log = d.log();
     assert!(
@@ -283,7 +283,7 @@ async fn expired_cut_and_reset_watches_converge_and_write_nothing_unchanged() {
         };
         done.push(fault);
     }
-    drop(churn);
+    churn.stop().await;
     let converged = wait_converged(&kube, &db, CONVERGE).await;
 
     // Nothing changes any more: relists of every kind write nothing.

@@ -312,7 +312,7 @@ async fn many_node_daemons_share_one_database() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(churn);
+    churn.stop().await;
     let changes = kube.resource_version() - rv0;
     let converged = wait_converged(&kube, &db, WAIT).await;
     println!(

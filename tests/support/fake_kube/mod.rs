@@ -387,6 +387,16 @@ impl Drop for FakeApiServer {
 /// Stops the churn task when dropped.
 pub struct ChurnHandle(JoinHandle<()>);
 
+impl ChurnHandle {
+    /// Stops the churn and waits until it has really stopped. A drop only asks: a churn
+    /// step already running on another worker thread still lands afterwards, after the
+    /// caller may have taken the fake's objects as the final truth.
+    pub async fn stop(mut self) {
+        self.0.abort();
+        let _cancelled = (&mut self.0).await;
+    }
+}
+
 impl Drop for ChurnHandle {
     fn drop(&mut self) {
         self.0.abort();
