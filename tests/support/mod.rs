@@ -10,6 +10,8 @@ pub mod libvirtd;
 pub mod measure;
 pub mod metrics;
 pub mod pg;
+pub mod pgbouncer;
+pub mod pgstats;
 pub mod ssvirt;
 pub mod sync;
 pub mod truth;
