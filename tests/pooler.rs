@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::pg::{self, PgCluster};
-use support::pgbouncer::PgBouncer;
+use support::pgbouncer::{PgBouncer, database_of};
 use support::sync::{Db, ingest, open_store, running};
 use virtsync::config::SchemaMode;
 use virtsync::model::Timestamp;
@@ -121,7 +121,7 @@ async fn sinks_work_through_pgbouncer_in_transaction_mode() {
         }
     }
     // The pooler kept to its two server connections for three clients.
-    let pools = bouncer.pools().await;
+    let pools = bouncer.pools(Some(database_of(&db.url))).await;
     assert!(
         pools.server_connections() <= 2,
         "PgBouncer opened more server connections than its pool: {pools:?}"

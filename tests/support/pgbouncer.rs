@@ -198,11 +198,7 @@ impl PgBouncer {
     /// The same database as `cluster_url` (a URL of [`PgCluster::url`] or
     /// [`PgCluster::create_database`]), through the pooler.
     pub fn url_for(&self, cluster_url: &str) -> String {
-        let db = cluster_url
-            .rsplit_once('/')
-            .map(|(_, db)| db.split('?').next().unwrap_or(db))
-            .unwrap_or_else(|| panic!("no database in {cluster_url:?}"));
-        self.url(db)
+        self.url(database_of(cluster_url))
     }
 
     pub fn settings(&self) -> &PoolSettings {
@@ -219,8 +215,9 @@ impl PgBouncer {
         self.lock().pid
     }
 
-    /// `SHOW POOLS` on the admin console, summed over the forwarded databases.
-    pub async fn pools(&self) -> Pools {
+    /// `SHOW POOLS` on the admin console: the pool of `db`, or (`None`) the pools of
+    /// every forwarded database summed.
+    pub async fn pools(&self, db: Option<&str>) -> Pools {
         let client = super::pg::connect(&self.url("pgbouncer")).await;
         let msgs = client
             .simple_query("SHOW POOLS")
@@ -231,7 +228,8 @@ impl PgBouncer {
             let tokio_postgres::SimpleQueryMessage::Row(row) = m else {
                 continue;
             };
-            if row.get("database") == Some("pgbouncer") {
+            let name = row.get("database");
+            if name == Some("pgbouncer") || db.is_some_and(|db| name != Some(db)) {
                 continue;
             }
             let n = |col: &str| -> i64 {
@@ -252,9 +250,10 @@ impl PgBouncer {
         p
     }
 
-    /// Server connections the pooler holds open to PostgreSQL (`SHOW POOLS`).
-    pub async fn server_connections(&self) -> i64 {
-        self.pools().await.server_connections()
+    /// Server connections the pooler holds open to PostgreSQL for `db` (`None`: for
+    /// every database), from `SHOW POOLS`.
+    pub async fn server_connections(&self, db: Option<&str>) -> i64 {
+        self.pools(db).await.server_connections()
     }
 
     /// Immediate shutdown (SIGTERM); returns once pgbouncer has exited. Clients lose
@@ -379,6 +378,14 @@ impl Drop for PgBouncer {
         drop(g.stdin.take()); // EOF => guardian stops pgbouncer and removes the dir
         let _ = g.child.wait();
     }
+}
+
+/// The database name of a `postgres://…/db[?…]` URL.
+pub fn database_of(url: &str) -> &str {
+    url.rsplit_once('/')
+        .map(|(_, db)| db.split('?').next().unwrap_or(db))
+        .filter(|db| !db.is_empty())
+        .unwrap_or_else(|| panic!("no database in {url:?}"))
 }
 
 async fn probe(url: String) -> Result<(), String> {
