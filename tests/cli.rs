@@ -216,7 +216,8 @@ async fn migrate_is_idempotent_and_the_daemon_refuses_a_schema_that_does_not_mat
         ]))
     };
 
-    // compat: virtsync's own schema only, vms untouched.
+    // compat: virtsync's own schema, and on vms only the partial (namespace, vm_name)
+    // index of the live rows; no column changes.
     let before = schema_dump(&client).await;
     let (code, out, err) = migrate("compat");
     assert_eq!(code, 0, "{err}");
@@ -236,8 +237,12 @@ async fn migrate_is_idempotent_and_the_daemon_refuses_a_schema_that_does_not_mat
     assert_eq!(
         vms_cols(&before),
         vms_cols(&compat),
-        "compat leaves vms alone"
+        "compat leaves the columns of vms alone"
     );
+    let live_key = "public CREATE INDEX virtsync_vms_live_key ON public.vms USING btree \
+                    (namespace, vm_name) WHERE (deleted_at IS NULL)";
+    assert!(!before.iter().any(|i| i == live_key), "{before:#?}");
+    assert!(compat.iter().any(|i| i == live_key), "{compat:#?}");
 
     // The daemon in extended mode on a compat database: exit 2, naming what is missing.
     let (code, _, err) = run(&mut virtsync(&[
@@ -265,6 +270,7 @@ async fn migrate_is_idempotent_and_the_daemon_refuses_a_schema_that_does_not_mat
         "idx_vms_runtime_node_name",
         "idx_vms_runtime_guest_os_id",
         "idx_vms_runtime_phase",
+        "virtsync_vms_live_key",
     ] {
         assert!(once.iter().any(|i| i.contains(index)), "{index}");
     }

@@ -1,12 +1,19 @@
 //! `virtsync migrate` and the schema check at daemon start.
 //!
 //! Both modes get virtsync's own schema `virtsync` (schema_version, host_capabilities,
-//! vm_fence); `extended` also adds the `runtime_*` columns and indexes to the `vms` table.
+//! vm_fence) and the partial index on `(namespace, vm_name)` of the live rows that every
+//! flush and lookup uses; `extended` also adds the `runtime_*` columns and their indexes
+//! to the `vms` table.
+//!
+//! The queries the daemon runs here (`table_info`, `check`, `missing_key_index`) use
+//! `query_typed`: unnamed statements with the parameter types given, so they also work
+//! through a transaction-mode pooler (PgBouncer), where named prepared statements break.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use super::SinkError;
 use crate::columns::{Column, ColumnSet, Group};
@@ -40,14 +47,20 @@ CREATE TABLE IF NOT EXISTS virtsync.vm_fence (
 );
 ";
 
-/// Indexes of the extended schema (docs/ARCHITECTURE.md, "Schema"), plus the row lookup
-/// virtsync does on every flush.
+/// The index every flush and lookup uses: live rows by `(namespace, vm_name)`. Created in
+/// both modes; without it each flush scans the whole table.
+pub const KEY_INDEX: &str = "virtsync_vms_live_key";
+
+/// Indexes of the extended schema (docs/ARCHITECTURE.md, "Schema").
+///
+/// `idx_vms_namespace_vm_name` (a plain index on `(namespace, vm_name)`) used to be here;
+/// [`KEY_INDEX`], created in both modes, replaces it. Databases migrated before keep the
+/// old index: harmless, and virtsync never drops an index on the cloud API's table.
 const EXTENDED_INDEXES: &[(&str, &str)] = &[
     ("idx_vms_runtime_primary_ip", "runtime_primary_ip"),
     ("idx_vms_runtime_node_name", "runtime_node_name"),
     ("idx_vms_runtime_guest_os_id", "runtime_guest_os_id"),
     ("idx_vms_runtime_phase", "runtime_phase"),
-    ("idx_vms_namespace_vm_name", "namespace, vm_name"),
 ];
 
 /// A table name as configured (`vms` or `schema.vms`), quoted for SQL.
@@ -68,6 +81,11 @@ pub fn migration_statements(table: &str, mode: SchemaMode) -> Vec<String> {
         .map(String::from)
         .collect();
     let quoted = quote_table(table);
+    // The index name is per schema: with `postgres.table = "app.vms"` it lands in `app`.
+    out.push(format!(
+        "CREATE INDEX IF NOT EXISTS {KEY_INDEX} ON {quoted} (namespace, vm_name) \
+         WHERE deleted_at IS NULL"
+    ));
     if mode == SchemaMode::Extended {
         for c in ColumnSet::of_group(Group::Runtime).iter() {
             out.push(format!(
@@ -155,10 +173,10 @@ impl TableInfo {
 
 pub async fn table_info(client: &Client, table: &str) -> Result<Option<TableInfo>, SinkError> {
     let Some(row) = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
-            &[&table],
+            &[(&table, Type::TEXT)],
         )
         .await
         .map_err(SinkError::query("look up table"))?
@@ -167,10 +185,11 @@ pub async fn table_info(client: &Client, table: &str) -> Result<Option<TableInfo
     };
     let (schema, name): (String, String) = (row.get(0), row.get(1));
     let rows = client
-        .query(
+        .query_typed(
             "SELECT column_name::text, data_type::text, character_maximum_length::int4 \
-             FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
-            &[&schema, &name],
+             FROM information_schema.columns \
+             WHERE table_schema::text = $1 AND table_name::text = $2",
+            &[(&schema, Type::TEXT), (&name, Type::TEXT)],
         )
         .await
         .map_err(SinkError::query("read column information"))?;
@@ -193,7 +212,41 @@ pub async fn table_info(client: &Client, table: &str) -> Result<Option<TableInfo
     }))
 }
 
-/// Names what is missing for this configuration and the command that adds it.
+/// Whether the table lacks a usable index on `(namespace, vm_name)`: a valid btree index
+/// whose first two key columns are `namespace`, `vm_name`, either not partial or partial
+/// on exactly `deleted_at IS NULL`. Returns the warning to log when it does.
+pub async fn missing_key_index(
+    client: &Client,
+    info: &TableInfo,
+) -> Result<Option<String>, SinkError> {
+    let found = client
+        .query_typed_opt(
+            "SELECT 1 FROM pg_index i \
+             JOIN pg_class ic ON ic.oid = i.indexrelid \
+             JOIN pg_am am ON am.oid = ic.relam \
+             JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0] \
+             JOIN pg_attribute a1 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1] \
+             WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND am.amname = 'btree' \
+               AND i.indnkeyatts >= 2 \
+               AND a0.attname = 'namespace' AND a1.attname = 'vm_name' \
+               AND (i.indpred IS NULL \
+                    OR pg_get_expr(i.indpred, i.indrelid) = '(deleted_at IS NULL)') \
+             LIMIT 1",
+            &[(&info.quoted, Type::TEXT)],
+        )
+        .await
+        .map_err(SinkError::query("look up the (namespace, vm_name) index"))?;
+    Ok(found.is_none().then(|| {
+        format!(
+            "table {} has no index on (namespace, vm_name): every flush and lookup scans the \
+             whole table; run `virtsync migrate --config <your config>` (creates {KEY_INDEX})",
+            info.quoted
+        )
+    }))
+}
+
+/// Names what is missing for this configuration and the command that adds it. A missing
+/// `(namespace, vm_name)` index is only logged as a warning ([`missing_key_index`]).
 pub async fn check(
     client: &Client,
     table: &str,
@@ -212,11 +265,14 @@ pub async fn check(
     let base_missing = !missing.is_empty();
     missing.extend(writable.iter().map(Column::name).filter(|c| !info.has(c)));
     let fence = client
-        .query_one("SELECT to_regclass('virtsync.vm_fence') IS NOT NULL", &[])
+        .query_typed_one("SELECT to_regclass('virtsync.vm_fence') IS NOT NULL", &[])
         .await
         .map_err(SinkError::query("look up virtsync.vm_fence"))?
         .get::<_, bool>(0);
     if missing.is_empty() && fence {
+        if let Some(warning) = missing_key_index(client, &info).await? {
+            tracing::warn!(table = %info.quoted, "{warning}");
+        }
         return Ok(info);
     }
     let mode_name = match mode {
@@ -249,4 +305,41 @@ pub async fn check(
         "database schema does not match postgres.schema = \"{mode_name}\": {}; {fix}",
         problems.join("; ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE_KEY: &str = "CREATE INDEX IF NOT EXISTS virtsync_vms_live_key ON \"public\".\"vms\" \
+                            (namespace, vm_name) WHERE deleted_at IS NULL";
+
+    #[test]
+    fn both_modes_create_the_partial_key_index() {
+        for mode in [SchemaMode::Compat, SchemaMode::Extended] {
+            let statements = migration_statements("public.vms", mode);
+            assert_eq!(
+                statements.iter().filter(|s| *s == LIVE_KEY).count(),
+                1,
+                "{mode:?}: {statements:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_extended_touches_the_columns_and_the_old_plain_index_is_gone() {
+        let compat = migration_statements("vms", SchemaMode::Compat);
+        assert!(
+            !compat.iter().any(|s| s.contains("ALTER TABLE")),
+            "{compat:#?}"
+        );
+        let extended = migration_statements("vms", SchemaMode::Extended);
+        assert!(extended.iter().any(|s| s.contains("idx_vms_runtime_phase")));
+        assert!(
+            !extended
+                .iter()
+                .any(|s| s.contains("idx_vms_namespace_vm_name")),
+            "{extended:#?}"
+        );
+    }
 }
