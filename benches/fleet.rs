@@ -3,7 +3,8 @@
 //! what each host costs PostgreSQL must not grow with N.
 //!
 //! One process simulates the fleet: per host a `virtsync::state::Store` on its own redb
-//! file (256 KiB cache), 50 VMs of its own (runtime columns, the runtime node name = the
+//! file (256 KiB cache; on /dev/shm unless `--state-dir`: one disk cannot take the
+//! syncs of 2,000 hosts, each real host has its own), 50 VMs of its own (runtime columns, the runtime node name = the
 //! host) and a `PgSink` built by `SinkSettings::from_config` (node role, its own
 //! `node_name`, the configuration's intervals unless overridden), run by `PgSink::run`
 //! as a tokio task (2 worker threads). One more instance holds the cluster role
@@ -36,7 +37,9 @@
 //!   cargo bench --bench fleet -- [--hosts 100,500,1000,2000] [--pooler direct|pgbouncer|both]
 //!       [--seconds 60] [--vms 50] [--pool-size 20] [--refresh-interval 30s]
 //!       [--resync-interval 1h] [--flush-interval 50ms] [--settle-timeout 600s]
-//!       [--no-fsync] [--seed S]
+//!       [--state-dir /dev/shm] [--no-fsync] [--seed S]
+//!
+//! The cluster's directory follows `PG_TMPDIR` as in the tests (e.g. /dev/shm).
 //!
 //! Statistics caveat (tests/support/pgstats.rs): `pg_stat_database` counters arrive
 //! when backends report them (up to ~10 s late); windows of a minute keep that small.
@@ -55,7 +58,7 @@ use support::fake_kube::Rng;
 use support::measure;
 use support::pg::{self, PgCluster};
 use support::pgbouncer::{PgBouncer, database_of};
-use support::pgstats::{self, Delta, Snapshot};
+use support::pgstats::{self, Delta, Snapshot, TableReads};
 use support::truth::insert_rows;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -105,6 +108,9 @@ struct Settings {
     resync_interval: Duration,
     flush_interval: Duration,
     settle_timeout: Duration,
+    /// Where the hosts' redb files go: tmpfs by default, so 2,000 hosts' syncs do not
+    /// queue on one disk (each real host has its own).
+    state_dir: std::path::PathBuf,
     durable: bool,
     seed: u64,
 }
@@ -161,6 +167,17 @@ impl Settings {
             resync_interval: duration("--resync-interval", defaults.resync_interval),
             flush_interval: duration("--flush-interval", defaults.flush_interval),
             settle_timeout: duration("--settle-timeout", Duration::from_secs(600)),
+            state_dir: arg("--state-dir").map_or_else(
+                || {
+                    let shm = std::path::PathBuf::from("/dev/shm");
+                    if shm.is_dir() {
+                        shm
+                    } else {
+                        std::env::temp_dir()
+                    }
+                },
+                std::path::PathBuf::from,
+            ),
             durable: !args.iter().any(|a| a == "--no-fsync"),
             seed: num("--seed", clock.as_nanos() as u64),
         }
@@ -181,6 +198,8 @@ struct Row {
     time: Option<Duration>,
     /// Rows read as a multiple of the table, raw and net of the idle rate (starts only).
     table_multiple: Option<(f64, f64)>,
+    /// Rows read per table: `[seq_tup_read, idx_tup_read, idx_tup_fetch]`, most first.
+    tables: Vec<(String, [i64; 3])>,
     note: String,
 }
 
@@ -430,6 +449,8 @@ impl Drop for Sampler {
 struct Watch<'a> {
     cluster: &'a PgCluster,
     monitor: Client,
+    /// A connection to the measured database (per-table reads, the final check).
+    measured: &'a Client,
     db: String,
     bouncer: Option<PgBouncer>,
     sampler: Sampler,
@@ -437,6 +458,7 @@ struct Watch<'a> {
 
 /// The counters at the start of a window.
 struct Window {
+    tables: TableReads,
     snap: Snapshot,
     bouncer_cpu: f64,
     fleet_cpu: f64,
@@ -445,7 +467,11 @@ struct Window {
 impl Watch<'_> {
     async fn begin(&self) -> Window {
         self.sampler.take_max();
+        // Before the window: the per-table read reads catalogs itself.
+        let tables = pgstats::table_reads(self.measured).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         Window {
+            tables,
             snap: Snapshot::take(&self.monitor, &self.db, self.cluster.server_pid()).await,
             bouncer_cpu: self.bouncer_cpu(),
             fleet_cpu: measure::cpu_seconds(std::process::id() as i32),
@@ -462,6 +488,7 @@ impl Watch<'_> {
     async fn end(&self, w: &Window, hosts: usize, mode: Mode, phase: &'static str) -> Row {
         let snap = Snapshot::take(&self.monitor, &self.db, self.cluster.server_pid()).await;
         let delta = snap.since(&w.snap);
+        let tables = pgstats::table_reads(self.measured).await.since(&w.tables);
         let secs = delta.elapsed.as_secs_f64().max(1e-9);
         Row {
             hosts,
@@ -477,13 +504,16 @@ impl Watch<'_> {
             delta,
             time: None,
             table_multiple: None,
+            tables,
             note: String::new(),
         }
     }
 }
 
-/// Drives the change phase: each host changes one random VM of its own per second;
-/// returns the number of changes. `last_ip` is updated with every change.
+/// Drives the change phase: each host changes one random VM of its own per second, for
+/// `seconds` of wall time; returns the number of changes. A generator that falls behind
+/// (the machine is saturated) skips ticks rather than bursting: the rate achieved is
+/// reported. `last_ip` is updated with every change.
 async fn changes(
     fleet: &[Instance],
     hosts: usize,
@@ -494,10 +524,12 @@ async fn changes(
     last_ip: &mut [String],
 ) -> u64 {
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / TICKS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut made = 0;
-    for t in 0..seconds * TICKS {
+    let mut slot = 0;
+    while Instant::now() < deadline {
         tick.tick().await;
-        let slot = (t % TICKS) as usize;
         for h in (slot..hosts).step_by(TICKS as usize) {
             let v = rng.below(vms as u64) as usize;
             *counter += 1;
@@ -514,6 +546,7 @@ async fn changes(
             last_ip[h * vms + v] = ip;
             made += 1;
         }
+        slot = (slot + 1) % TICKS as usize;
     }
     made
 }
@@ -583,8 +616,8 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
     // The stores: each host's own VMs; the holder's status columns of all.
     let state = tempfile::Builder::new()
         .prefix("virtsync-fleet-")
-        .tempdir()
-        .unwrap();
+        .tempdir_in(&s.state_dir)
+        .unwrap_or_else(|e| panic!("a temp dir in {}: {e}", s.state_dir.display()));
     let started = Instant::now();
     let mut fleet: Vec<Instance> = (0..hosts)
         .map(|h| {
@@ -634,6 +667,7 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
     let watch = Watch {
         cluster,
         monitor,
+        measured: &db.client,
         db: dbname,
         bouncer,
         sampler,
@@ -655,7 +689,8 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
     let mut first = watch.end(&w, hosts, mode, "first start").await;
     first.time = Some(settled);
     first.note = format!(
-        "connected {:.1} s; fleet RSS {} MiB",
+        "{:.0} rows read per host; connected {:.1} s; fleet RSS {} MiB",
+        first.delta.rows_read() as f64 / hosts as f64,
         connected.as_secs_f64(),
         measure::rss_kib(std::process::id() as i32) / 1024
     );
@@ -692,12 +727,21 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
         &mut last_ip,
     )
     .await;
+    let generated = w.snap.at.elapsed();
     let mut changed = watch.end(&w, hosts, mode, "1 change/s/host").await;
+    eprintln!(
+        "   changes generated for {:.1} s, window closed after {:.1} s",
+        generated.as_secs_f64(),
+        changed.delta.elapsed.as_secs_f64()
+    );
     let (_, caught_up) = settle(&mut fleet, s.settle_timeout, "the change phase").await;
     let diff = check_rows(&db.client, hosts, vms, &last_ip).await;
     changed.note = format!(
-        "{made} changes ({:.2}/s/host); caught up {:.1} s after the window; {} rows wrong",
+        "{made} changes ({:.2}/s/host achieved), per change {:.2} statements and {:.0} rows \
+         read; caught up {:.1} s after the window; {} rows wrong",
         made as f64 / hosts as f64 / changed.delta.elapsed.as_secs_f64(),
+        changed.delta.statement_calls as f64 / made.max(1) as f64,
+        changed.delta.rows_read() as f64 / made.max(1) as f64,
         caught_up.as_secs_f64(),
         diff.len()
     );
@@ -729,7 +773,8 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
     restart.time = Some(settled);
     restart.table_multiple = Some(multiples(&restart.delta));
     restart.note = format!(
-        "stopped in {:.1} s, connected {:.1} s",
+        "{:.0} rows read per host; stopped in {:.1} s, connected {:.1} s",
+        restart.delta.rows_read() as f64 / hosts as f64,
         stopping.as_secs_f64(),
         connected.as_secs_f64()
     );
@@ -738,7 +783,6 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
     stop_all(&mut fleet).await;
     drop(fleet);
     drop(watch);
-    drop(db);
     rows
 }
 
@@ -791,6 +835,44 @@ fn table(rows: &[Row], s: &Settings) -> String {
             r.table_multiple
                 .map_or("–".into(), |(raw, net)| format!("{raw:.2} ({net:.2})")),
             r.note
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nWhere the rows were read, per host (pg_stat_all_tables: sequential scan rows + \
+         index entries + index-fetched rows; the tables with the most):\n"
+    );
+    let _ = writeln!(out, "| hosts | mode | phase | tables |");
+    let _ = writeln!(out, "|---:|---|---|---|");
+    let k = |v: f64| {
+        if v.abs() >= 10_000.0 {
+            format!("{:.1}k", v / 1000.0)
+        } else {
+            format!("{v:.0}")
+        }
+    };
+    for r in rows {
+        let n = r.hosts as f64;
+        let tables: Vec<String> = r
+            .tables
+            .iter()
+            .take(5)
+            .map(|(t, [seq, idx, fetch])| {
+                format!(
+                    "{t} {} seq + {} idx + {} fetch",
+                    k(*seq as f64 / n),
+                    k(*idx as f64 / n),
+                    k(*fetch as f64 / n)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            r.hosts,
+            r.mode.name(),
+            r.phase,
+            tables.join("; ")
         );
     }
     out

@@ -225,3 +225,51 @@ impl Delta {
         100.0 * self.cpu_seconds / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
+
+/// Rows read per table of the *connected* database (`pg_stat_all_tables`, catalogs
+/// included): `[seq_tup_read, idx_tup_read (its indexes), idx_tup_fetch]` by
+/// `schema.table`. Run it on a connection to the measured database, outside the measured
+/// window (it reads catalogs itself); it asks for its own counts to be reported at once.
+pub async fn table_reads(client: &Client) -> TableReads {
+    let rows = client
+        .query(
+            "SELECT t.schemaname || '.' || t.relname, coalesce(t.seq_tup_read, 0)::int8, \
+                    coalesce(i.idx_tup_read, 0)::int8, coalesce(t.idx_tup_fetch, 0)::int8 \
+             FROM pg_stat_all_tables t \
+             LEFT JOIN (SELECT relid, sum(idx_tup_read) AS idx_tup_read \
+                        FROM pg_stat_all_indexes GROUP BY relid) i ON i.relid = t.relid",
+            &[],
+        )
+        .await
+        .expect("read pg_stat_all_tables");
+    let _ = client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await;
+    TableReads(
+        rows.iter()
+            .map(|r| (r.get(0), [r.get(1), r.get(2), r.get(3)]))
+            .collect(),
+    )
+}
+
+/// See [`table_reads`].
+#[derive(Clone, Debug, Default)]
+pub struct TableReads(pub std::collections::BTreeMap<String, [i64; 3]>);
+
+impl TableReads {
+    /// Tables with reads since `earlier`, most rows read first.
+    pub fn since(&self, earlier: &TableReads) -> Vec<(String, [i64; 3])> {
+        let mut out: Vec<(String, [i64; 3])> = self
+            .0
+            .iter()
+            .map(|(name, now)| {
+                let before = earlier.0.get(name).copied().unwrap_or_default();
+                let d = [now[0] - before[0], now[1] - before[1], now[2] - before[2]];
+                (name.clone(), d)
+            })
+            .filter(|(_, d)| d.iter().any(|v| *v != 0))
+            .collect();
+        out.sort_by_key(|(_, d)| std::cmp::Reverse(d.iter().sum::<i64>()));
+        out
+    }
+}
