@@ -129,6 +129,7 @@ pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Resul
         Timestamp::now,
     ));
     let (stop, stopped) = watch::channel(false);
+    let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped.clone())?;
     // The socket API answers until the very end (status while flushing).
     let (stop_api, stopped_api) = watch::channel(false);
     let host_changed = Arc::new(Notify::new());
@@ -138,6 +139,7 @@ pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Resul
             let settings = SinkSettings::from_config(&cfg, password.as_deref())?;
             let sink = PgSink::new(settings, store.clone(), Timestamp::now)
                 .with_resync_trigger(resync.clone())
+                .with_cluster_role(holder.clone())
                 .with_host_trigger(host_changed.clone())
                 .with_metrics(metrics.clone())
                 .with_health(health.clone());
@@ -159,7 +161,6 @@ pub async fn run(cfg: Config, password: Option<String>, reload: Reload) -> Resul
         host_changed,
         &sources_stopped,
     );
-    let (holder, mut election) = cluster_role(&cfg, password.as_deref(), stopped)?;
     let gauges = tokio::spawn(state_gauges(
         store.clone(),
         metrics.clone(),

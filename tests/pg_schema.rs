@@ -211,3 +211,47 @@ async fn a_schema_qualified_table_gets_the_index_in_its_own_schema() {
         "public.vms keeps its index"
     );
 }
+
+/// The column facts read from the catalog are the ones information_schema gives, for the
+/// SSVirt table and for the types a cloud API might use instead (domains, char(n)).
+#[tokio::test]
+async fn column_facts_from_the_catalog_match_information_schema() {
+    let client = bare_vms("schema_columns").await;
+    client
+        .batch_execute(
+            "CREATE DOMAIN short_name AS varchar(20); \
+             CREATE SCHEMA app; \
+             CREATE TABLE app.odd (id text, namespace short_name, vm_name char(12), \
+               guest_os varchar, cpu_count smallint, memory_mb integer, gone int8, \
+               deleted_at timestamptz); \
+             ALTER TABLE app.odd DROP COLUMN gone;",
+        )
+        .await
+        .unwrap();
+    for (table, schema_name, name) in [("vms", "public", "vms"), ("app.odd", "app", "odd")] {
+        let info = schema::table_info(&client, table).await.unwrap().unwrap();
+        let mut ours: Vec<(String, String, Option<usize>)> = info
+            .columns
+            .iter()
+            .map(|(n, c)| (n.clone(), c.data_type.clone(), c.max_chars))
+            .collect();
+        ours.sort();
+        let mut want: Vec<(String, String, Option<usize>)> = client
+            .query(
+                "SELECT column_name::text, data_type::text, character_maximum_length::int4 \
+                 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                &[&schema_name, &name],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let max: Option<i32> = r.get(2);
+                (r.get(0), r.get(1), max.map(|m| m as usize))
+            })
+            .collect();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(ours, want, "{table}");
+    }
+}

@@ -208,6 +208,11 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
     {
         c.postgres.owner_url = Some(v);
     }
+    if let Some(v) = p.lock_url
+        && k.check("postgres.lock_url", check_pg_url(&v)).is_some()
+    {
+        c.postgres.lock_url = Some(v);
+    }
     if let Some(v) = p.password_file
         && k.check("postgres.password_file", non_empty_path(&v))
             .is_some()

@@ -53,6 +53,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("libvirt.domain_check_interval", Kind::Duration),
     ("postgres.url", Kind::OptStr),
     ("postgres.owner_url", Kind::OptStr),
+    ("postgres.lock_url", Kind::OptStr),
     ("postgres.password_file", Kind::OptStr),
     ("postgres.ca_file", Kind::OptStr),
     ("postgres.schema", Kind::Str),

@@ -163,6 +163,10 @@ pub struct LibvirtConfig {
 pub struct PostgresConfig {
     pub url: Option<String>,
     pub owner_url: Option<String>,
+    /// The cluster-role lock session's database, when `url` goes through a connection
+    /// pooler: the session holds an advisory lock, so it must reach PostgreSQL directly.
+    /// Default: `url`.
+    pub lock_url: Option<String>,
     pub password_file: Option<PathBuf>,
     /// PEM file of the CA certificates that sign the server's certificate (TLS);
     /// default: the system's trust store.
@@ -345,6 +349,7 @@ impl Config {
             postgres: PostgresConfig {
                 url: None,
                 owner_url: None,
+                lock_url: None,
                 password_file: None,
                 ca_file: None,
                 schema: SchemaMode::Compat,

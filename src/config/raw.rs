@@ -105,6 +105,7 @@ pub(super) struct RawLibvirt {
 pub(super) struct RawPostgres {
     pub(super) url: Option<String>,
     pub(super) owner_url: Option<String>,
+    pub(super) lock_url: Option<String>,
     pub(super) password_file: Option<PathBuf>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) schema: Option<String>,

@@ -103,7 +103,8 @@ pub async fn run(
         }
         let batch = Arc::new(batch);
         let report = store_until_done(&store, &batch, clock, &options, &mut unwritable).await;
-        if report.enqueued > 0 {
+        // New records without a known row wake the sink too: it looks their rows up.
+        if report.enqueued + report.unchecked > 0 {
             enqueued.notify_one();
         }
         if let (true, Some(resync)) = (report.resync_requested, &options.resync) {

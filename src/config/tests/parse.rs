@@ -77,6 +77,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("libvirt.domain_check_interval", r#""2s""#, "2s"),
     ("postgres.url", r#""postgres://virtsync@db/virtsync""#, "postgres://virtsync@db/virtsync"),
     ("postgres.owner_url", r#""host=db user=owner dbname=virtsync""#, "host=db user=owner dbname=virtsync"),
+    ("postgres.lock_url", r#""host=db-direct user=virtsync dbname=virtsync""#, "host=db-direct user=virtsync dbname=virtsync"),
     ("postgres.password_file", r#""/etc/virtsync/pw""#, "/etc/virtsync/pw"),
     ("postgres.ca_file", r#""/etc/virtsync/ca.pem""#, "/etc/virtsync/ca.pem"),
     ("postgres.schema", r#""extended""#, "extended"),
@@ -125,6 +126,7 @@ fn full_expected() -> Config {
         postgres: PostgresConfig {
             url: Some("postgres://virtsync@db/virtsync".to_owned()),
             owner_url: Some("host=db user=owner dbname=virtsync".to_owned()),
+            lock_url: Some("host=db-direct user=virtsync dbname=virtsync".to_owned()),
             password_file: Some(PathBuf::from("/etc/virtsync/pw")),
             ca_file: Some(PathBuf::from("/etc/virtsync/ca.pem")),
             schema: SchemaMode::Extended,

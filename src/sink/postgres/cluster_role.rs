@@ -73,6 +73,8 @@ impl ClusterRoleSettings {
             .require_postgres_url()
             .map_err(|e| SinkError::Setup(e.to_string()))?;
         let p = &cfg.postgres;
+        // The session holds an advisory lock: it must not go through a pooler.
+        let url = p.lock_url.as_deref().unwrap_or(url);
         let (mut pg, tls) = pg_config(url, password, &application_name(&cfg.node_name), p)?;
         let session = format!(
             "-c idle_session_timeout={}ms -c tcp_keepalives_idle={KEEPALIVES_IDLE_S} \

@@ -48,8 +48,16 @@ impl SinkError {
         }
     }
 
-    /// A concurrent writer got there first: retry at once (the retry sees its data and
-    /// the fence decides).
+    /// The table or a column is not what the schema check found: check it again at the
+    /// next connect.
+    pub fn says_schema_changed(&self) -> bool {
+        matches!(self, SinkError::Query { source, .. }
+            if source.code() == Some(&SqlState::UNDEFINED_COLUMN)
+                || source.code() == Some(&SqlState::UNDEFINED_TABLE))
+    }
+
+    /// A concurrent writer got there first: retry after a pause (the retry sees its data
+    /// and the fence decides).
     pub fn is_serialization_failure(&self) -> bool {
         matches!(self, SinkError::Query { source, .. }
             if source.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)

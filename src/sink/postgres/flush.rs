@@ -5,19 +5,45 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, IsolationLevel, Statement, Transaction};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::error::{ErrorClass, SinkError, classify, describe};
 use super::schema::TableInfo;
+use super::session::{self, Limits};
 use crate::columns::{self, Column, ColumnSet, Kind, Value};
 use crate::failpoint;
 use crate::model::{VmKey, VmRecord};
 use crate::state::{Outcome, PendingDelta};
 
+/// The flush statement for the columns this daemon writes, with its parameter types: it
+/// is sent unnamed each time (`query_typed`), which a pooler in transaction mode allows.
+#[derive(Clone, Debug)]
+pub struct FlushSql {
+    pub text: String,
+    types: Vec<Type>,
+    /// Locks the batch's live rows in key order before they are written.
+    lock: String,
+}
+
 /// Builds the flush statement for the columns this daemon writes.
-pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
+pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> FlushSql {
     let cols: Vec<Column> = writable.iter().collect();
+    let mut types = vec![
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT8_ARRAY,
+        Type::INT8_ARRAY,
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT8_ARRAY,
+    ];
+    types.extend(cols.iter().map(|c| match c.kind() {
+        Kind::Text => Type::TEXT_ARRAY,
+        Kind::Int => Type::INT8_ARRAY,
+        Kind::Bool => Type::BOOL_ARRAY,
+        Kind::Time => Type::TIMESTAMPTZ_ARRAY,
+    }));
     let mut unnest = String::from(
         "$1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[]",
     );
@@ -47,7 +73,7 @@ pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
         set.truncate(set.len().saturating_sub(2));
     }
     let t = &table.quoted;
-    format!(
+    let text = format!(
         "WITH d AS (SELECT * FROM unnest({unnest}) AS d({names})), \
          g AS (SELECT d.*, \
              (CASE WHEN d.vm_rv IS NULL OR f.vm_resource_version IS NULL OR d.vm_rv >= f.vm_resource_version THEN d.vm_mask ELSE 0 END) \
@@ -62,7 +88,7 @@ pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
              CASE WHEN g.eff & g.vm_mask <> 0 THEN g.vm_rv END, \
              CASE WHEN g.eff & g.vmi_mask <> 0 THEN g.vmi_uid END, \
              CASE WHEN g.eff & g.vmi_mask <> 0 THEN g.vmi_rv END, now() \
-           FROM g JOIN uk ON uk.namespace = g.ns AND uk.vm_name = g.vm \
+           FROM g JOIN uk ON uk.namespace = g.ns AND uk.vm_name = g.vm ORDER BY g.ns, g.vm \
            ON CONFLICT (namespace, vm_name) DO UPDATE SET \
              vm_resource_version = GREATEST(f.vm_resource_version, EXCLUDED.vm_resource_version), \
              vmi_uid = CASE WHEN EXCLUDED.vmi_resource_version IS NOT NULL \
@@ -73,7 +99,16 @@ pub fn flush_sql(table: &TableInfo, writable: ColumnSet) -> String {
          SELECT g.ns, g.vm, uk.vm_name IS NOT NULL AS written, \
            EXISTS (SELECT 1 FROM {t} t2 WHERE t2.namespace = g.ns AND t2.vm_name = g.vm AND t2.deleted_at IS NULL) AS live \
          FROM g LEFT JOIN uk ON uk.namespace = g.ns AND uk.vm_name = g.vm"
-    )
+    );
+    // Two writers whose batches share rows (the cluster-role holder's status and a
+    // node's runtime columns of the same VMs) take the locks in the same order, so they
+    // wait for each other instead of deadlocking. The fence rows are locked (in the
+    // same order) only after all of them.
+    let lock = format!(
+        "SELECT 1 FROM {t} t WHERE t.deleted_at IS NULL AND (t.namespace, t.vm_name) IN \
+         (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY t.namespace, t.vm_name FOR UPDATE"
+    );
+    FlushSql { text, types, lock }
 }
 
 /// Fits text values to their columns: longer values (often guest-controlled, such as an
@@ -228,7 +263,7 @@ impl<'a> Params<'a> {
         p
     }
 
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+    fn refs<'s>(&'s self, sql: &FlushSql) -> Vec<(&'s (dyn ToSql + Sync), Type)> {
         let mut out: Vec<&(dyn ToSql + Sync)> = vec![
             &self.ns,
             &self.vm,
@@ -239,7 +274,23 @@ impl<'a> Params<'a> {
             &self.vmi_rv,
         ];
         out.extend(self.values.iter().map(Array::as_sql));
-        out
+        out.into_iter().zip(sql.types.iter().cloned()).collect()
+    }
+
+    /// Takes the row locks of the batch, in key order (none needed for a single row).
+    async fn lock_rows(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &FlushSql,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.ns.len() > 1 {
+            tx.query_typed(
+                &sql.lock,
+                &[(&self.ns, Type::TEXT_ARRAY), (&self.vm, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -269,15 +320,17 @@ fn outcomes(rows: &[tokio_postgres::Row], deltas: &[&PendingDelta]) -> Vec<(VmKe
 /// under savepoints so only the refused rows are parked.
 pub async fn write_batch(
     client: &mut Client,
-    statement: &Statement,
+    sql: &FlushSql,
+    limits: &Limits,
     writable: ColumnSet,
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
     let params = Params::new(deltas, writable);
     let result = {
-        let tx = begin(client).await?;
+        let tx = begin(client, limits).await?;
         async {
-            let rows = tx.query(statement, &params.refs()).await?;
+            params.lock_rows(&tx, sql).await?;
+            let rows = tx.query_typed(&sql.text, &params.refs(sql)).await?;
             failpoint::hit("before_pg_commit");
             // Deferred constraints report at COMMIT: a data error of this batch too.
             tx.commit().await?;
@@ -290,7 +343,7 @@ pub async fn write_batch(
         Ok(rows) => Ok(outcomes(&rows, deltas)),
         Err(e) if classify(&e) == ErrorClass::Data => {
             tracing::warn!(error = %describe(&e), rows = deltas.len(), "batch refused; retrying row by row");
-            write_rows(client, statement, writable, deltas).await
+            write_rows(client, sql, limits, writable, deltas).await
         }
         Err(e) => Err(SinkError::Query {
             step: "flush",
@@ -303,22 +356,18 @@ pub async fn write_batch(
 /// concurrent writer that committed newer data meanwhile makes this transaction fail
 /// with a serialization error (retried at once, then fenced out), where READ
 /// COMMITTED's row re-check would write the older data over the newer.
-async fn begin(client: &mut Client) -> Result<Transaction<'_>, SinkError> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .start()
-        .await
-        .map_err(SinkError::query("begin flush"))
+async fn begin<'a>(client: &'a mut Client, limits: &Limits) -> Result<Transaction<'a>, SinkError> {
+    session::begin(client, limits, Some(IsolationLevel::RepeatableRead)).await
 }
 
 async fn write_rows(
     client: &mut Client,
-    statement: &Statement,
+    sql: &FlushSql,
+    limits: &Limits,
     writable: ColumnSet,
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
-    let mut tx = begin(client).await?;
+    let mut tx = begin(client, limits).await?;
     // Deferred constraints must fire inside each row's savepoint, not at COMMIT.
     tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
         .await
@@ -331,7 +380,7 @@ async fn write_rows(
             .savepoint("virtsync_row")
             .await
             .map_err(SinkError::query("savepoint"))?;
-        match sp.query(statement, &params.refs()).await {
+        match sp.query_typed(&sql.text, &params.refs(sql)).await {
             Ok(rows) => {
                 sp.commit()
                     .await

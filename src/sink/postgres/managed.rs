@@ -1,20 +1,60 @@
 //! Which VMs have a live row (the managed set), and anti-entropy: reading the managed rows
-//! page by page and turning any difference from the stored records into deltas.
+//! and turning any difference from the stored records into deltas.
+//!
+//! A daemon reads only the rows of the VMs it holds records of, by their keys (indexed
+//! lookups, [`KEY_PAGE`] keys per statement); only the cluster-role holder reads the
+//! whole table. So the rows one host reads follow its own VMs, not the fleet's.
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
 
 use super::SinkError;
 use super::schema::TableInfo;
+use super::session::{self, Limits};
 use crate::columns::{self, Column, ColumnSet, Group, Kind, Value};
 use crate::model::{VmKey, VmRecord};
 
-/// Live rows: key → row id (the smallest, should the cloud API hold duplicates, so the
-/// answer is stable from one refresh to the next).
+/// Keys per lookup statement.
+pub const KEY_PAGE: usize = 1000;
+
+/// Runs one read in a transaction with the session limits (pooler-safe: `SET LOCAL`, an
+/// unnamed statement).
+async fn read(
+    client: &mut Client,
+    limits: &Limits,
+    step: &'static str,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<Row>, SinkError> {
+    let tx = session::begin(client, limits, None).await?;
+    let rows = tx
+        .query_typed(sql, params)
+        .await
+        .map_err(SinkError::query(step))?;
+    tx.commit().await.map_err(SinkError::query(step))?;
+    Ok(rows)
+}
+
+/// The key arrays of a page of keys.
+fn key_arrays(keys: &[VmKey]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|k| (&*k.namespace, &*k.name)).unzip()
+}
+
+fn live_rows_from(rows: &[Row]) -> impl Iterator<Item = (VmKey, String)> + '_ {
+    rows.iter().map(|r| {
+        let key = VmKey::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        (key, r.get::<_, Option<String>>(2).unwrap_or_default())
+    })
+}
+
+/// Live rows of the whole table (the cluster-role holder): key → row id (the smallest,
+/// should the cloud API hold duplicates, so the answer is stable from one refresh to the
+/// next).
 pub async fn live_rows(
-    client: &Client,
+    client: &mut Client,
+    limits: &Limits,
     table: &TableInfo,
 ) -> Result<HashMap<VmKey, String>, SinkError> {
     let sql = format!(
@@ -23,17 +63,37 @@ pub async fn live_rows(
          GROUP BY 1, 2",
         table.quoted
     );
-    let rows = client
-        .query(sql.as_str(), &[])
-        .await
-        .map_err(SinkError::query("read managed VMs"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let key = VmKey::new(r.get::<_, String>(0), r.get::<_, String>(1));
-            (key, r.get::<_, Option<String>>(2).unwrap_or_default())
-        })
-        .collect())
+    let rows = read(client, limits, "read managed VMs", &sql, &[]).await?;
+    Ok(live_rows_from(&rows).collect())
+}
+
+/// Live rows of these keys only, as [`live_rows`] gives them.
+pub async fn live_rows_of(
+    client: &mut Client,
+    limits: &Limits,
+    table: &TableInfo,
+    keys: &[VmKey],
+) -> Result<HashMap<VmKey, String>, SinkError> {
+    let sql = format!(
+        "SELECT t.namespace::text, t.vm_name::text, min(t.id::text) FROM {} t \
+         JOIN unnest($1::text[], $2::text[]) AS k(ns, n) ON t.namespace = k.ns AND t.vm_name = k.n \
+         WHERE t.deleted_at IS NULL GROUP BY 1, 2",
+        table.quoted
+    );
+    let mut out = HashMap::with_capacity(keys.len());
+    for page in keys.chunks(KEY_PAGE) {
+        let (ns, names) = key_arrays(page);
+        let rows = read(
+            client,
+            limits,
+            "look up managed VMs",
+            &sql,
+            &[(&ns, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
+        )
+        .await?;
+        out.extend(live_rows_from(&rows));
+    }
+    Ok(out)
 }
 
 /// The compared columns: what we write, minus bookkeeping.
@@ -69,27 +129,28 @@ impl RowValue {
     }
 }
 
+/// The compared columns as a select list (after the key columns).
+fn select_list(cols: &[Column], prefix: &str) -> String {
+    cols.iter()
+        .map(|c| match c.kind() {
+            Kind::Int => format!(", {prefix}\"{}\"::int8", c.name()),
+            Kind::Text => format!(", {prefix}\"{}\"::text", c.name()),
+            Kind::Bool | Kind::Time => format!(", {prefix}\"{}\"", c.name()),
+        })
+        .collect()
+}
+
+/// One page of the whole table (the cluster-role holder's pass), after `after`.
 pub async fn read_page(
-    client: &Client,
+    client: &mut Client,
+    limits: &Limits,
     table: &TableInfo,
     writable: ColumnSet,
     after: Option<&VmKey>,
     limit: i64,
 ) -> Result<Page, SinkError> {
     let cols = compared(writable);
-    let select: Vec<String> = cols
-        .iter()
-        .map(|c| match c.kind() {
-            Kind::Int => format!("\"{}\"::int8", c.name()),
-            Kind::Text => format!("\"{}\"::text", c.name()),
-            Kind::Bool | Kind::Time => format!("\"{}\"", c.name()),
-        })
-        .collect();
-    let select = if select.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", select.join(", "))
-    };
+    let select = select_list(&cols, "");
     let (ns, name) = after.map(|k| (&*k.namespace, &*k.name)).unwrap_or(("", ""));
     let first = after.is_none();
     let sql = format!(
@@ -99,16 +160,56 @@ pub async fn read_page(
          ORDER BY namespace, vm_name LIMIT $4",
         table.quoted
     );
-    let params: [&(dyn ToSql + Sync); 4] = [&first, &ns, &name, &limit];
-    let rows = client
-        .query(sql.as_str(), &params)
-        .await
-        .map_err(SinkError::query("anti-entropy read"))?;
+    let rows = read(
+        client,
+        limits,
+        "anti-entropy read",
+        &sql,
+        &[
+            (&first, Type::BOOL),
+            (&ns, Type::TEXT),
+            (&name, Type::TEXT),
+            (&limit, Type::INT8),
+        ],
+    )
+    .await?;
+    Ok(page_of(&rows, &cols))
+}
+
+/// The rows of these keys (a node daemon's pass over its own VMs), at most [`KEY_PAGE`].
+pub async fn read_rows_of(
+    client: &mut Client,
+    limits: &Limits,
+    table: &TableInfo,
+    writable: ColumnSet,
+    keys: &[VmKey],
+) -> Result<Page, SinkError> {
+    let cols = compared(writable);
+    let select = select_list(&cols, "t.");
+    let sql = format!(
+        "SELECT t.namespace::text, t.vm_name::text{select} FROM {} t \
+         JOIN unnest($1::text[], $2::text[]) AS k(ns, n) ON t.namespace = k.ns AND t.vm_name = k.n \
+         WHERE t.deleted_at IS NULL ORDER BY t.namespace, t.vm_name",
+        table.quoted
+    );
+    let (ns, names) = key_arrays(keys);
+    let rows = read(
+        client,
+        limits,
+        "anti-entropy read",
+        &sql,
+        &[(&ns, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
+    )
+    .await?;
+    Ok(page_of(&rows, &cols))
+}
+
+fn page_of(rows: &[Row], cols: &[Column]) -> Page {
     let mut page = Page {
         rows: Vec::with_capacity(rows.len()),
         last: None,
     };
-    for r in &rows {
+    for r in rows {
         let key = VmKey::new(r.get::<_, String>(0), r.get::<_, String>(1));
         let values = cols
             .iter()
@@ -132,7 +233,7 @@ pub async fn read_page(
         page.last = Some(key.clone());
         page.rows.push((key, values));
     }
-    Ok(page)
+    page
 }
 
 /// Columns where the row differs from our record. A status/legacy value we do not know

@@ -1,6 +1,7 @@
 //! The PostgreSQL sink (docs/ARCHITECTURE.md, "PostgreSQL sink"): settings, the
 //! connection, and the flush loop that drains the outbox into the cloud API's `vms` table.
 
+mod backoff;
 pub mod cluster_role;
 mod error;
 pub mod flush;
@@ -8,13 +9,14 @@ mod host;
 pub mod managed;
 mod observe;
 pub mod schema;
+pub mod session;
 pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::Client;
 
 pub use error::{ErrorClass, SinkError, classify, describe};
 
@@ -22,12 +24,10 @@ use crate::columns::ColumnSet;
 use crate::config::{Config, SchemaMode};
 use crate::health::{BEAT_INTERVAL, Health, POSTGRES_CONNECTED};
 use crate::metrics::Metrics;
-use crate::model::Timestamp;
+use crate::model::{Timestamp, VmKey};
 use crate::state::writer::{SharedStore, lock, with_store};
 use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError, known_columns};
 
-/// How long one statement may run at all (row-lock waits: `postgres.lock_timeout`).
-const SESSION_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A server that accepts the socket but never answers must not hang the sink.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -44,12 +44,16 @@ pub struct SinkSettings {
     pub managed_refresh_interval: Duration,
     /// Zero disables periodic anti-entropy.
     pub resync_interval: Duration,
+    /// Lock and statement timeouts, set in each transaction.
+    pub limits: session::Limits,
     /// `virtsync.host_capabilities.host_id` of this host (the node name).
     pub host_id: String,
 }
 
-/// The connection settings for a URL: password, application_name, timeouts, keepalives,
-/// and the TLS connector (reads `ca_file`).
+/// The connection settings for a URL: password, application_name, connect timeout,
+/// keepalives, and the TLS connector (reads `ca_file`). No session settings: a pooler in
+/// transaction mode refuses startup `options` (each transaction sets its limits, see
+/// [`session`]).
 pub fn pg_config(
     url: &str,
     password: Option<&str>,
@@ -62,22 +66,10 @@ pub fn pg_config(
     if let Some(p) = password {
         pg.password(p);
     }
-    // Bounded waits: a row lock held by someone else or a stuck statement must not
-    // stall every other VM's changes (55P03 / 57014 are retried).
-    let limits = format!(
-        "-c lock_timeout={}ms -c statement_timeout={}ms",
-        cfg.lock_timeout.as_millis().max(1),
-        SESSION_STATEMENT_TIMEOUT.as_millis()
-    );
-    let options = match pg.get_options() {
-        Some(existing) => format!("{existing} {limits}"),
-        None => limits,
-    };
     pg.application_name(application_name)
         .connect_timeout(cfg.connect_timeout)
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
-        .options(&options);
+        .keepalives_idle(Duration::from_secs(30));
     let tls = tls::setup(&mut pg, cfg.ca_file.as_deref())?;
     Ok((pg, tls))
 }
@@ -104,6 +96,7 @@ impl SinkSettings {
             flush_interval: p.flush_interval,
             managed_refresh_interval: p.managed_refresh_interval,
             resync_interval: p.resync_interval,
+            limits: session::Limits::new(p.lock_timeout),
             host_id: cfg.node_name.clone(),
         })
     }
@@ -144,7 +137,7 @@ impl FlushReport {
 pub struct Connection {
     client: Client,
     table: schema::TableInfo,
-    statement: Statement,
+    flush: flush::FlushSql,
 }
 
 pub async fn connect_client(
@@ -167,6 +160,12 @@ pub struct PgSink {
     settings: SinkSettings,
     store: SharedStore,
     conn: Option<Connection>,
+    /// The schema as the last check found it, kept across reconnects (checked again
+    /// after an error that says it changed).
+    schema: Option<schema::TableInfo>,
+    /// True while this daemon holds the cluster role: then it reads the whole table;
+    /// otherwise only the rows of its own records.
+    holder: watch::Receiver<bool>,
     clock: fn() -> Timestamp,
     /// Asks for an anti-entropy pass now (a new cluster-role holder, `virtsync resync`).
     resync_requested: Arc<Notify>,
@@ -201,6 +200,8 @@ impl PgSink {
             settings,
             store,
             conn: None,
+            schema: None,
+            holder: watch::channel(false).1,
             clock,
             resync_requested: Arc::new(Notify::new()),
             host_changed: Arc::new(Notify::new()),
@@ -214,6 +215,17 @@ impl PgSink {
     /// Where anti-entropy progress is published (the socket API reads it).
     pub fn resync_status(&self) -> watch::Receiver<ResyncStatus> {
         self.resync_status.subscribe()
+    }
+
+    /// Follows the cluster role: while `holder` reads true the managed-set refresh and
+    /// anti-entropy cover the whole table, otherwise this daemon's own records.
+    pub fn with_cluster_role(mut self, holder: watch::Receiver<bool>) -> PgSink {
+        self.holder = holder;
+        self
+    }
+
+    fn is_holder(&self) -> bool {
+        *self.holder.borrow()
     }
 
     /// Reports `PostgresConnected` and the sink loop's liveness in `health`.
@@ -272,7 +284,7 @@ impl PgSink {
         self.conn.as_ref().is_some_and(|c| !c.client.is_closed())
     }
 
-    /// Connects, checks the schema and prepares the flush statement.
+    /// Connects, checks the schema (once; see `schema`) and builds the flush statement.
     pub async fn connect(&mut self) -> Result<(), SinkError> {
         match tokio::time::timeout(CONNECT_DEADLINE, self.connect_inner()).await {
             Ok(result) => result,
@@ -282,22 +294,25 @@ impl PgSink {
 
     async fn connect_inner(&mut self) -> Result<(), SinkError> {
         let client = connect_client(&self.settings.pg, &self.settings.tls).await?;
-        let table = schema::check(
-            &client,
-            &self.settings.table,
-            self.settings.schema,
-            self.settings.writable,
-        )
-        .await?;
-        let sql = flush::flush_sql(&table, self.settings.writable);
-        let statement = client
-            .prepare(&sql)
-            .await
-            .map_err(SinkError::query("prepare flush statement"))?;
+        let table = match &self.schema {
+            Some(known) => known.clone(),
+            None => {
+                let table = schema::check(
+                    &client,
+                    &self.settings.table,
+                    self.settings.schema,
+                    self.settings.writable,
+                )
+                .await?;
+                self.schema = Some(table.clone());
+                table
+            }
+        };
+        let flush = flush::flush_sql(&table, self.settings.writable);
         self.conn = Some(Connection {
             client,
             table,
-            statement,
+            flush,
         });
         Ok(())
     }
@@ -306,13 +321,54 @@ impl PgSink {
         self.conn.as_mut().ok_or_else(|| SinkError::NotConnected)
     }
 
-    /// Re-reads which VMs have a live row; returns how many deltas that queued.
+    /// Re-reads which VMs have a live row: the whole table while this daemon holds the
+    /// cluster role, else the rows of its own records. Returns how many deltas that
+    /// queued.
     pub async fn refresh_managed(&mut self) -> Result<usize, SinkError> {
-        let conn = self.conn()?;
-        let keys = managed::live_rows(&conn.client, &conn.table).await?;
-        let store = self.store.clone();
+        let limits = self.settings.limits;
         let now = (self.clock)();
-        let change = blocking(store, move |s| s.set_managed(keys, now)).await?;
+        let store = self.store.clone();
+        let change = if self.is_holder() {
+            let conn = self.conn()?;
+            let rows = managed::live_rows(&mut conn.client, &limits, &conn.table).await?;
+            blocking(store, move |s| s.set_managed(rows, now)).await?
+        } else {
+            let keys = lock(&self.store).record_keys();
+            let conn = self.conn()?;
+            let rows = managed::live_rows_of(&mut conn.client, &limits, &conn.table, &keys).await?;
+            blocking(store, move |s| {
+                s.prune_managed_without_records(now)?;
+                s.set_managed_of(&keys, rows, now)
+            })
+            .await?
+        };
+        self.log_managed_change(&change);
+        Ok(change.enqueued)
+    }
+
+    /// Looks up the rows of records that appeared since the last lookup (a node's new
+    /// VMI, a new holder's VMs); returns how many deltas that queued.
+    pub async fn check_new_records(&mut self) -> Result<usize, SinkError> {
+        let limits = self.settings.limits;
+        let mut enqueued = 0;
+        loop {
+            let keys = lock(&self.store).unchecked(managed::KEY_PAGE);
+            if keys.is_empty() {
+                return Ok(enqueued);
+            }
+            let conn = self.conn()?;
+            let rows = managed::live_rows_of(&mut conn.client, &limits, &conn.table, &keys).await?;
+            let now = (self.clock)();
+            let change = blocking(self.store.clone(), move |s| {
+                s.set_managed_of(&keys, rows, now)
+            })
+            .await?;
+            self.log_managed_change(&change);
+            enqueued += change.enqueued;
+        }
+    }
+
+    fn log_managed_change(&self, change: &crate::state::ManagedChange) {
         if change.appeared + change.vanished > 0 {
             tracing::info!(
                 appeared = change.appeared,
@@ -321,64 +377,93 @@ impl PgSink {
                 "managed VM rows changed"
             );
         }
-        Ok(change.enqueued)
     }
 
-    /// Compares every managed row with the stored record; differences become deltas.
-    /// Returns the number of rows that had drifted.
+    /// Compares the managed rows with the stored records; differences become deltas.
+    /// The cluster-role holder reads the whole table, page by page; any other daemon
+    /// reads the rows of its own managed records, by key. Returns the number of rows
+    /// that had drifted.
     pub async fn anti_entropy(&mut self) -> Result<usize, SinkError> {
         const PAGE: i64 = 1000;
         let writable = self.settings.writable;
-        let mut after = None;
+        let limits = self.settings.limits;
         let mut drifted = 0;
-        loop {
+        if self.is_holder() {
+            let mut after = None;
+            loop {
+                let conn = self.conn()?;
+                let page = managed::read_page(
+                    &mut conn.client,
+                    &limits,
+                    &conn.table,
+                    writable,
+                    after.as_ref(),
+                    PAGE,
+                )
+                .await?;
+                drifted += self.correct_drift(&page).await?;
+                if page.rows.len() < PAGE as usize {
+                    return Ok(drifted);
+                }
+                after = page.last;
+            }
+        }
+        let keys = lock(&self.store).managed_record_keys();
+        for chunk in keys.chunks(managed::KEY_PAGE) {
             let conn = self.conn()?;
             let page =
-                managed::read_page(&conn.client, &conn.table, writable, after.as_ref(), PAGE)
+                managed::read_rows_of(&mut conn.client, &limits, &conn.table, writable, chunk)
                     .await?;
-            let table = table_of(&self.conn)?;
-            let items: Vec<_> = {
-                let store = lock(&self.store);
-                page.rows
-                    .iter()
-                    // Parked deltas are known to differ; they wait for a change or an
-                    // operator, not for anti-entropy to queue them again every pass.
-                    .filter(|(key, _)| {
-                        store.is_managed(key)
-                            && store.outbox_entry(key).is_none_or(|e| e.parked.is_none())
-                    })
-                    .filter_map(|(key, row)| {
-                        // Compare what we would write, i.e. after fitting it to the columns.
-                        let stored = store.record(key)?;
-                        let mut record = stored.record.clone();
-                        flush::sanitize(&mut record, writable, table);
-                        let known = known_columns(&stored.record, &stored.versions);
-                        let cols = managed::drift(&record, row, writable).intersect(known);
-                        (!cols.is_empty()).then(|| (key.clone(), cols))
-                    })
-                    .collect()
-            };
-            if !items.is_empty() {
-                for (key, cols) in &items {
-                    tracing::info!(vm = %key, columns = ?cols.names(), "drift: row differs from the sources; correcting");
-                }
-                drifted += items.len();
-                if let Some(m) = &self.metrics {
-                    m.drift_corrections.inc_by(items.len() as u64);
-                }
-                let store = self.store.clone();
-                let now = (self.clock)();
-                blocking(store, move |s| s.enqueue(items, now)).await?;
-            }
-            if page.rows.len() < PAGE as usize {
-                return Ok(drifted);
-            }
-            after = page.last;
+            drifted += self.correct_drift(&page).await?;
         }
+        Ok(drifted)
     }
 
-    /// Writes pending deltas in batches until the outbox has nothing flushable left.
+    /// Queues the columns where a page's rows differ from the stored records; returns
+    /// how many rows differed.
+    async fn correct_drift(&mut self, page: &managed::Page) -> Result<usize, SinkError> {
+        let writable = self.settings.writable;
+        let table = table_of(&self.conn)?;
+        let items: Vec<_> = {
+            let store = lock(&self.store);
+            page.rows
+                .iter()
+                // Parked deltas are known to differ; they wait for a change or an
+                // operator, not for anti-entropy to queue them again every pass.
+                .filter(|(key, _)| {
+                    store.is_managed(key)
+                        && store.outbox_entry(key).is_none_or(|e| e.parked.is_none())
+                })
+                .filter_map(|(key, row)| {
+                    // Compare what we would write, i.e. after fitting it to the columns.
+                    let stored = store.record(key)?;
+                    let mut record = stored.record.clone();
+                    flush::sanitize(&mut record, writable, table);
+                    let known = known_columns(&stored.record, &stored.versions);
+                    let cols = managed::drift(&record, row, writable).intersect(known);
+                    (!cols.is_empty()).then(|| (key.clone(), cols))
+                })
+                .collect()
+        };
+        if items.is_empty() {
+            return Ok(0);
+        }
+        for (key, cols) in &items {
+            tracing::info!(vm = %key, columns = ?cols.names(), "drift: row differs from the sources; correcting");
+        }
+        let n = items.len();
+        if let Some(m) = &self.metrics {
+            m.drift_corrections.inc_by(n as u64);
+        }
+        let now = (self.clock)();
+        blocking(self.store.clone(), move |s| s.enqueue(items, now)).await?;
+        Ok(n)
+    }
+
+    /// Writes pending deltas in batches until the outbox has nothing flushable left
+    /// (after looking up the rows of new records, whose first deltas this queues).
     pub async fn flush_pending(&mut self) -> Result<FlushReport, SinkError> {
+        self.check_new_records().await?;
         let mut report = FlushReport::default();
         loop {
             let mut batch = lock(&self.store).next_batch(self.settings.batch_size);
@@ -391,16 +476,22 @@ impl PgSink {
                     tracing::warn!(vm = %d.key, change, "value adjusted to fit its column");
                 }
             }
+            // Key order: see `flush::FlushSql` (two writers lock shared rows alike).
+            batch.sort_by(|a, b| a.key.cmp(&b.key));
             let started = std::time::Instant::now();
-            let outcomes = self.flush_batch_retrying(&batch).await?;
+            let (outcomes, failed) = self.flush_batch_retrying(&batch).await;
             if let Some(m) = &self.metrics {
                 observe::flushed(m, &batch, &outcomes, started.elapsed(), (self.clock)());
             }
             report.add(&outcomes);
+            // What was committed is acknowledged even when a later part failed.
             let store = self.store.clone();
             let ack: AckReport = blocking(store, move |s| s.ack(&outcomes)).await?;
             if let Some(m) = &self.metrics {
                 m.set_outbox(&lock(&self.store).outbox_stats(), (self.clock)());
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
             if ack.deleted + ack.parked == 0 {
                 // Everything changed while in flight: the next loop sends it again.
@@ -409,29 +500,47 @@ impl PgSink {
         }
     }
 
-    /// A concurrent writer can make the batch fail to serialize: try again at once, a
-    /// few times, before treating it as a transient error.
+    /// A concurrent writer of the same rows makes a batch fail to serialize (or, with a
+    /// writer that does not lock in key order, deadlock). The failed part waits a
+    /// random time (full jitter, doubling per attempt) and is split in two, so one hot
+    /// row holds up only itself. Returns the outcomes of what was committed, and the
+    /// error that stopped the rest.
     async fn flush_batch_retrying(
         &mut self,
         batch: &[PendingDelta],
-    ) -> Result<Vec<(crate::model::VmKey, u64, Outcome)>, SinkError> {
-        let mut attempt = 1;
-        loop {
-            match self.flush_batch(batch).await {
-                Err(e) if e.is_serialization_failure() && attempt < 5 => {
-                    tracing::debug!(attempt, error = %e, "concurrent write; retrying the batch");
-                    attempt += 1;
+    ) -> (Vec<(VmKey, u64, Outcome)>, Option<SinkError>) {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut work = std::collections::VecDeque::from([(0..batch.len(), 0u32)]);
+        while let Some((range, attempt)) = work.pop_front() {
+            match self.flush_batch(&batch[range.clone()]).await {
+                Ok(outcomes) => out.extend(outcomes),
+                Err(e) if e.is_serialization_failure() && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(attempt, rows = range.len(), error = %e, "concurrent write; retrying after a pause");
+                    if let Some(m) = &self.metrics {
+                        observe::failed(m, &e);
+                    }
+                    let cap = backoff::exponential(CONFLICT_BACKOFF, attempt, MAX_CONFLICT_BACKOFF);
+                    tokio::time::sleep(backoff::full_jitter(cap)).await;
+                    let mid = range.start + range.len() / 2;
+                    if range.len() > 1 {
+                        work.push_front((mid..range.end, attempt + 1));
+                        work.push_front((range.start..mid, attempt + 1));
+                    } else {
+                        work.push_front((range, attempt + 1));
+                    }
                 }
-                other => return other,
+                Err(e) => return (out, Some(e)),
             }
         }
+        (out, None)
     }
 
     async fn flush_batch(
         &mut self,
         batch: &[PendingDelta],
-    ) -> Result<Vec<(crate::model::VmKey, u64, Outcome)>, SinkError> {
+    ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
         let writable = self.settings.writable;
+        let limits = self.settings.limits;
         let conn = self.conn()?;
         let mut out = Vec::new();
         let mut send = Vec::with_capacity(batch.len());
@@ -446,7 +555,7 @@ impl PgSink {
         }
         if !send.is_empty() {
             out.extend(
-                flush::write_batch(&mut conn.client, &conn.statement, writable, &send).await?,
+                flush::write_batch(&mut conn.client, &conn.flush, &limits, writable, &send).await?,
             );
         }
         Ok(out)
@@ -461,10 +570,13 @@ impl PgSink {
         enqueued: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), SinkError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
+        // The first periodic read of each kind at a random moment within its interval:
+        // a fleet restarted together (an upgrade, a PostgreSQL restart) spreads out.
+        let resync = self.settings.resync_interval;
         let mut timers = Timers {
-            refresh: after(self.settings.managed_refresh_interval),
-            resync: (!self.settings.resync_interval.is_zero()).then(Instant::now),
+            refresh: after(backoff::full_jitter(self.settings.managed_refresh_interval)),
+            resync: (!resync.is_zero()).then(|| after(backoff::full_jitter(resync))),
         };
         loop {
             self.health.beat(LOOP);
@@ -482,7 +594,7 @@ impl PgSink {
                 // The backoff is reset only by a flush that worked: a server that
                 // accepts connections but refuses the work must not be hammered.
                 Ok(Step::Connected) => continue,
-                Ok(Step::Flushed) => backoff = Duration::from_millis(200),
+                Ok(Step::Flushed) => failures = 0,
                 Err(e) if e.is_setup_problem() => {
                     self.health.done(LOOP);
                     return Err(e);
@@ -498,9 +610,20 @@ impl PgSink {
                     if e.class() == ErrorClass::Connection {
                         self.conn = None;
                     }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL unavailable or refusing; changes wait in the outbox");
+                    if e.says_schema_changed() {
+                        self.schema = None;
+                    }
+                    // Full jitter: daemons that lost the server together come back spread
+                    // over the whole wait, not in a burst.
+                    let wait = backoff::full_jitter(backoff::exponential(
+                        MIN_BACKOFF,
+                        failures,
+                        MAX_BACKOFF,
+                    ));
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "PostgreSQL unavailable or refusing; changes wait in the outbox");
                     // An outage is no hang: the backoff sleep beats like an idle loop.
-                    let until = Instant::now() + jittered(backoff);
+                    let until = Instant::now() + wait;
                     while Instant::now() < until && !*shutdown.borrow() {
                         self.health.beat(LOOP);
                         tokio::select! {
@@ -508,7 +631,6 @@ impl PgSink {
                             _ = shutdown.changed() => {}
                         }
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
@@ -546,10 +668,12 @@ impl PgSink {
         }
     }
 
+    /// Connects. The managed set is the one stored: rows that vanished meanwhile show
+    /// up as RowMissing, new ones at the next periodic refresh; records nobody looked up
+    /// yet are looked up with the first flush.
     async fn reconnect(&mut self) -> Result<Step, SinkError> {
         self.conn = None;
         self.connect().await?;
-        self.refresh_managed().await?;
         let managed = lock(&self.store).managed_count();
         tracing::info!(managed, "connected to PostgreSQL");
         self.health.set(
@@ -679,32 +803,15 @@ fn after(d: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
+/// The first wait after a failure; doubled per failure in a row.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between attempts while PostgreSQL is down or refusing: a server
 /// that is back is used within seconds (a 30 s cap made a 60 s outage end 21 s late).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// `d` ± 20 %, so the daemons of a fleet do not all reconnect in the same instant
-/// after a PostgreSQL restart.
-fn jittered(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
-    let spread = (u64::from(nanos ^ std::process::id()) % 401) as f64 / 1000.0; // 0..0.4
-    d.mul_f64(0.8 + spread)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_a_fifth_of_the_backoff() {
-        for _ in 0..1000 {
-            let j = jittered(MAX_BACKOFF);
-            assert!(
-                j >= MAX_BACKOFF.mul_f64(0.8) && j <= MAX_BACKOFF.mul_f64(1.2),
-                "{j:?}"
-            );
-        }
-    }
-}
+/// Attempts of a batch part that keeps failing to serialize before the flush gives up
+/// (the outbox keeps it for the next cycle).
+const CONFLICT_ATTEMPTS: u32 = 5;
+/// The first pause after a serialization failure; doubled per attempt.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_CONFLICT_BACKOFF: Duration = Duration::from_millis(500);

@@ -184,12 +184,21 @@ pub async fn table_info(client: &Client, table: &str) -> Result<Option<TableInfo
         return Ok(None);
     };
     let (schema, name): (String, String) = (row.get(0), row.get(1));
+    // From the catalog by the table's oid (index lookups), as information_schema.columns
+    // would name them: a domain's base type, the declared length of (var)char columns.
+    // The view itself scans pg_class, which a fleet of daemons starting at once pays
+    // for on every connection.
     let rows = client
         .query_typed(
-            "SELECT column_name::text, data_type::text, character_maximum_length::int4 \
-             FROM information_schema.columns \
-             WHERE table_schema::text = $1 AND table_name::text = $2",
-            &[(&schema, Type::TEXT), (&name, Type::TEXT)],
+            "SELECT a.attname::text, format_type(b.base, NULL)::text, \
+               CASE WHEN b.base IN ('varchar'::regtype, 'bpchar'::regtype) AND b.typmod > 4 \
+                 THEN b.typmod - 4 END::int4 \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             CROSS JOIN LATERAL (SELECT \
+                 CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END AS base, \
+                 CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod) b \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[(&table, Type::TEXT)],
         )
         .await
         .map_err(SinkError::query("read column information"))?;

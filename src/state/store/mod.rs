@@ -7,7 +7,7 @@
 //! again, instead of paying an fsync per group commit. If a commit fails after unsynced
 //! ones, the reopened file is behind the mirror and is rewritten from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +59,8 @@ pub struct IngestReport {
     pub resync_requested: bool,
     /// Records of gone VMs/VMIs dropped because nothing was left to write.
     pub dropped: usize,
+    /// New records whose row nobody has looked up yet (the sink looks them up).
+    pub unchecked: usize,
 }
 
 impl IngestReport {
@@ -71,6 +73,7 @@ impl IngestReport {
         self.forgotten += other.forgotten;
         self.resync_requested |= other.resync_requested;
         self.dropped += other.dropped;
+        self.unchecked += other.unchecked;
     }
 }
 
@@ -99,6 +102,9 @@ pub struct Store {
     parked: usize,
     order: BTreeMap<u64, VmKey>,
     managed: HashMap<VmKey, String>,
+    /// Records whose row has not been looked up since they appeared (or since the
+    /// start, for those without a row): the sink looks these keys up next.
+    unchecked: HashSet<VmKey>,
     next_seq: u64,
     write_transactions: u64,
     reopens: u64,
@@ -159,6 +165,7 @@ impl Store {
             parked: 0,
             order: BTreeMap::new(),
             managed: HashMap::new(),
+            unchecked: HashSet::new(),
             next_seq: 1,
             write_transactions: 0,
             reopens: 0,
@@ -179,6 +186,14 @@ impl Store {
             };
             return Ok((fresh, report));
         }
+        // Whether these have a row now is unknown (the managed keys are trusted until
+        // a flush finds their row gone or the periodic recheck says otherwise).
+        store.unchecked = store
+            .records
+            .keys()
+            .filter(|k| !store.managed.contains_key(*k))
+            .cloned()
+            .collect();
         let report = OpenReport {
             moved_aside,
             records: store.records.len(),
@@ -483,11 +498,18 @@ impl Store {
         for key in &dropped {
             self.records.remove(key);
             self.fenced.remove(key);
+            self.unchecked.remove(key);
         }
         for key in &resent {
             self.fenced.remove(key);
         }
         report.dropped = dropped.len();
+        for key in new_records.keys() {
+            if !self.records.contains_key(key) && !self.managed.contains_key(key) {
+                self.unchecked.insert(key.clone());
+                report.unchecked += 1;
+            }
+        }
         self.records.extend(new_records);
         for (key, entry) in new_entries {
             self.insert_entry(key, entry);
@@ -538,28 +560,99 @@ impl Store {
         }
         self.commit(txn, Sync::Now)?;
         self.records.remove(key);
+        self.unchecked.remove(key);
         self.remove_entry(key);
         Ok(true)
     }
 
-    /// Replaces the set of VMs that have a live row (key → row id). VMs whose row
-    /// appeared, or was replaced by one with another id, are flushed once (their known
-    /// columns); pending deltas of VMs whose row vanished are dropped.
+    /// Replaces the set of VMs that have a live row (key → row id) with what a read of
+    /// the whole table found. VMs whose row appeared, or was replaced by one with another
+    /// id, are flushed once (their known columns); pending deltas of VMs whose row
+    /// vanished are dropped.
     pub fn set_managed(
         &mut self,
         rows: HashMap<VmKey, String>,
+        now: Timestamp,
+    ) -> Result<ManagedChange, StoreError> {
+        let vanished: Vec<VmKey> = self
+            .managed
+            .keys()
+            .filter(|k| !rows.contains_key(*k))
+            .cloned()
+            .collect();
+        self.unchecked.clear();
+        self.apply_managed(rows, vanished, now)
+    }
+
+    /// As [`Store::set_managed`], for a lookup of the `looked_up` keys only: the managed
+    /// state of every other key stays as it is.
+    pub fn set_managed_of(
+        &mut self,
+        looked_up: &[VmKey],
+        rows: HashMap<VmKey, String>,
+        now: Timestamp,
+    ) -> Result<ManagedChange, StoreError> {
+        let vanished: Vec<VmKey> = looked_up
+            .iter()
+            .filter(|k| self.managed.contains_key(*k) && !rows.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in looked_up {
+            self.unchecked.remove(key);
+        }
+        self.apply_managed(rows, vanished, now)
+    }
+
+    /// Keys of records whose row nobody has looked up yet, at most `max`. They stay
+    /// unchecked until [`Store::set_managed_of`] reports the lookup.
+    pub fn unchecked(&self, max: usize) -> Vec<VmKey> {
+        self.unchecked.iter().take(max).cloned().collect()
+    }
+
+    pub fn unchecked_count(&self) -> usize {
+        self.unchecked.len()
+    }
+
+    /// The keys of every record (what a daemon that reads only its own rows looks up).
+    pub fn record_keys(&self) -> Vec<VmKey> {
+        self.records.keys().cloned().collect()
+    }
+
+    /// The keys of the managed records (a daemon's own anti-entropy pass).
+    pub fn managed_record_keys(&self) -> Vec<VmKey> {
+        self.managed
+            .keys()
+            .filter(|k| self.records.contains_key(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the managed keys that have no record (a state file from a version that
+    /// kept every row of the table); returns how many.
+    pub fn prune_managed_without_records(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        let orphans: Vec<VmKey> = self
+            .managed
+            .keys()
+            .filter(|k| !self.records.contains_key(*k))
+            .cloned()
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        self.apply_managed(HashMap::new(), orphans, now)
+            .map(|change| change.vanished)
+    }
+
+    fn apply_managed(
+        &mut self,
+        rows: HashMap<VmKey, String>,
+        vanished: Vec<VmKey>,
         now: Timestamp,
     ) -> Result<ManagedChange, StoreError> {
         let appeared: Vec<(VmKey, String)> = rows
             .iter()
             .filter(|(k, id)| self.managed.get(*k) != Some(*id))
             .map(|(k, id)| (self.held_key(k.clone()), id.clone()))
-            .collect();
-        let vanished: Vec<VmKey> = self
-            .managed
-            .keys()
-            .filter(|k| !rows.contains_key(*k))
-            .cloned()
             .collect();
         let mut change = ManagedChange {
             appeared: appeared.len(),
