@@ -277,19 +277,17 @@ impl<'a> Params<'a> {
         out.into_iter().zip(sql.types.iter().cloned()).collect()
     }
 
-    /// Takes the row locks of the batch, in key order (none needed for a single row).
+    /// Takes the row locks of the batch, in key order (see `begin`).
     async fn lock_rows(
         &self,
         tx: &Transaction<'_>,
         sql: &FlushSql,
     ) -> Result<(), tokio_postgres::Error> {
-        if self.ns.len() > 1 {
-            tx.query_typed(
-                &sql.lock,
-                &[(&self.ns, Type::TEXT_ARRAY), (&self.vm, Type::TEXT_ARRAY)],
-            )
-            .await?;
-        }
+        tx.query_typed(
+            &sql.lock,
+            &[(&self.ns, Type::TEXT_ARRAY), (&self.vm, Type::TEXT_ARRAY)],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -352,12 +350,15 @@ pub async fn write_batch(
     }
 }
 
-/// REPEATABLE READ: the fence is read and the row written in one snapshot, so a
-/// concurrent writer that committed newer data meanwhile makes this transaction fail
-/// with a serialization error (retried at once, then fenced out), where READ
-/// COMMITTED's row re-check would write the older data over the newer.
+/// READ COMMITTED, and the batch's rows locked (in key order) by a statement of their
+/// own before the flush statement: every virtsync writer of a row holds its lock while
+/// it reads the fence and writes, so the flush statement's snapshot, taken after the
+/// locks, sees the last committed fence and row. (Without the locks first, READ
+/// COMMITTED's row re-check after a wait would write older data over newer; REPEATABLE
+/// READ instead failed every flush that had waited for a lock with a serialization
+/// error, again and again while two writers shared rows.)
 async fn begin<'a>(client: &'a mut Client, limits: &Limits) -> Result<Transaction<'a>, SinkError> {
-    session::begin(client, limits, Some(IsolationLevel::RepeatableRead)).await
+    session::begin(client, limits, Some(IsolationLevel::ReadCommitted)).await
 }
 
 async fn write_rows(
@@ -368,6 +369,10 @@ async fn write_rows(
     deltas: &[&PendingDelta],
 ) -> Result<Vec<(VmKey, u64, Outcome)>, SinkError> {
     let mut tx = begin(client, limits).await?;
+    Params::new(deltas, writable)
+        .lock_rows(&tx, sql)
+        .await
+        .map_err(SinkError::query("lock rows"))?;
     // Deferred constraints must fire inside each row's savepoint, not at COMMIT.
     tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
         .await

@@ -109,6 +109,10 @@ pub struct FlushReport {
     pub fenced: usize,
     pub missing: usize,
     pub parked: usize,
+    /// Batch parts sent again after a serialization failure or deadlock.
+    pub conflict_retries: usize,
+    /// The most times one part was sent (1: no retry).
+    pub most_attempts: u32,
 }
 
 impl FlushReport {
@@ -118,6 +122,8 @@ impl FlushReport {
         self.fenced += other.fenced;
         self.missing += other.missing;
         self.parked += other.parked;
+        self.conflict_retries += other.conflict_retries;
+        self.most_attempts = self.most_attempts.max(other.most_attempts);
     }
 
     fn add(&mut self, outcomes: &[(crate::model::VmKey, u64, Outcome)]) {
@@ -479,7 +485,7 @@ impl PgSink {
             // Key order: see `flush::FlushSql` (two writers lock shared rows alike).
             batch.sort_by(|a, b| a.key.cmp(&b.key));
             let started = std::time::Instant::now();
-            let (outcomes, failed) = self.flush_batch_retrying(&batch).await;
+            let (outcomes, failed) = self.flush_batch_retrying(&batch, &mut report).await;
             if let Some(m) = &self.metrics {
                 observe::flushed(m, &batch, &outcomes, started.elapsed(), (self.clock)());
             }
@@ -508,10 +514,13 @@ impl PgSink {
     async fn flush_batch_retrying(
         &mut self,
         batch: &[PendingDelta],
+        report: &mut FlushReport,
     ) -> (Vec<(VmKey, u64, Outcome)>, Option<SinkError>) {
         let mut out = Vec::with_capacity(batch.len());
         let mut work = std::collections::VecDeque::from([(0..batch.len(), 0u32)]);
         while let Some((range, attempt)) = work.pop_front() {
+            report.most_attempts = report.most_attempts.max(attempt + 1);
+            report.conflict_retries += usize::from(attempt > 0);
             match self.flush_batch(&batch[range.clone()]).await {
                 Ok(outcomes) => out.extend(outcomes),
                 Err(e) if e.is_serialization_failure() && attempt < CONFLICT_ATTEMPTS => {
