@@ -22,8 +22,8 @@
 --
 -- Every flush looks rows up by (namespace, vm_name) among the live ones, so the table
 -- needs the index below (or one on (namespace, vm_name)): without it each lookup reads
--- the whole table. `virtsync migrate` in extended mode creates an index on
--- (namespace, vm_name) when none named idx_vms_namespace_vm_name exists.
+-- the whole table. `virtsync migrate` creates one (virtsync_vms_live_key) when the
+-- table has no usable index on (namespace, vm_name).
 --
 -- The test suite and `scripts/run-daemon` create the table with this file as shipped.
 

@@ -165,7 +165,7 @@ async fn a_schema_qualified_table_gets_the_index_in_its_own_schema() {
     client
         .batch_execute(&format!(
             "CREATE SCHEMA app; SET search_path = app; {} RESET search_path; \
-             DROP INDEX app.idx_vms_namespace_vm_name;",
+             DROP INDEX app.idx_vms_namespace_vm_name; DROP INDEX public.idx_vms_namespace_vm_name;",
             ssvirt::CREATE_VMS
         ))
         .await

@@ -24,7 +24,6 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
     // Every commit synced: an acknowledgement then meets the full disk itself (with the
     // default 1 s it would stay in memory until the writer's next sync).
     let store = open_store_syncing(&dir, db.mode, Duration::ZERO);
-    drop(connected_sink(&db, &store).await); // learns the managed set
     let batch: Vec<_> = (0..200)
         .map(|i| {
             let mut o = running(&format!("vm-{i:03}"), 2, 2048, "10.0.0.1", 1);
@@ -33,6 +32,9 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
         })
         .collect();
     ingest(&store, &batch);
+    // Looks the records' rows up: all 200 managed, their first deltas queued.
+    drop(connected_sink(&db, &store).await);
+    assert_eq!(lock(&store).outbox_stats().pending, 200);
     disk::set_file_size_limit(8192);
     let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
     let (stop, stopped) = tokio::sync::watch::channel(false);

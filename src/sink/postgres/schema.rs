@@ -82,9 +82,13 @@ pub fn migration_statements(table: &str, mode: SchemaMode) -> Vec<String> {
         .collect();
     let quoted = quote_table(table);
     // The index name is per schema: with `postgres.table = "app.vms"` it lands in `app`.
+    // Not when the cloud API has a usable index of its own: a second one would only
+    // slow its writes.
     out.push(format!(
-        "CREATE INDEX IF NOT EXISTS {KEY_INDEX} ON {quoted} (namespace, vm_name) \
-         WHERE deleted_at IS NULL"
+        "DO $virtsync$ BEGIN IF NOT {usable} THEN \
+         CREATE INDEX IF NOT EXISTS {KEY_INDEX} ON {quoted} (namespace, vm_name) \
+         WHERE deleted_at IS NULL; END IF; END $virtsync$",
+        usable = usable_key_index(&format!("to_regclass('{quoted}')"))
     ));
     if mode == SchemaMode::Extended {
         for c in ColumnSet::of_group(Group::Runtime).iter() {
@@ -152,7 +156,7 @@ pub async fn migrate(
     Ok(statements.len())
 }
 
-/// Type and length of one column, from `information_schema`.
+/// Type and length of one column, as `information_schema.columns` gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ColumnInfo {
     pub data_type: String,
@@ -228,30 +232,38 @@ pub async fn missing_key_index(
     client: &Client,
     info: &TableInfo,
 ) -> Result<Option<String>, SinkError> {
-    let found = client
-        .query_typed_opt(
-            "SELECT 1 FROM pg_index i \
-             JOIN pg_class ic ON ic.oid = i.indexrelid \
-             JOIN pg_am am ON am.oid = ic.relam \
-             JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0] \
-             JOIN pg_attribute a1 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1] \
-             WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND am.amname = 'btree' \
-               AND i.indnkeyatts >= 2 \
-               AND a0.attname = 'namespace' AND a1.attname = 'vm_name' \
-               AND (i.indpred IS NULL \
-                    OR pg_get_expr(i.indpred, i.indrelid) = '(deleted_at IS NULL)') \
-             LIMIT 1",
+    let usable: bool = client
+        .query_typed_one(
+            &format!("SELECT {}", usable_key_index("to_regclass($1)")),
             &[(&info.quoted, Type::TEXT)],
         )
         .await
-        .map_err(SinkError::query("look up the (namespace, vm_name) index"))?;
-    Ok(found.is_none().then(|| {
+        .map_err(SinkError::query("look up the (namespace, vm_name) index"))?
+        .get(0);
+    Ok((!usable).then(|| {
         format!(
             "table {} has no index on (namespace, vm_name): every flush and lookup scans the \
              whole table; run `virtsync migrate --config <your config>` (creates {KEY_INDEX})",
             info.quoted
         )
     }))
+}
+
+/// SQL: whether the table `regclass` (an SQL expression) has a valid btree index led by
+/// `(namespace, vm_name)`, not partial or partial on exactly `deleted_at IS NULL`.
+fn usable_key_index(regclass: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_index i \
+         JOIN pg_class ic ON ic.oid = i.indexrelid \
+         JOIN pg_am am ON am.oid = ic.relam \
+         JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0] \
+         JOIN pg_attribute a1 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1] \
+         WHERE i.indrelid = {regclass} AND i.indisvalid AND am.amname = 'btree' \
+           AND i.indnkeyatts >= 2 \
+           AND a0.attname = 'namespace' AND a1.attname = 'vm_name' \
+           AND (i.indpred IS NULL \
+                OR pg_get_expr(i.indpred, i.indrelid) = '(deleted_at IS NULL)'))"
+    )
 }
 
 /// Names what is missing for this configuration and the command that adds it. A missing
@@ -328,7 +340,10 @@ mod tests {
         for mode in [SchemaMode::Compat, SchemaMode::Extended] {
             let statements = migration_statements("public.vms", mode);
             assert_eq!(
-                statements.iter().filter(|s| *s == LIVE_KEY).count(),
+                statements
+                    .iter()
+                    .filter(|s| s.contains(LIVE_KEY) && s.contains("IF NOT EXISTS (SELECT 1"))
+                    .count(),
                 1,
                 "{mode:?}: {statements:#?}"
             );

@@ -103,8 +103,10 @@ pub struct Store {
     order: BTreeMap<u64, VmKey>,
     managed: HashMap<VmKey, String>,
     /// Records whose row has not been looked up since they appeared (or since the
-    /// start, for those without a row): the sink looks these keys up next.
-    unchecked: HashSet<VmKey>,
+    /// start, for those without a row): the sink looks these keys up next. Adopted ones
+    /// (a new cluster-role holder's lists) become managed without being queued: the
+    /// anti-entropy pass after the lists writes only what differs.
+    unchecked: HashMap<VmKey, Arrival>,
     next_seq: u64,
     write_transactions: u64,
     reopens: u64,
@@ -118,7 +120,7 @@ pub struct Store {
     /// newer than that record (e.g. a write of an incarnation whose last second of state
     /// was lost). They are sent again with the next record from newer sources, even
     /// when its values equal the stored ones. In memory only: after a restart, the
-    /// start's anti-entropy pass finds such rows again.
+    /// next anti-entropy pass finds such rows again.
     fenced: HashMap<VmKey, ColumnSet>,
 }
 
@@ -165,7 +167,7 @@ impl Store {
             parked: 0,
             order: BTreeMap::new(),
             managed: HashMap::new(),
-            unchecked: HashSet::new(),
+            unchecked: HashMap::new(),
             next_seq: 1,
             write_transactions: 0,
             reopens: 0,
@@ -192,7 +194,7 @@ impl Store {
             .records
             .keys()
             .filter(|k| !store.managed.contains_key(*k))
-            .cloned()
+            .map(|k| (k.clone(), Arrival::Observed))
             .collect();
         let report = OpenReport {
             moved_aside,
@@ -385,6 +387,7 @@ impl Store {
         let mut next_seq = self.next_seq;
         let mut refreshed: HashMap<VmKey, Arc<Observation>> = HashMap::new();
         let mut resent: Vec<VmKey> = Vec::new();
+        let mut arrivals: HashMap<VmKey, Arrival> = HashMap::new();
         for (obs, arrival) in batch {
             let arrival = *arrival;
             let key = obs.record.key();
@@ -456,6 +459,11 @@ impl Store {
                 obs: Arc::clone(obs),
                 vmi_updated_at,
             };
+            // An observed change wins over an adoption of the same key.
+            let seen = arrivals.entry(key.clone()).or_insert(arrival);
+            if arrival == Arrival::Observed {
+                *seen = Arrival::Observed;
+            }
             new_records.insert(key, Box::new(stored));
         }
         for (key, obs) in refreshed {
@@ -505,9 +513,14 @@ impl Store {
         }
         report.dropped = dropped.len();
         for key in new_records.keys() {
+            let arrival = arrivals.get(key).copied().unwrap_or(Arrival::Observed);
             if !self.records.contains_key(key) && !self.managed.contains_key(key) {
-                self.unchecked.insert(key.clone());
+                self.unchecked.insert(key.clone(), arrival);
                 report.unchecked += 1;
+            } else if let Some(waiting) = self.unchecked.get_mut(key)
+                && arrival == Arrival::Observed
+            {
+                *waiting = Arrival::Observed;
             }
         }
         self.records.extend(new_records);
@@ -580,8 +593,12 @@ impl Store {
             .filter(|k| !rows.contains_key(*k))
             .cloned()
             .collect();
-        self.unchecked.clear();
-        self.apply_managed(rows, vanished, now)
+        let quiet = std::mem::take(&mut self.unchecked)
+            .into_iter()
+            .filter(|(_, arrival)| *arrival == Arrival::Adopted)
+            .map(|(key, _)| key)
+            .collect();
+        self.apply_managed(rows, vanished, &quiet, now)
     }
 
     /// As [`Store::set_managed`], for a lookup of the `looked_up` keys only: the managed
@@ -597,16 +614,18 @@ impl Store {
             .filter(|k| self.managed.contains_key(*k) && !rows.contains_key(*k))
             .cloned()
             .collect();
-        for key in looked_up {
-            self.unchecked.remove(key);
-        }
-        self.apply_managed(rows, vanished, now)
+        let quiet = looked_up
+            .iter()
+            .filter(|key| self.unchecked.remove(*key) == Some(Arrival::Adopted))
+            .cloned()
+            .collect();
+        self.apply_managed(rows, vanished, &quiet, now)
     }
 
     /// Keys of records whose row nobody has looked up yet, at most `max`. They stay
     /// unchecked until [`Store::set_managed_of`] reports the lookup.
     pub fn unchecked(&self, max: usize) -> Vec<VmKey> {
-        self.unchecked.iter().take(max).cloned().collect()
+        self.unchecked.keys().take(max).cloned().collect()
     }
 
     pub fn unchecked_count(&self) -> usize {
@@ -639,14 +658,17 @@ impl Store {
         if orphans.is_empty() {
             return Ok(0);
         }
-        self.apply_managed(HashMap::new(), orphans, now)
+        self.apply_managed(HashMap::new(), orphans, &HashSet::new(), now)
             .map(|change| change.vanished)
     }
 
+    /// Appeared rows are flushed once (their record's known columns), except the
+    /// `quiet` keys.
     fn apply_managed(
         &mut self,
         rows: HashMap<VmKey, String>,
         vanished: Vec<VmKey>,
+        quiet: &HashSet<VmKey>,
         now: Timestamp,
     ) -> Result<ManagedChange, StoreError> {
         let appeared: Vec<(VmKey, String)> = rows
@@ -663,6 +685,9 @@ impl Store {
             return Ok(change);
         }
         let first_sight = appeared.iter().filter_map(|(key, _)| {
+            if quiet.contains(key) {
+                return None;
+            }
             let stored = self.records.get(key)?;
             Some((key.clone(), known_columns(&stored.record, &stored.versions)))
         });
