@@ -486,3 +486,58 @@ fn the_stored_record_is_the_sent_observation_and_its_timestamp_survives_a_reopen
     assert_eq!(runtime(&stored.record).vmi_updated_at, None);
     assert_eq!(stored.obs.as_ref(), sent.as_ref());
 }
+
+/// New records wait to be looked up; a lookup manages the keys it found (queuing their
+/// first write, except for adopted records) and leaves every other key alone; a row
+/// gone on a write is looked up again.
+#[test]
+fn new_records_are_looked_up_by_key_and_adopted_ones_are_not_queued() {
+    use virtsync::state::StateEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.set_managed_of(&[], managed(&["kept"]), t(0)).unwrap();
+    let report = store
+        .apply(
+            &[
+                StateEvent::Observed(Arc::new(obs("a", 1, "10.0.0.1", 1))),
+                StateEvent::Observed(Arc::new(obs("b", 1, "10.0.0.2", 1))),
+                StateEvent::Adopted(Arc::new(obs("c", 1, "10.0.0.3", 1))),
+            ],
+            t(1),
+        )
+        .unwrap();
+    assert_eq!((report.unchecked, report.enqueued), (3, 0));
+    let mut waiting = store.unchecked(10);
+    waiting.sort();
+    assert_eq!(
+        waiting,
+        ["a", "b", "c"].map(|n| VmKey::new("ns", n)).to_vec()
+    );
+    // Rows exist for a and c, not for b.
+    let change = store
+        .set_managed_of(&waiting, managed(&["a", "c"]), t(2))
+        .unwrap();
+    assert_eq!(
+        (change.appeared, change.vanished, change.enqueued),
+        (2, 0, 1)
+    );
+    assert_eq!(store.unchecked_count(), 0);
+    let batch = store.next_batch(10);
+    assert_eq!(batch.len(), 1, "only the observed record is queued");
+    assert_eq!(batch[0].key, VmKey::new("ns", "a"));
+    assert!(store.is_managed(&VmKey::new("ns", "c")));
+    assert!(!store.is_managed(&VmKey::new("ns", "b")));
+    assert!(
+        store.is_managed(&VmKey::new("ns", "kept")),
+        "a lookup of other keys leaves it alone"
+    );
+    // The row is gone when written: unmanaged, and looked up again.
+    store
+        .ack(&[(batch[0].key.clone(), batch[0].seq, Outcome::RowMissing)])
+        .unwrap();
+    assert!(!store.is_managed(&VmKey::new("ns", "a")));
+    assert_eq!(store.unchecked(10), vec![VmKey::new("ns", "a")]);
+    // Managed keys without a record (kept) go with a prune.
+    assert_eq!(store.prune_managed_without_records(t(3)).unwrap(), 1);
+    assert_eq!(store.managed_count(), 1);
+}

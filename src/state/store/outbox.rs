@@ -130,6 +130,11 @@ impl Store {
         }
         for key in &unmanage {
             self.managed.remove(key);
+            // Looked up again before the next flush: a row replaced by the cloud API
+            // (soft delete, then a new row) is found at once.
+            if self.records.contains_key(key) {
+                self.unchecked.insert(key.clone(), super::Arrival::Observed);
+            }
         }
         Ok(report)
     }
