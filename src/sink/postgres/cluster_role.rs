@@ -489,12 +489,11 @@ async fn query_bool(
     row.try_get(0).map_err(SinkError::query(step))
 }
 
-/// The wait before the next attempt (full jitter: anywhere up to the current backoff,
-/// so candidates that lost PostgreSQL together do not return together); doubles it.
+/// The wait before the next attempt; doubles it.
 fn next_backoff(backoff: &mut Duration) -> Duration {
     let now = *backoff;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    super::backoff::full_jitter(now)
+    now
 }
 
 /// The server does not know `idle_session_timeout` (before PostgreSQL 14).
