@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::checks::{
-    check_dns1123_subdomain, check_http_url, check_namespaces, check_pg_url, check_table_name,
-    check_template, non_empty_path, parse_owns,
+    check_dns1123_subdomain, check_http_url, check_machines, check_namespaces, check_pg_url,
+    check_table_name, check_template, non_empty_path, parse_owns,
 };
 use super::overrides::Origins;
 use super::raw::RawConfig;
@@ -322,6 +322,12 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         positive,
         None,
     );
+    if let Some(v) = raw.capabilities.machines
+        && k.check("capabilities.machines", check_machines(&v))
+            .is_some()
+    {
+        c.capabilities.machines.extend(v);
+    }
     if let Some(v) = p.lock_key {
         c.postgres.lock_key = v;
     }

@@ -156,3 +156,64 @@ pub(super) fn check_pg_url(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Longest machine or architecture name accepted (libvirt's longest are ~30 characters,
+/// e.g. `pc-i440fx-rhel7.6.0`, `s390-ccw-virtio-rhel9.6.0`).
+const MAX_MACHINE_NAME: usize = 64;
+
+/// A QEMU machine type as libvirt names it (`q35`, `pc-q35-rhel9.2.0`, `virt-9.0`,
+/// `s390-ccw-virtio`): ASCII letters, digits, '-', '_' and '.', starting with a letter or
+/// digit, at most 64 characters.
+pub fn check_machine_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = b.len() <= MAX_MACHINE_NAME
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a machine type name (ASCII letters, digits, '-', '_' and '.', \
+             starting with a letter or digit, at most {MAX_MACHINE_NAME} characters)"
+        ))
+    }
+}
+
+/// `capabilities.machines`: architecture names as libvirt writes them (`x86_64`,
+/// `aarch64`, `s390x`, `ppc64le`: lowercase letters, digits and '_'), each with a
+/// non-empty list of machine names without duplicates. Every problem found, joined.
+pub(super) fn check_machines(
+    machines: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (arch, list) in machines {
+        let arch_ok = !arch.is_empty()
+            && arch.len() <= MAX_MACHINE_NAME
+            && arch
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if !arch_ok {
+            problems.push(format!(
+                "{arch:?} is not an architecture name (lowercase letters, digits and '_', \
+                 as libvirt writes them: x86_64, aarch64, s390x, ppc64le)"
+            ));
+            continue;
+        }
+        if list.is_empty() {
+            problems.push(format!("{arch}: must list at least one machine type"));
+        }
+        for (i, name) in list.iter().enumerate() {
+            if let Err(p) = check_machine_name(name) {
+                problems.push(format!("{arch}: {p}"));
+            } else if list[..i].contains(name) {
+                problems.push(format!("{arch}: duplicate machine type {name:?}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}

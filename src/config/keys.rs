@@ -21,6 +21,9 @@ pub(super) enum Kind {
     Bool,
     /// Array of strings; comma separated in overrides.
     List,
+    /// A table of string arrays, one per CPU architecture (`capabilities.machines`);
+    /// `arch=a,b;arch=c` in overrides.
+    ArchLists,
     Duration,
     Size,
 }
@@ -74,6 +77,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("api.admin_group", Kind::Str),
     ("metrics.listen", Kind::Str),
     ("capabilities.refresh_interval", Kind::Duration),
+    ("capabilities.machines", Kind::ArchLists),
 ];
 
 pub(super) fn key_kind(key: &str) -> Option<(&'static str, Kind)> {
@@ -158,6 +162,12 @@ fn check_key(key: &str, value: &Value) -> Result<(), ConfigError> {
             .is_some_and(|items| items.iter().all(Value::is_str)),
         // Integers pass here so that deserialization can say "a unit is required".
         Kind::Duration | Kind::Size => value.is_str() || value.is_integer(),
+        Kind::ArchLists => value.as_table().is_some_and(|t| {
+            t.values().all(|v| {
+                v.as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_str))
+            })
+        }),
     };
     if ok {
         return Ok(());
@@ -169,11 +179,19 @@ fn check_key(key: &str, value: &Value) -> Result<(), ConfigError> {
         Kind::List => "an array of strings",
         Kind::Duration => "a duration string such as \"30s\"",
         Kind::Size => "a size such as \"32MiB\" or a number of bytes",
+        Kind::ArchLists => {
+            "a table of machine lists per architecture, such as { x86_64 = [\"q35\"] }"
+        }
     };
-    let found = match value.as_array() {
-        Some(items) if kind == Kind::List => match items.iter().find(|v| !v.is_str()) {
-            Some(item) => format!("an array containing {}", type_name(item)),
-            None => "an array".to_owned(),
+    let found = match (value, kind) {
+        (Value::Array(items), Kind::List) => array_found(items),
+        (Value::Table(t), Kind::ArchLists) => match t.iter().find(|(_, v)| {
+            !v.as_array()
+                .is_some_and(|items| items.iter().all(Value::is_str))
+        }) {
+            Some((arch, Value::Array(items))) => format!("{arch} = {}", array_found(items)),
+            Some((arch, v)) => format!("{arch} = {}", type_name(v)),
+            None => "a table".to_owned(),
         },
         _ => type_name(value).to_owned(),
     };
@@ -181,6 +199,14 @@ fn check_key(key: &str, value: &Value) -> Result<(), ConfigError> {
         key,
         format!("expected {expected}, found {found}"),
     ))
+}
+
+/// What is wrong with an array that should hold strings only.
+fn array_found(items: &[Value]) -> String {
+    match items.iter().find(|v| !v.is_str()) {
+        Some(item) => format!("an array containing {}", type_name(item)),
+        None => "an array".to_owned(),
+    }
 }
 
 fn unknown_key_problem(key: &str) -> String {

@@ -25,8 +25,10 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+pub use checks::check_machine_name;
 pub use values::{format_duration, parse_duration, parse_size};
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -213,6 +215,38 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapabilitiesConfig {
     pub refresh_interval: Duration,
+    /// The machine types discovery asks libvirt's domain capabilities for, per host
+    /// architecture (as libvirt names it: `x86_64`, `aarch64`, …), in preference order:
+    /// the first is the guests' machine unless the VMIs on this node run another one.
+    /// Those the configuration names replace the defaults ([`default_machines`]) of
+    /// their architecture; the others keep theirs.
+    pub machines: BTreeMap<String, Vec<String>>,
+}
+
+impl CapabilitiesConfig {
+    /// The machines configured for `arch` (empty: none, libvirt's default machine is
+    /// asked for).
+    pub fn machines_for(&self, arch: &str) -> &[String] {
+        self.machines.get(arch).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The machine types guests use by default on each architecture: KubeVirt's default
+/// `q35` on x86_64, `virt` on aarch64 and riscv64, `s390-ccw-virtio` on s390x, `pseries`
+/// on ppc64 and ppc64le. (libvirt's own default machine is often another one, e.g. `pc`
+/// on x86_64, whose answers differ: no secure boot, 255 vCPUs.)
+pub fn default_machines() -> BTreeMap<String, Vec<String>> {
+    [
+        ("x86_64", "q35"),
+        ("aarch64", "virt"),
+        ("s390x", "s390-ccw-virtio"),
+        ("ppc64", "pseries"),
+        ("ppc64le", "pseries"),
+        ("riscv64", "virt"),
+    ]
+    .into_iter()
+    .map(|(arch, machine)| (arch.to_owned(), vec![machine.to_owned()]))
+    .collect()
 }
 
 /// A configuration problem. `key` is the dotted key, decorated with where the
@@ -380,6 +414,7 @@ impl Config {
             },
             capabilities: CapabilitiesConfig {
                 refresh_interval: Duration::from_secs(3600),
+                machines: default_machines(),
             },
         }
     }

@@ -47,7 +47,37 @@ fn override_value(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
                 .map(|item| Value::String(item.to_owned()))
                 .collect(),
         ),
+        Kind::ArchLists => Value::Table(arch_lists(raw)?),
     }))
+}
+
+/// `x86_64=q35,pc-q35-8.2;aarch64=virt` → `{ x86_64 = ["q35", "pc-q35-8.2"], aarch64 =
+/// ["virt"] }`. An architecture given twice is refused; the names are checked later.
+fn arch_lists(raw: &str) -> Result<Table, String> {
+    const SHAPE: &str = "expected ARCH=MACHINE[,MACHINE…][;ARCH=…], e.g. x86_64=q35;aarch64=virt";
+    let mut table = Table::new();
+    for part in raw.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((arch, machines)) = part.split_once('=') else {
+            return Err(format!("{SHAPE}, found {part:?}"));
+        };
+        let arch = arch.trim();
+        if arch.is_empty() {
+            return Err(format!("{SHAPE}, found {part:?} (no architecture)"));
+        }
+        let list = machines
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| Value::String(m.to_owned()))
+            .collect();
+        if table.insert(arch.to_owned(), Value::Array(list)).is_some() {
+            return Err(format!("architecture {arch:?} is given twice"));
+        }
+    }
+    if table.is_empty() {
+        return Err(format!("{SHAPE}, found {raw:?}"));
+    }
+    Ok(table)
 }
 
 /// Decimal or 0x-prefixed hexadecimal, optional sign, `_` separators allowed.

@@ -2,6 +2,7 @@
 //! optional; defaults are applied in `build`. Types were already checked by
 //! `keys::check_file_shape`, so serde mostly parses durations and sizes here.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -156,6 +157,7 @@ pub(super) struct RawMetrics {
 pub(super) struct RawCapabilities {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) refresh_interval: Option<Duration>,
+    pub(super) machines: Option<BTreeMap<String, Vec<String>>>,
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -30,13 +30,33 @@ fn shipped_file_documents_every_key() {
     let mut section = String::new();
     let mut comment = String::new();
     let mut seen = Vec::new();
+    // Inside the table of a key whose value is a table (`[capabilities.machines]`):
+    // its entries are the value, not keys.
+    let mut in_value_table = false;
     for line in SHIPPED.lines() {
         let line = line.trim();
         if line.is_empty() {
             comment.clear();
         } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.to_owned();
+            in_value_table = key_kind(name).is_some();
+            if in_value_table {
+                assert!(
+                    comment.contains("Default:"),
+                    "{name}: no \"Default:\" comment"
+                );
+                assert!(
+                    comment.contains("Accepted:"),
+                    "{name}: no \"Accepted:\" comment"
+                );
+                seen.push(name.to_owned());
+            }
             comment.clear();
+        } else if in_value_table {
+            assert!(
+                line.starts_with('#') || line.contains(" = ["),
+                "{section}: {line:?} is not a list entry"
+            );
         } else {
             let body = line.strip_prefix("# ").unwrap_or(line);
             match body.split_once(" = ") {

@@ -54,6 +54,25 @@ fn defaults() {
     assert_eq!(c.api.admin_group, "virtsync-admin");
     assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9746");
     assert_eq!(c.capabilities.refresh_interval, Duration::from_secs(3600));
+    let machines: Vec<(&str, Vec<&str>)> = c
+        .capabilities
+        .machines
+        .iter()
+        .map(|(arch, list)| (arch.as_str(), list.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        machines,
+        [
+            ("aarch64", vec!["virt"]),
+            ("ppc64", vec!["pseries"]),
+            ("ppc64le", vec!["pseries"]),
+            ("riscv64", vec!["virt"]),
+            ("s390x", vec!["s390-ccw-virtio"]),
+            ("x86_64", vec!["q35"]),
+        ]
+    );
+    assert_eq!(c.capabilities.machines_for("x86_64"), ["q35"]);
+    assert!(c.capabilities.machines_for("loongarch64").is_empty());
     // No file at all gives the defaults too.
     assert_eq!(parse_ok("", &[], &[]), c);
     assert_eq!(parse_ok("\n# nothing\n", &[], &[]), c);
@@ -98,6 +117,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("api.admin_group", r#""wheel""#, "wheel"),
     ("metrics.listen", r#""[::1]:9100""#, "[::1]:9100"),
     ("capabilities.refresh_interval", r#""5m""#, "5m"),
+    ("capabilities.machines", r#"{ x86_64 = ["pc-q35-rhel9.2.0", "q35"], loongarch64 = ["virt"] }"#, "x86_64=pc-q35-rhel9.2.0, q35;loongarch64=virt"),
 ];
 
 fn full_expected() -> Config {
@@ -155,6 +175,16 @@ fn full_expected() -> Config {
         },
         capabilities: CapabilitiesConfig {
             refresh_interval: Duration::from_secs(300),
+            // The architectures given replace their defaults; the others keep them.
+            machines: {
+                let mut m = crate::config::default_machines();
+                m.insert(
+                    "x86_64".to_owned(),
+                    vec!["pc-q35-rhel9.2.0".to_owned(), "q35".to_owned()],
+                );
+                m.insert("loongarch64".to_owned(), vec!["virt".to_owned()]);
+                m
+            },
         },
     }
 }
@@ -199,6 +229,47 @@ fn every_key_settable_from_file_env_and_set() {
     assert_eq!(parse_ok("", &vars, &[]), expected, "from the environment");
     let sets: Vec<(&str, &str)> = FULL.iter().map(|(k, _, v)| (*k, *v)).collect();
     assert_eq!(parse_ok("", &[], &sets), expected, "from --set");
+}
+
+#[test]
+fn machines_per_arch() {
+    // The table form of the shipped file and an inline table give the same.
+    let table = parse_ok(
+        "[capabilities.machines]\naarch64 = [\"virt-9.0\", \"virt\"]\n",
+        &[],
+        &[],
+    );
+    let inline = parse_ok(
+        "[capabilities]\nmachines = { aarch64 = [\"virt-9.0\", \"virt\"] }\n",
+        &[],
+        &[],
+    );
+    assert_eq!(table, inline);
+    assert_eq!(
+        table.capabilities.machines_for("aarch64"),
+        ["virt-9.0", "virt"]
+    );
+    assert_eq!(table.capabilities.machines_for("x86_64"), ["q35"]);
+    // An empty table keeps every default.
+    let empty = parse_ok("[capabilities.machines]\n", &[], &[]);
+    assert_eq!(
+        empty.capabilities.machines,
+        crate::config::default_machines()
+    );
+    // An override replaces the file's table (then merged over the defaults like it).
+    let c = parse_ok(
+        "[capabilities.machines]\nx86_64 = [\"pc\"]\naarch64 = [\"virt-9.0\"]\n",
+        &[("VIRTSYNC_CAPABILITIES_MACHINES", "aarch64=virt-8.2")],
+        &[],
+    );
+    assert_eq!(c.capabilities.machines_for("aarch64"), ["virt-8.2"]);
+    assert_eq!(c.capabilities.machines_for("x86_64"), ["q35"]);
+    let c = parse_ok(
+        "",
+        &[],
+        &[("capabilities.machines", " x86_64 = q35 , pc-q35-8.2 ; ")],
+    );
+    assert_eq!(c.capabilities.machines_for("x86_64"), ["q35", "pc-q35-8.2"]);
 }
 
 #[test]
