@@ -4,8 +4,8 @@
 //! `--output json` has every value.
 
 use crate::derive::caps::{
-    CpuInfo, DomainCapsSummary, GroupState, GroupStatus, HostCapabilities, HostInfo, MemoryInfo,
-    NetworkInfo, SecurityInfo, StorageInfo, VirtInfo,
+    CpuInfo, DomainCapsSummary, GroupState, GroupStatus, HostCapabilities, HostInfo, MachineCaps,
+    MachineRef, MemoryInfo, NetworkInfo, SecurityInfo, StorageInfo, Tri, TriFact, VirtInfo,
 };
 
 /// How many names of a list are shown before "+N more".
@@ -15,11 +15,12 @@ const SHOWN: usize = 6;
 /// reasons unless complete), then its values indented under it.
 pub fn render(caps: &HostCapabilities) -> String {
     let mut rows = Rows::default();
+    let machine = caps.virt_info.guest_machine.as_ref();
     host(&mut rows, &caps.host_info);
     cpu(&mut rows, &caps.cpu_info);
     memory(&mut rows, &caps.memory_info);
-    security(&mut rows, &caps.security_info);
-    storage(&mut rows, &caps.storage_info);
+    security(&mut rows, &caps.security_info, machine);
+    storage(&mut rows, &caps.storage_info, machine);
     network(&mut rows, &caps.network_info);
     virt(&mut rows, &caps.virt_info);
     rows.text()
@@ -89,6 +90,37 @@ fn reasons(lines: &[String]) -> String {
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// `yes (host-model CPU)`, `unknown`, `unknown (kvm_amd nested parameter: …)`.
+fn tri(f: &TriFact) -> String {
+    let value = match f.value {
+        Tri::Yes => "yes",
+        Tri::No => "no",
+        Tri::Unknown => "unknown",
+    };
+    match &f.source {
+        Some(source) => format!("{value} ({source})"),
+        None => value.to_owned(),
+    }
+}
+
+/// `q35 = pc-q35-7.2, kvm`: which machine a value describes.
+fn machine_ref(m: &MachineRef) -> String {
+    match &m.canonical {
+        Some(c) if *c != m.name => format!("{} = {c}, {}", m.name, m.virttype),
+        _ => format!("{}, {}", m.name, m.virttype),
+    }
+}
+
+/// A host-level value and the machine it describes: `yes (for q35 = pc-q35-7.2, kvm)`.
+fn for_machine(value: String, machine: Option<&MachineRef>) -> String {
+    match machine {
+        Some(m) if value != "-" && !value.is_empty() => {
+            format!("{value} (for {})", machine_ref(m))
+        }
+        _ => value,
+    }
 }
 
 fn yes_no(v: Option<bool>) -> String {
@@ -192,22 +224,40 @@ fn cpu(rows: &mut Rows, c: &CpuInfo) {
         rows.value(
             "topology",
             format!(
-                "{}, {}, {}, {} per core: {} CPUs",
+                "{}, {}, {}, {}, {} per core: {} CPUs",
                 plural(t.sockets as usize, "socket", "sockets"),
                 plural(t.dies as usize, "die", "dies"),
+                plural(t.clusters as usize, "cluster", "clusters"),
                 plural(t.cores as usize, "core", "cores"),
                 plural(t.threads as usize, "thread", "threads"),
-                u64::from(t.sockets)
-                    * u64::from(t.dies)
-                    * u64::from(t.cores)
-                    * u64::from(t.threads)
+                t.product()
             ),
         );
     }
+    rows.value("logical cpus", opt(&c.logical_cpus));
     if let Some(hz) = c.tsc_frequency_hz {
         rows.value("tsc", format!("{:.2} GHz", hz as f64 / 1e9));
     }
     rows.value("numa cells", c.numa_cells.len().to_string());
+    for cell in &c.numa_cells {
+        let pages: Vec<String> = cell
+            .pages
+            .iter()
+            .map(|p| match p.free {
+                Some(free) => format!("{} x {} ({free} free)", p.count, kib(p.size_kib)),
+                None => format!("{} x {}", p.count, kib(p.size_kib)),
+            })
+            .collect();
+        let mut text = format!(
+            "{}, {}",
+            cell.memory_kib.map(kib).unwrap_or_else(|| "-".to_owned()),
+            plural(cell.cpus.len(), "CPU", "CPUs")
+        );
+        if !pages.is_empty() {
+            text = format!("{text}; pages {}", pages.join(", "));
+        }
+        rows.value(&format!("cell {}", cell.id), text);
+    }
     rows.value(
         "host features",
         plural(c.host_features.len(), "feature", "features"),
@@ -233,19 +283,18 @@ fn cpu(rows: &mut Rows, c: &CpuInfo) {
     rows.value(
         "usable models",
         format!(
-            "{} ({} unusable)",
+            "{} ({} unusable, {} unknown)",
             if c.usable_models.is_empty() {
                 "none".to_owned()
             } else {
                 names(&c.usable_models)
             },
-            c.unusable_model_count
+            c.unusable_models.len(),
+            c.unknown_models.len()
         ),
     );
-    rows.value(
-        "vmx / svm",
-        format!("{} / {}", yes_no(Some(c.vmx)), yes_no(Some(c.svm))),
-    );
+    rows.value("vmx", tri(&c.vmx));
+    rows.value("svm", tri(&c.svm));
 }
 
 fn memory(rows: &mut Rows, m: &MemoryInfo) {
@@ -253,16 +302,17 @@ fn memory(rows: &mut Rows, m: &MemoryInfo) {
     rows.value("total", m.total_kib.map(kib).unwrap_or_default());
     let pages: Vec<String> = m.page_sizes_kib.iter().map(|&p| kib(p)).collect();
     rows.value("page sizes", pages.join(", "));
+    rows.value("ksm", tri(&m.ksm));
     rows.value("balloon", yes_no(m.memory_balloon));
     rows.value("backing", names(&m.memory_backing_sources));
 }
 
-fn security(rows: &mut Rows, s: &SecurityInfo) {
+fn security(rows: &mut Rows, s: &SecurityInfo, machine: Option<&MachineRef>) {
     rows.group("security_info", &s.status);
     let models: Vec<&str> = s.models.iter().map(|m| m.model.as_str()).collect();
     rows.value("models", names(&models));
     rows.value("iommu", yes_no(s.iommu));
-    rows.value("secure boot", yes_no(s.secure_boot));
+    rows.value("secure boot", for_machine(yes_no(s.secure_boot), machine));
     rows.value("firmware", names(&s.firmware));
     let tpm = if s.tpm.supported {
         let mut text = names(&s.tpm.models);
@@ -307,7 +357,7 @@ fn security(rows: &mut Rows, s: &SecurityInfo) {
     }
 }
 
-fn storage(rows: &mut Rows, s: &StorageInfo) {
+fn storage(rows: &mut Rows, s: &StorageInfo, machine: Option<&MachineRef>) {
     rows.group("storage_info", &s.status);
     let pools: Vec<String> = s
         .pools
@@ -316,7 +366,7 @@ fn storage(rows: &mut Rows, s: &StorageInfo) {
         .collect();
     rows.value("pools", names(&pools));
     rows.value("disk devices", names(&s.disk_devices));
-    rows.value("disk buses", names(&s.disk_buses));
+    rows.value("disk buses", for_machine(names(&s.disk_buses), machine));
 }
 
 fn network(rows: &mut Rows, n: &NetworkInfo) {
@@ -353,6 +403,31 @@ fn domcaps(d: &DomainCapsSummary) -> String {
     parts.join(", ")
 }
 
+/// One machine's values: `pc-q35-7.2, x86_64, max 288 vCPUs, secure boot yes, …`, or
+/// its state and reasons when it is not usable.
+fn machine(m: &MachineCaps) -> String {
+    if m.status.state == GroupState::Unavailable {
+        return format!("unavailable: {}", m.status.reasons.join("; "));
+    }
+    let mut parts = vec![opt(&m.canonical), opt(&m.arch)];
+    parts.push(match m.max_vcpus {
+        Some(max) => format!("max {max} vCPUs"),
+        None => "max vCPUs -".to_owned(),
+    });
+    parts.push(format!("secure boot {}", yes_no(m.secure_boot)));
+    if !m.firmware.is_empty() {
+        parts.push(format!("firmware {}", m.firmware.join("/")));
+    }
+    if !m.disk_buses.is_empty() {
+        parts.push(format!("buses {}", m.disk_buses.join("/")));
+    }
+    if !m.status.reasons.is_empty() {
+        parts.push(format!("({})", m.status.reasons.join("; ")));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(", ")
+}
+
 fn virt(rows: &mut Rows, v: &VirtInfo) {
     rows.group("virt_info", &v.status);
     let hypervisor = [opt(&v.hypervisor_type), opt(&v.hypervisor_version)]
@@ -363,8 +438,21 @@ fn virt(rows: &mut Rows, v: &VirtInfo) {
     rows.value("hypervisor", hypervisor);
     rows.value("libvirt", opt(&v.libvirt_version));
     rows.value("domain types", names(&v.domain_types));
-    rows.value("max vcpus", opt(&v.max_vcpus));
-    rows.value("nested virt", yes_no(v.nested_virt));
+    rows.value(
+        "guest machine",
+        v.guest_machine
+            .as_ref()
+            .map(machine_ref)
+            .unwrap_or_default(),
+    );
+    rows.value(
+        "max vcpus",
+        for_machine(opt(&v.max_vcpus), v.guest_machine.as_ref()),
+    );
+    rows.value("nested virt", tri(&v.nested_virt));
+    for m in &v.machines {
+        rows.value(&format!("machine {} {}", m.machine, m.virttype), machine(m));
+    }
     let guests: Vec<String> = v
         .guests
         .iter()
@@ -387,7 +475,7 @@ fn virt(rows: &mut Rows, v: &VirtInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::derive::caps::{DiscoveryInput, build_capabilities};
+    use crate::derive::caps::{DiscoveryInput, DomCapsAnswer, build_capabilities};
     use crate::test_fixtures::text as fixture_text;
 
     fn row<'a>(text: &'a str, field: &str) -> Option<&'a str> {
@@ -430,7 +518,11 @@ mod tests {
     fn real_host_table() {
         let mut input = DiscoveryInput::unavailable("not given to inspect");
         input.capabilities = Ok(fixture_text("libvirt/real/capabilities.xml"));
-        input.domcaps_kvm = Ok(fixture_text("libvirt/real/domcapabilities-kvm.xml"));
+        input.domcaps = vec![DomCapsAnswer {
+            virttype: "kvm".into(),
+            machine: None,
+            answer: Ok(fixture_text("libvirt/real/domcapabilities-kvm.xml")),
+        }];
         let text = render(&build_capabilities(&input));
         // Every group, in order, with its state.
         let groups: Vec<&str> = text
@@ -462,16 +554,48 @@ mod tests {
         );
         assert_eq!(
             row(&text, "  topology"),
-            Some("1 socket, 1 die, 2 cores, 1 thread per core: 2 CPUs")
+            Some("1 socket, 1 die, 1 cluster, 2 cores, 1 thread per core: 2 CPUs")
+        );
+        assert_eq!(row(&text, "  logical cpus"), Some("2"));
+        assert_eq!(
+            row(&text, "  cell 0"),
+            Some("7.96 GiB, 2 CPUs; pages 2087475 x 4 KiB, 0 x 2 MiB, 0 x 1 GiB")
+        );
+        // Intel host whose kvm host-model (kvm64) names no vmx: unknown, never "no".
+        assert_eq!(row(&text, "  vmx"), Some("unknown"));
+        assert_eq!(
+            row(&text, "  nested virt"),
+            Some("unknown (kvm_intel nested parameter: not given to inspect)")
+        );
+        assert_eq!(
+            row(&text, "  ksm"),
+            Some("unknown (/sys/kernel/mm/ksm/run: not given to inspect)")
+        );
+        assert_eq!(
+            row(&text, "  usable models"),
+            Some("pentium3, pentium2, pentium, 486 (49 unusable, 0 unknown)")
+        );
+        assert_eq!(row(&text, "  guest machine"), Some("pc-i440fx-7.2, kvm"));
+        assert_eq!(
+            row(&text, "  machine pc-i440fx-7.2 kvm"),
+            Some(
+                "pc-i440fx-7.2, x86_64, max 255 vCPUs, secure boot no, buses ide/fdc/scsi/virtio/usb/sata"
+            )
         );
         assert_eq!(row(&text, "  total"), Some("7.96 GiB"));
         assert_eq!(row(&text, "  page sizes"), Some("4 KiB, 2 MiB, 1 GiB"));
-        assert_eq!(row(&text, "  secure boot"), Some("no"));
+        assert_eq!(
+            row(&text, "  secure boot"),
+            Some("no (for pc-i440fx-7.2, kvm)")
+        );
         assert_eq!(
             row(&text, "  tpm"),
             Some("yes: tpm-tis, tpm-crb (backends passthrough)")
         );
-        assert_eq!(row(&text, "  max vcpus"), Some("255"));
+        assert_eq!(
+            row(&text, "  max vcpus"),
+            Some("255 (for pc-i440fx-7.2, kvm)")
+        );
         assert_eq!(row(&text, "  domain types"), Some("kvm, qemu"));
         assert!(
             row(&text, "  domcaps kvm").is_some_and(|d| d.starts_with("pc-i440fx-7.2, x86_64")),

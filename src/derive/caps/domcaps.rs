@@ -21,10 +21,17 @@ pub struct DomCapsDoc {
     pub firmware: Vec<String>,
     /// The loader's `secure` enum (`yes`, `no`).
     pub loader_secure: Vec<String>,
+    /// `yes` in the loader's `secure` enum; `false` when `<os>` or its `<loader>` is
+    /// `supported='no'`; `None` when the document is silent (no `<os>`, no `<loader>`, or
+    /// a loader without a `secure` enum).
+    pub secure_boot: Option<bool>,
     pub host_passthrough: Option<bool>,
     pub host_model: Option<HostModelCpu>,
+    /// Custom CPU models by their `usable` attribute: `yes`, `no`, and `unknown` (or
+    /// none), in document order.
     pub usable_models: Vec<String>,
-    pub unusable_model_count: usize,
+    pub unusable_models: Vec<String>,
+    pub unknown_models: Vec<String>,
     pub memory_backing_sources: Vec<String>,
     pub disk_devices: Vec<String>,
     pub disk_buses: Vec<String>,
@@ -50,7 +57,7 @@ impl DomCapsDoc {
             arch: self.arch.clone(),
             machine: self.machine.clone(),
             emulator: self.emulator.clone(),
-            max_vcpus: self.max_vcpus,
+            max_vcpus: self.max_vcpus.filter(|&n| !no_limit(n)),
             host_passthrough: self.host_passthrough,
             host_model: self.host_model.as_ref().map(|m| m.supported),
             usable_models: self.usable_models.len(),
@@ -58,6 +65,12 @@ impl DomCapsDoc {
             hyperv_features: self.hyperv_features.clone(),
         }
     }
+}
+
+/// libvirt's "no limit stated" for `vcpu max` (ppc64 reports INT_MAX): 2^31-1 or more.
+pub fn no_limit(max_vcpus: u32) -> bool {
+    const INT_MAX: u32 = 2_147_483_647;
+    max_vcpus >= INT_MAX
 }
 
 /// Parses a `<domainCapabilities>` document.
@@ -77,7 +90,21 @@ pub fn parse_domain_capabilities(text: &str) -> Result<DomCapsDoc, ParseError> {
     };
     if let Some(os) = root.child("os") {
         doc.firmware = enum_values(Some(os), "firmware");
-        doc.loader_secure = enum_values(os.child("loader"), "secure");
+        let loader = os.child("loader");
+        doc.loader_secure = enum_values(loader, "secure");
+        let has_secure_enum = loader.is_some_and(|l| {
+            l.children_named("enum")
+                .any(|e| e.attr("name") == Some("secure"))
+        });
+        doc.secure_boot = if os.supported() == Some(false)
+            || loader.is_some_and(|l| l.supported() == Some(false))
+        {
+            Some(false)
+        } else if has_secure_enum {
+            Some(doc.loader_secure.iter().any(|v| v == "yes"))
+        } else {
+            None
+        };
     }
     if let Some(cpu) = root.child("cpu") {
         read_cpu(cpu, &mut doc);
@@ -127,11 +154,15 @@ fn read_cpu(cpu: &Element, doc: &mut DomCapsDoc) {
             }
             Some("custom") if mode.supported() == Some(true) => {
                 for m in mode.children_named("model") {
-                    match (m.attr("usable"), m.text_trimmed()) {
-                        (Some("yes"), Some(name)) => doc.usable_models.push(name.to_string()),
-                        (_, Some(_)) => doc.unusable_model_count += 1,
-                        _ => {}
-                    }
+                    let Some(name) = m.text_trimmed() else {
+                        continue;
+                    };
+                    let list = match m.attr("usable") {
+                        Some("yes") => &mut doc.usable_models,
+                        Some("no") => &mut doc.unusable_models,
+                        _ => &mut doc.unknown_models,
+                    };
+                    list.push(name.to_string());
                 }
             }
             _ => {}

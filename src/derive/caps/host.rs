@@ -19,6 +19,7 @@ pub struct CapsDoc {
     pub tsc_frequency_hz: Option<u64>,
     pub topology: Option<CpuTopology>,
     pub features: Vec<String>,
+    /// The page sizes of `host/cpu/pages` only (the NUMA cells' are in `numa_cells`).
     pub page_sizes_kib: Vec<u64>,
     pub numa_cells: Vec<NumaCell>,
     pub power_management: Vec<String>,
@@ -69,6 +70,7 @@ fn read_host(host: &Element, doc: &mut CapsDoc) -> Result<(), ParseError> {
             doc.topology = Some(CpuTopology {
                 sockets: attr_num(t, "sockets", "topology sockets")?.unwrap_or(1),
                 dies: attr_num(t, "dies", "topology dies")?.unwrap_or(1),
+                clusters: attr_num(t, "clusters", "topology clusters")?.unwrap_or(1),
                 cores: attr_num(t, "cores", "topology cores")?.unwrap_or(1),
                 threads: attr_num(t, "threads", "topology threads")?.unwrap_or(1),
             });
@@ -138,6 +140,7 @@ fn read_cell(cell: &Element) -> Result<NumaCell, ParseError> {
         pages.push(PageCount {
             size_kib: to_kib(size, p.attr("unit"), 1024, "cell page size")?,
             count: number(&p.text, "cell page count")?,
+            free: attr_num(p, "free", "cell free pages")?,
         });
     }
     Ok(NumaCell {

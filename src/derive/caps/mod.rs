@@ -3,7 +3,8 @@
 //! with a bounded reader ([`xml`]) and combined into [`HostCapabilities`].
 //!
 //! - [`xml`]: size/depth/DTD-bounded reader → small element tree;
-//! - [`host`]: `virsh capabilities`; [`domcaps`]: `virsh domcapabilities` (kvm, qemu);
+//! - [`host`]: `virsh capabilities`; [`domcaps`]: `virsh domcapabilities` (per machine,
+//!   kvm and qemu);
 //! - [`nodeinfo`]: `virNodeGetInfo` / `virsh nodeinfo`;
 //! - [`resources`]: storage pool, network and node device XML;
 //! - [`build`]: [`DiscoveryInput`] → [`HostCapabilities`], canonical JSON, fingerprint;
@@ -14,24 +15,53 @@
 //!   `Err` (the driver's reason) or does not parse makes the group `partial` with
 //!   `"<input>: <reason>"`; all of its inputs missing → `unavailable`. One unreadable
 //!   pool/network/device is skipped with a reason (group `partial`).
-//! - "The" domain capabilities for memory, security, storage and network enums is the
-//!   kvm document; without it, the qemu (TCG) one, with a reason. The host-model CPU,
-//!   usable CPU models and nested virtualization come from the kvm document only (TCG's
-//!   host-model is an emulated CPU, not the host's).
+//! - Machines: discovery asks domain capabilities per machine (the guests' machine
+//!   first) and virttype. Every answer is listed in `virt_info.machines` (machine asked,
+//!   canonical machine, virttype, arch, max vCPUs, secure boot, firmware, disk buses,
+//!   status). The host-level values (secure boot, firmware, max vCPUs, disk buses,
+//!   memory backing, TPM, SEV/SGX/TDX, interface backends) describe the guests' machine
+//!   (`DiscoveryInput::guest_machine`, else the first answered machine), named in
+//!   `virt_info.guest_machine`: its kvm document, else its qemu (TCG) one with a reason.
+//!   A kvm document that is silent stays silent: no `<vcpu>` → `max_vcpus: null`, never
+//!   the TCG document's value.
+//! - The host-model CPU, the CPU model lists (usable / unusable / unknown) and nested
+//!   virtualization come from a kvm document only (TCG's host-model is an emulated CPU):
+//!   the guests' machine's, else any other machine's (the host CPU is the same).
+//! - Consistency: a domain-capabilities document whose `<arch>` is not the host's is
+//!   kept apart (listed with status `unavailable` and the reason, values `null`, never
+//!   used for host-level values); a document of another driver (`<domain>` not kvm/qemu,
+//!   or a hypervisor type other than QEMU) likewise, with "driver X is not supported".
+//!   `vcpu max` of 2^31-1 or more (ppc64's INT_MAX) means "no limit stated": `null` with
+//!   a reason.
 //! - Disk formats: domain capabilities list disk devices, buses and models, not image
 //!   formats; volume formats would need `virConnectGetStoragePoolCapabilities`, so
 //!   `storage_info` reports `disk_devices`/`disk_buses`/`disk_models` and pool types.
-//! - vmx/svm: named in the host CPU's features (capabilities) or required by the kvm
-//!   host-model CPU. A CPU model can imply them without naming them (AMD EPYC models
-//!   include svm), so `false` means "not named", and `nested_virt` is `true` when the kvm
-//!   host-model requires vmx/svm, else `null`: the kvm module's `nested` parameter is in
-//!   sysfs, not in libvirt XML.
-//! - Not derivable from libvirt XML: KSM (sysfs `/sys/kernel/mm/ksm`) → `ksm: null`;
-//!   the memory balloon is `null` unless domain capabilities list `<memballoon>` (none
+//! - Tri-states (`yes`/`no`/`unknown` with the source): no field says "no" when its
+//!   source is silent.
+//!   - vmx/svm: named in the host CPU's features (capabilities) → yes; required/forced
+//!     by the kvm host-model CPU → yes, disabled/forbidden → no; else the host CPU
+//!     model's (or host-model's) definition in libvirt's cpu_map: EPYC*, Opteron_G2–G5,
+//!     phenom, qemu64 and Dhyana include svm (no named model includes vmx); else unknown.
+//!   - nested virt: the `nested` parameter of `kvm_intel`/`kvm_amd` (the host vendor's
+//!     module; both when the vendor is unknown), Y/1 → yes, N/0 → no; else yes when the
+//!     kvm host-model CPU gives guests vmx/svm (source "host-model CPU"); else unknown
+//!     with the sysfs reason. The daemon reads sysfs on the host; inspect cannot.
+//!   - KSM: `/sys/kernel/mm/ksm/run` 1 → yes, 0/2 → no, unreadable → unknown with the
+//!     reason (in `source`; the memory group's status is not changed by it).
+//! - CPU models: `usable='yes'` / `'no'` / `'unknown'` (or no attribute) are three lists;
+//!   "unknown" (every aarch64, ppc64 and loongarch64 kvm document) is not "unusable".
+//! - Memory and topology: page sizes come from `host/cpu/pages` and every NUMA cell;
+//!   per-cell memory and pages (size, count, free where given) are in
+//!   `cpu_info.numa_cells` only. Topology includes `clusters` (1 when not named).
+//!   `logical_cpus` counts the CPU ids of all NUMA cells, else multiplies the topology;
+//!   a mismatch with `virNodeGetInfo`'s CPUs is a reason (cpu group `partial`).
+//! - The memory balloon is `null` unless domain capabilities list `<memballoon>` (none
 //!   of libvirt 9–11's do).
 //! - SEV-ES = SEV supported and `maxESGuests` > 0; SEV-SNP and TDX = `sev-snp` / `tdx`
 //!   among the launchSecurity sectypes (TDX also from a `<tdx supported='yes'>` feature).
-//! - Secure boot = the loader's `secure` enum contains `yes`; `null` without an `<os>`.
+//! - Secure boot = the loader's `secure` enum contains `yes`; `false` when `<os>` or its
+//!   loader is `supported='no'`; `null` without `<os>`, without a loader, or without a
+//!   `secure` enum.
 //! - Versions from `virConnectGetVersion`/`GetLibVersion` print as `major.minor.release`.
 //! - Fingerprint: 64-bit FNV-1a of the canonical JSON (keys sorted at every level, no
 //!   whitespace), as 16 lowercase hex digits — stable across builds and platforms.
@@ -49,9 +79,9 @@ pub mod xml;
 #[cfg(test)]
 mod tests;
 
-pub use build::{DiscoveryInput, build_capabilities, fingerprint_of, fnv1a64};
+pub use build::{DiscoveryInput, DomCapsAnswer, build_capabilities, fingerprint_of, fnv1a64};
 pub use domain::{HypervisorType, hypervisor_type};
-pub use domcaps::{DomCapsDoc, parse_domain_capabilities};
+pub use domcaps::{DomCapsDoc, no_limit, parse_domain_capabilities};
 pub use host::{CapsDoc, parse_capabilities};
 pub use model::*;
 pub use nodeinfo::{NodeInfo, parse_nodeinfo};

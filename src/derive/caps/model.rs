@@ -63,12 +63,85 @@ pub struct HostInfo {
     pub migration_transports: Vec<String>,
 }
 
+/// A yes/no answer that may also be unknown: no field says "no" when its source is silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tri {
+    Yes,
+    No,
+    Unknown,
+}
+
+/// A [`Tri`] and where it came from (`"host CPU features"`, `"host-model CPU features"`,
+/// `"CPU model EPYC-Rome definition"`, `"kvm_amd nested parameter"`, …); for `unknown`,
+/// why nothing could tell (or `null`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriFact {
+    pub value: Tri,
+    pub source: Option<String>,
+}
+
+impl TriFact {
+    pub fn yes(source: impl Into<String>) -> Self {
+        TriFact {
+            value: Tri::Yes,
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn no(source: impl Into<String>) -> Self {
+        TriFact {
+            value: Tri::No,
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn unknown(why: Option<String>) -> Self {
+        TriFact {
+            value: Tri::Unknown,
+            source: why,
+        }
+    }
+
+    /// `Some(true|false)` for yes/no, `None` for unknown.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Tri::Yes => Some(true),
+            Tri::No => Some(false),
+            Tri::Unknown => None,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuTopology {
     pub sockets: u32,
     pub dies: u32,
+    /// Clusters per die (1 when the document names none).
+    #[serde(default = "one")]
+    pub clusters: u32,
     pub cores: u32,
     pub threads: u32,
+}
+
+impl CpuTopology {
+    /// sockets × dies × clusters × cores × threads.
+    pub fn product(&self) -> u64 {
+        [
+            self.sockets,
+            self.dies,
+            self.clusters,
+            self.cores,
+            self.threads,
+        ]
+        .iter()
+        .map(|&n| u64::from(n))
+        .product()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +155,9 @@ pub struct CpuSignature {
 pub struct PageCount {
     pub size_kib: u64,
     pub count: u64,
+    /// Free pages, `null` unless the document gives them.
+    #[serde(default)]
+    pub free: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +195,11 @@ pub struct CpuInfo {
     pub signature: Option<CpuSignature>,
     pub tsc_frequency_hz: Option<u64>,
     pub topology: Option<CpuTopology>,
+    /// The CPU ids of all NUMA cells counted, else the topology's product; a mismatch
+    /// with `node_info.cpus` is a reason in `status`.
+    pub logical_cpus: Option<u32>,
+    /// Per NUMA cell: its memory, CPUs and pages (size, count, free where given). The
+    /// one place per-cell memory and pages are reported.
     pub numa_cells: Vec<NumaCell>,
     /// Features named in the host `<cpu>` beyond its model (capabilities XML).
     pub host_features: Vec<String>,
@@ -126,11 +207,15 @@ pub struct CpuInfo {
     pub host_passthrough_supported: Option<bool>,
     /// kvm domain capabilities custom models with `usable='yes'`, in document order.
     pub usable_models: Vec<String>,
-    pub unusable_model_count: usize,
-    /// `vmx` named in the host CPU features or required by the host-model CPU.
-    pub vmx: bool,
-    /// `svm` named likewise.
-    pub svm: bool,
+    /// … with `usable='no'`.
+    pub unusable_models: Vec<String>,
+    /// … with `usable='unknown'` (or no `usable` attribute).
+    pub unknown_models: Vec<String>,
+    /// Intel VT-x: the host CPU features, the host-model CPU features, or the CPU
+    /// model's definition; `unknown` when none of them tells.
+    pub vmx: TriFact,
+    /// AMD-V, likewise (EPYC, Opteron G2–G5, phenom, qemu64, Dhyana include it).
+    pub svm: TriFact,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,12 +223,14 @@ pub struct MemoryInfo {
     pub status: GroupStatus,
     /// `virNodeGetInfo` memory, else the sum of the NUMA cells' memory.
     pub total_kib: Option<u64>,
-    /// Every page size the host CPU offers (capabilities `<pages>`), ascending.
+    /// Every page size of the host CPU (`host/cpu/pages`) and of every NUMA cell,
+    /// ascending, without duplicates.
     pub page_sizes_kib: Vec<u64>,
     /// The page sizes above the smallest one.
     pub hugepage_sizes_kib: Vec<u64>,
-    /// Always `null`: KSM is a host sysfs setting no libvirt XML reports.
-    pub ksm: Option<bool>,
+    /// `/sys/kernel/mm/ksm/run`: 1 = yes, 0 or 2 = no; unreadable = unknown with the
+    /// reason.
+    pub ksm: TriFact,
     /// `<memballoon supported>` in domain capabilities devices; `null` when not listed.
     pub memory_balloon: Option<bool>,
     /// domain capabilities `<memoryBacking>` source types (file, anonymous, memfd).
@@ -206,8 +293,10 @@ pub struct SecurityInfo {
     pub models: Vec<SecurityModel>,
     /// `<iommu support>` in the capabilities host.
     pub iommu: Option<bool>,
-    /// A firmware loader whose `secure` enum contains `yes`.
+    /// For the guests' machine (`virt_info.guest_machine`): a firmware loader whose
+    /// `secure` enum contains `yes`; `null` without an `<os>`.
     pub secure_boot: Option<bool>,
+    /// For the guests' machine: the `<os>` firmware enum.
     pub firmware: Vec<String>,
     pub tpm: TpmSupport,
     pub launch_security_types: Vec<String>,
@@ -225,7 +314,7 @@ pub struct StorageInfo {
     pub pools: Vec<StoragePool>,
     /// domain capabilities disk `diskDevice` enum (disk, cdrom, floppy, lun).
     pub disk_devices: Vec<String>,
-    /// domain capabilities disk `bus` enum.
+    /// domain capabilities disk `bus` enum, for the guests' machine.
     pub disk_buses: Vec<String>,
     /// domain capabilities disk `model` enum.
     pub disk_models: Vec<String>,
@@ -284,6 +373,37 @@ pub struct DomainCapsSummary {
     pub hyperv_features: Vec<String>,
 }
 
+/// What one machine's domain capabilities say (one virttype).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineCaps {
+    /// The machine asked for (`q35`), or the document's own when none was named.
+    pub machine: String,
+    /// The canonical machine (`pc-q35-7.2`): the document's `<machine>`, else the
+    /// capabilities' alias.
+    pub canonical: Option<String>,
+    /// `kvm` or `qemu`.
+    pub virttype: String,
+    /// The document's `<arch>`.
+    pub arch: Option<String>,
+    /// `unavailable` when not answered, unreadable, of another arch or of an
+    /// unsupported driver (values then `null`/`[]`); `partial` when a value is withheld.
+    pub status: GroupStatus,
+    /// `<vcpu max>`; `null` without `<vcpu>` or at 2^31-1 or more ("no limit stated").
+    pub max_vcpus: Option<u32>,
+    /// The loader's `secure` enum contains `yes`; `null` without `<os>`.
+    pub secure_boot: Option<bool>,
+    pub firmware: Vec<String>,
+    pub disk_buses: Vec<String>,
+}
+
+/// The machine the host-level values describe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineRef {
+    pub name: String,
+    pub canonical: Option<String>,
+    pub virttype: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtInfo {
     pub status: GroupStatus,
@@ -293,11 +413,18 @@ pub struct VirtInfo {
     pub hypervisor_version: Option<String>,
     /// `virConnectGetLibVersion` as `major.minor.release`.
     pub libvirt_version: Option<String>,
-    /// The kvm domain capabilities' `vcpu max`, else the qemu one's.
+    /// The guests' machine: which machine, canonical version and virttype the
+    /// host-level domain-capabilities values (secure boot, firmware, max vCPUs, disk
+    /// buses, host-model CPU, …) describe.
+    pub guest_machine: Option<MachineRef>,
+    /// `vcpu max` of the guests' machine (kvm, else qemu with a reason); `null` when
+    /// that document has no `<vcpu>` or states no limit.
     pub max_vcpus: Option<u32>,
-    /// true when the kvm host-model CPU requires `vmx` or `svm` (a guest gets it);
-    /// `null` otherwise: XML cannot tell "off" from "implied by the CPU model".
-    pub nested_virt: Option<bool>,
+    /// The `kvm_intel`/`kvm_amd` `nested` parameter of the host's vendor, else yes when
+    /// the kvm host-model CPU gives guests vmx/svm, else unknown.
+    pub nested_virt: TriFact,
+    /// Every machine asked for, per virttype, in the order asked.
+    pub machines: Vec<MachineCaps>,
     pub domain_types: Vec<String>,
     pub guests: Vec<GuestType>,
     pub domain_capabilities: Vec<DomainCapsSummary>,

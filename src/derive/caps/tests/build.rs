@@ -19,13 +19,31 @@ const VF: &str = "<device><name>pci_0000_02_10_0</name><capability type='pci'><d
     <address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></capability></capability></device>";
 const NIC: &str = "<device><name>net_eth0</name><capability type='net'><interface>eth0</interface></capability></device>";
 
+pub(super) fn answer(virttype: &str, machine: Option<&str>, text: String) -> DomCapsAnswer {
+    DomCapsAnswer {
+        virttype: virttype.into(),
+        machine: machine.map(str::to_string),
+        answer: Ok(text),
+    }
+}
+
 fn full() -> DiscoveryInput {
     DiscoveryInput {
         hostname: Ok("hv1".into()),
         capabilities: Ok(fixture("caps/caps-qemu-kvm.xml")),
-        domcaps_kvm: Ok(fixture("domcaps/qemu_10.0.0-q35.x86_64+amdsev.xml")),
-        domcaps_qemu: Ok(fixture("domcaps/qemu_10.0.0-tcg.x86_64.xml")),
-        node_info: Ok(parse_nodeinfo(&fixture("real/nodeinfo.txt")).unwrap()),
+        domcaps: vec![
+            answer(
+                "kvm",
+                Some("q35"),
+                fixture("domcaps/qemu_10.0.0-q35.x86_64+amdsev.xml"),
+            ),
+            answer("qemu", None, fixture("domcaps/qemu_10.0.0-tcg.x86_64.xml")),
+        ],
+        guest_machine: Some("q35".into()),
+        node_info: Ok(NodeInfo {
+            cpus: 16,
+            ..parse_nodeinfo(&fixture("real/nodeinfo.txt")).unwrap()
+        }),
         hypervisor_type: Ok("QEMU".into()),
         hypervisor_version: Ok(7_002_022),
         libvirt_version: Ok(9_000_000),
@@ -44,6 +62,9 @@ fn full() -> DiscoveryInput {
             },
         ]),
         node_devices: Ok(vec![PF.into(), VF.into(), NIC.into()]),
+        kvm_intel_nested: Ok("Y\n".into()),
+        kvm_amd_nested: Err("No such file or directory (os error 2)".into()),
+        ksm_run: Ok("1\n".into()),
     }
 }
 
@@ -65,15 +86,29 @@ fn full_input_is_complete_with_values() {
     assert_eq!(states(&c), [GroupState::Complete; 7]);
     assert_eq!(c.host_info.hostname.as_deref(), Some("hv1"));
     assert_eq!(c.cpu_info.model.as_deref(), Some("Haswell-noTSX"));
-    assert!(c.cpu_info.vmx && !c.cpu_info.svm);
-    assert_eq!(c.cpu_info.usable_models.len(), 80);
+    assert_eq!(c.cpu_info.vmx, TriFact::yes("host CPU features"));
+    // The host-model CPU's model includes svm (mixed fixtures: an Intel host's
+    // capabilities with an AMD host's domain capabilities).
+    assert_eq!(
+        c.cpu_info.svm,
+        TriFact::yes("CPU model EPYC-Genoa definition")
+    );
+    assert_eq!(c.cpu_info.logical_cpus, Some(16));
+    assert_eq!(
+        (
+            c.cpu_info.usable_models.len(),
+            c.cpu_info.unusable_models.len(),
+            c.cpu_info.unknown_models.len()
+        ),
+        (80, 65, 0)
+    );
     assert_eq!(
         c.cpu_info.host_model.as_ref().unwrap().model.as_deref(),
         Some("EPYC-Genoa")
     );
     assert_eq!(c.memory_info.total_kib, Some(8_349_900));
     assert_eq!(c.memory_info.hugepage_sizes_kib, vec![2048, 1_048_576]);
-    assert_eq!(c.memory_info.ksm, None);
+    assert_eq!(c.memory_info.ksm, TriFact::yes("/sys/kernel/mm/ksm/run"));
     let s = &c.security_info;
     assert_eq!(s.secure_boot, Some(true));
     assert!(s.sev.supported && s.sev.es && s.sev.snp && !s.tdx && !s.sgx.supported);
@@ -107,6 +142,46 @@ fn full_input_is_complete_with_values() {
     assert_eq!(v.libvirt_version.as_deref(), Some("9.0.0"));
     assert_eq!(v.hypervisor_type.as_deref(), Some("QEMU"));
     assert_eq!(v.max_vcpus, Some(4096));
+    assert_eq!(v.nested_virt, TriFact::yes("kvm_intel nested parameter"));
+    assert_eq!(
+        v.guest_machine,
+        Some(MachineRef {
+            name: "q35".into(),
+            canonical: Some("pc-q35-10.0".into()),
+            virttype: "kvm".into()
+        })
+    );
+    let m: Vec<_> = v
+        .machines
+        .iter()
+        .map(|m| {
+            (
+                m.machine.as_str(),
+                m.canonical.as_deref(),
+                m.virttype.as_str(),
+                m.max_vcpus,
+                m.secure_boot,
+            )
+        })
+        .collect();
+    assert_eq!(
+        m,
+        vec![
+            ("q35", Some("pc-q35-10.0"), "kvm", Some(4096), Some(true)),
+            (
+                "pc-i440fx-10.0",
+                Some("pc-i440fx-10.0"),
+                "qemu",
+                Some(255),
+                Some(false)
+            ),
+        ]
+    );
+    assert!(
+        v.machines
+            .iter()
+            .all(|m| m.status.state == GroupState::Complete)
+    );
     assert_eq!(v.domain_types, vec!["kvm", "qemu"]);
     assert_eq!(v.domain_capabilities.len(), 2);
 }
@@ -128,16 +203,60 @@ fn missing_document_makes_its_groups_partial_only() {
         }
     }
 
+    // The guests' machine (q35) unanswered for kvm and not asked for qemu: its values
+    // are missing, never taken from another machine (the i440fx TCG document).
     let mut input = full();
-    input.domcaps_kvm = Err("no kvm".into());
+    input.domcaps[0].answer = Err("no kvm".into());
     let c = build_capabilities(&input);
     assert_eq!(c.cpu_info.status.state, GroupState::Partial);
+    assert_eq!(
+        c.cpu_info.status.reasons,
+        vec!["domain capabilities (kvm, q35): no kvm"]
+    );
     assert!(c.cpu_info.host_model.is_none() && c.cpu_info.usable_models.is_empty());
-    // Security falls back to the TCG document, with the reason.
     assert_eq!(c.security_info.status.state, GroupState::Partial);
-    assert!(!c.security_info.sev.supported);
+    assert_eq!(c.security_info.secure_boot, None);
+    assert_eq!(c.virt_info.max_vcpus, None);
+    assert_eq!(c.virt_info.guest_machine, None);
     assert_eq!(c.host_info.status.state, GroupState::Complete);
+    assert_eq!(
+        c.virt_info.machines[0].status,
+        GroupStatus {
+            state: GroupState::Unavailable,
+            reasons: vec!["no kvm".into()]
+        }
+    );
+
+    // The same machine's qemu (TCG) document serves, with the reason.
+    let mut input = full();
+    input.guest_machine = None;
+    input.domcaps = vec![
+        DomCapsAnswer {
+            virttype: "kvm".into(),
+            machine: None,
+            answer: Err("no kvm".into()),
+        },
+        answer("qemu", None, fixture("domcaps/qemu_10.0.0-tcg.x86_64.xml")),
+    ];
+    let c = build_capabilities(&input);
+    assert_eq!(c.security_info.status.state, GroupState::Partial);
+    assert_eq!(
+        c.security_info.status.reasons,
+        vec!["domain capabilities (kvm): no kvm; using the qemu (TCG) ones"]
+    );
+    assert!(!c.security_info.sev.supported);
     assert_eq!(c.virt_info.max_vcpus, Some(255));
+    assert_eq!(
+        c.virt_info.guest_machine,
+        Some(MachineRef {
+            name: "pc-i440fx-10.0".into(),
+            canonical: Some("pc-i440fx-10.0".into()),
+            virttype: "qemu".into()
+        })
+    );
+    // No kvm document at all: no host-model CPU, no nested virt from it.
+    assert!(c.cpu_info.host_model.is_none());
+    assert_eq!(c.cpu_info.status.state, GroupState::Partial);
 
     let mut input = full();
     input.storage_pools = Ok(vec![Fetched {
@@ -163,8 +282,13 @@ fn nothing_answered_is_unavailable() {
             .status
             .reasons
             .iter()
-            .all(|r| r.ends_with("no libvirt on this node"))
+            .all(|r| r.ends_with("no libvirt on this node")),
+        "{:?}",
+        c.security_info.status.reasons
     );
+    assert!(c.virt_info.machines.is_empty() && c.virt_info.guest_machine.is_none());
+    assert_eq!(c.virt_info.nested_virt.value, Tri::Unknown);
+    assert_eq!(c.memory_info.ksm.value, Tri::Unknown);
 }
 
 #[test]

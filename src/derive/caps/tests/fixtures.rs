@@ -20,6 +20,7 @@ fn caps_qemu_kvm() {
         Some(CpuTopology {
             sockets: 1,
             dies: 1,
+            clusters: 1,
             cores: 8,
             threads: 1
         })
@@ -39,7 +40,8 @@ fn caps_qemu_kvm() {
         c.numa_cells[0].pages[0],
         PageCount {
             size_kib: 4,
-            count: 4_043_885
+            count: 4_043_885,
+            free: None
         }
     );
     let models: Vec<_> = c.security_models.iter().map(|m| m.model.as_str()).collect();
@@ -100,7 +102,9 @@ fn domcaps_amdsev() {
     assert_eq!(hm.model.as_deref(), Some("EPYC-Genoa"));
     assert_eq!(hm.vendor.as_deref(), Some("AMD"));
     assert_eq!(d.usable_models.len(), 80);
-    assert_eq!(d.unusable_model_count, 65);
+    assert_eq!(d.unusable_models.len(), 65);
+    assert!(d.unknown_models.is_empty());
+    assert_eq!(d.secure_boot, Some(true));
     assert_eq!(d.usable_models[0], "486");
     assert_eq!(d.sev.cbitpos, Some(51));
     assert_eq!(d.sev.reduced_phys_bits, Some(1));
@@ -132,7 +136,10 @@ fn domcaps_aarch64() {
     assert_eq!(d.loader_secure, vec!["no"]);
     assert!(!d.host_model.as_ref().unwrap().supported);
     assert_eq!(d.usable_models.len(), 0);
-    assert_eq!(d.unusable_model_count, 47);
+    // usable='unknown' is neither usable nor unusable.
+    assert!(d.unusable_models.is_empty());
+    assert_eq!(d.unknown_models.len(), 47);
+    assert_eq!(d.secure_boot, Some(false));
     assert_eq!(d.gic_versions, vec!["3"]);
     assert_eq!(d.tpm.models, vec!["tpm-tis"]);
     assert!(!d.sev.supported && !d.sgx.supported && d.launch_security_types.is_empty());
@@ -157,7 +164,7 @@ fn domcaps_tcg() {
             .iter()
             .any(|f| f.policy.as_deref() == Some("require"))
     );
-    assert_eq!((d.usable_models.len(), d.unusable_model_count), (36, 109));
+    assert_eq!((d.usable_models.len(), d.unusable_models.len()), (36, 109));
     assert!(d.disk_buses.iter().any(|b| b == "ide"));
     assert!(!d.sev.supported && !d.sgx.supported && d.launch_security_types.is_empty());
     assert!(!d.hyperv_features.is_empty());
@@ -183,6 +190,7 @@ fn real_capabilities() {
         Some(CpuTopology {
             sockets: 1,
             dies: 1,
+            clusters: 1,
             cores: 2,
             threads: 1
         })
@@ -214,7 +222,7 @@ fn real_domcapabilities() {
         (hm.model.as_deref(), hm.vendor.as_deref()),
         (Some("kvm64"), Some("Intel"))
     );
-    assert_eq!((k.usable_models.len(), k.unusable_model_count), (4, 49));
+    assert_eq!((k.usable_models.len(), k.unusable_models.len()), (4, 49));
     assert_eq!(k.tpm.backend_models, vec!["passthrough"]);
     assert!(k.launch_security_types.is_empty() && !k.sev.supported && !k.sgx.supported);
     assert_eq!(k.hyperv_features, vec!["spinlocks", "vendor_id"]);
@@ -226,7 +234,7 @@ fn real_domcapabilities() {
         q.host_model.as_ref().unwrap().model.as_deref(),
         Some("EPYC")
     );
-    assert_eq!((q.usable_models.len(), q.unusable_model_count), (18, 35));
+    assert_eq!((q.usable_models.len(), q.unusable_models.len()), (18, 35));
 }
 
 #[test]
