@@ -22,7 +22,9 @@ use crate::sink::postgres::cluster_role::{ClusterRoleSettings, run_cluster_role}
 use crate::sink::postgres::{PgSink, SinkSettings};
 use crate::source::kube::ProbeLink;
 use crate::source::kube::{self as kube_source, KubeSettings, KubeSource};
-use crate::source::libvirt::host::{CapabilitySource, CapabilityTask, run_capabilities};
+use crate::source::libvirt::host::{
+    CapabilitySource, CapabilityTask, MachineSettings, run_capabilities,
+};
 use crate::source::libvirt::locator::DEFAULT_LINK_DIR;
 use crate::source::libvirt::{ConnectionPool, HypervisorProbe, LibvirtConnection, ProbeSettings};
 use crate::state::writer::{self, SharedStore, WriterOptions, lock};
@@ -488,6 +490,10 @@ fn start_libvirt(
     let request = Arc::new(Notify::new());
     let task = CapabilityTask {
         source,
+        machines: MachineSettings {
+            configured: cfg.capabilities.machines.clone(),
+            node_name: cfg.node_name.clone(),
+        },
         store: store.clone(),
         interval: cfg.capabilities.refresh_interval,
         requested: request.clone(),

@@ -237,6 +237,244 @@ fn real_host_capabilities() {
     assert_eq!(v["storage_info"]["status"]["state"], "partial");
 }
 
+/// The values of the loader's `secure` enum in a domcapabilities file, read without the
+/// parser.
+fn secure_enum(path: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let loader = &text[text.find("<loader").unwrap()..text.find("</loader>").unwrap()];
+    let Some(start) = loader.find("<enum name='secure'>") else {
+        return Vec::new();
+    };
+    let values = &loader[start..start + loader[start..].find("</enum>").unwrap()];
+    values
+        .split("<value>")
+        .skip(1)
+        .map(|v| v.split_once("</value>").unwrap().0.to_owned())
+        .collect()
+}
+
+/// `--domcapabilities` for machines pc (libvirt's default) and q35 of the same real host:
+/// the documents of the guests' machine give the host-level values, the others are
+/// reported per machine, whatever the order the files are given in.
+#[test]
+fn machine_picks_the_documents_that_describe_the_guests() {
+    let caps = libvirt_fixture("real/capabilities.xml");
+    let pc_kvm = libvirt_fixture("real/domcapabilities-kvm.xml");
+    let pc_qemu = libvirt_fixture("real/domcapabilities-qemu.xml");
+    let q35_kvm = libvirt_fixture("real/domcapabilities-q35-kvm.xml");
+    let q35_qemu = libvirt_fixture("real/domcapabilities-q35-qemu.xml");
+    let q35_secure = secure_enum(&q35_kvm).contains(&"yes".to_owned());
+    let pc_secure = secure_enum(&pc_kvm).contains(&"yes".to_owned());
+    let inspect = |files: &[&str], machine: Option<&str>| -> Value {
+        let mut args = vec!["inspect", "capabilities", "--capabilities", &caps];
+        args.push("--domcapabilities");
+        args.extend(files);
+        if let Some(m) = machine {
+            args.extend(["--machine", m]);
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        stdout_json(&out)
+    };
+    let all = [
+        pc_kvm.as_str(),
+        pc_qemu.as_str(),
+        q35_qemu.as_str(),
+        q35_kvm.as_str(),
+    ];
+    let v = inspect(&all, Some("q35"));
+    assert_eq!(
+        v["virt_info"]["guest_machine"],
+        json!({"name": "q35", "canonical": "pc-q35-7.2", "virttype": "kvm"})
+    );
+    assert_eq!(v["security_info"]["secure_boot"], q35_secure);
+    assert_eq!(v["virt_info"]["max_vcpus"], 288);
+    let machines: Vec<(String, String, String)> = v["virt_info"]["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["machine"].as_str().unwrap().to_owned(),
+                m["canonical"].as_str().unwrap_or("-").to_owned(),
+                m["virttype"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |m: &str, c: &str, t: &str| (m.to_owned(), c.to_owned(), t.to_owned());
+    assert_eq!(
+        machines,
+        [
+            row("q35", "pc-q35-7.2", "kvm"),
+            row("q35", "pc-q35-7.2", "qemu"),
+            row("pc-i440fx-7.2", "pc-i440fx-7.2", "kvm"),
+            row("pc-i440fx-7.2", "pc-i440fx-7.2", "qemu"),
+        ]
+    );
+    let per_machine = &v["virt_info"]["machines"];
+    assert_eq!(per_machine[0]["max_vcpus"], 288);
+    assert_eq!(per_machine[0]["secure_boot"], q35_secure);
+    assert_eq!(per_machine[2]["max_vcpus"], 255);
+    assert_eq!(per_machine[2]["secure_boot"], pc_secure);
+    // No --machine: the daemon's default for x86_64, q35, as a document describes it.
+    assert_eq!(inspect(&all, None), v);
+    // The canonical name works too, and names the machine as given.
+    let canonical = inspect(&all, Some("pc-q35-7.2"));
+    assert_eq!(
+        canonical["virt_info"]["guest_machine"]["name"],
+        "pc-q35-7.2"
+    );
+    assert_eq!(canonical["security_info"]["secure_boot"], q35_secure);
+    // pc (an alias of pc-i440fx-7.2): its documents give the host-level values, in
+    // whatever order the files come.
+    for files in [
+        all,
+        [
+            q35_kvm.as_str(),
+            q35_qemu.as_str(),
+            pc_qemu.as_str(),
+            pc_kvm.as_str(),
+        ],
+    ] {
+        let pc = inspect(&files, Some("pc"));
+        assert_eq!(
+            pc["virt_info"]["guest_machine"],
+            json!({"name": "pc", "canonical": "pc-i440fx-7.2", "virttype": "kvm"})
+        );
+        assert_eq!(pc["security_info"]["secure_boot"], pc_secure);
+        assert_eq!(pc["virt_info"]["max_vcpus"], 255);
+        assert_eq!(pc["virt_info"]["machines"][0]["machine"], "pc");
+    }
+    // The table says which machine the values describe.
+    let out = run(&[
+        "inspect",
+        "capabilities",
+        "--capabilities",
+        &caps,
+        "--domcapabilities",
+        &pc_kvm,
+        &q35_kvm,
+        "--machine",
+        "q35",
+        "--output",
+        "table",
+    ]);
+    let t = stdout_text("capabilities --machine q35 --output table", &out);
+    let row = |f: &str| table_row(&t, f);
+    assert_eq!(
+        row("guest machine").as_deref(),
+        Some("q35 = pc-q35-7.2, kvm")
+    );
+    assert_eq!(
+        row("max vcpus").as_deref(),
+        Some("288 (for q35 = pc-q35-7.2, kvm)")
+    );
+    assert!(
+        row("machine pc-i440fx-7.2 kvm").is_some_and(|r| r.contains("max 255 vCPUs")),
+        "{t}"
+    );
+    // Only pc documents and no --machine: the first document's machine.
+    let only_pc = inspect(&[pc_qemu.as_str(), pc_kvm.as_str()], None);
+    assert_eq!(
+        only_pc["virt_info"]["guest_machine"],
+        json!({"name": "pc-i440fx-7.2", "canonical": "pc-i440fx-7.2", "virttype": "kvm"})
+    );
+}
+
+/// A domain capabilities document of another driver (bhyve here) is reported
+/// unavailable with the reason, and is never taken for the host's values.
+#[test]
+fn other_drivers_are_reported_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bhyve = dir.path().join("bhyve.xml");
+    // libvirt's tests/domaincapsdata/bhyve_basic.x86_64.xml, shortened.
+    std::fs::write(
+        &bhyve,
+        "<domainCapabilities>\n  <path>/usr/sbin/bhyve</path>\n  <domain>bhyve</domain>\n  \
+         <arch>x86_64</arch>\n  <os supported='yes'>\n    <loader supported='no'/>\n  </os>\n  \
+         <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'><value>disk</value>\
+         <value>cdrom</value></enum>\n      <enum name='bus'><value>virtio</value>\
+         <value>sata</value></enum>\n    </disk>\n  </devices>\n</domainCapabilities>\n",
+    )
+    .unwrap();
+    let bhyve = bhyve.display().to_string();
+    let out = run(&[
+        "inspect",
+        "capabilities",
+        "--capabilities",
+        &libvirt_fixture("real/capabilities.xml"),
+        "--domcapabilities",
+        &bhyve,
+        &libvirt_fixture("real/domcapabilities-kvm.xml"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = stdout_json(&out);
+    let machines = v["virt_info"]["machines"].as_array().unwrap();
+    let b = machines
+        .iter()
+        .find(|m| m["virttype"] == "bhyve")
+        .unwrap_or_else(|| panic!("{machines:?}"));
+    assert_eq!(b["status"]["state"], "unavailable", "{b}");
+    assert!(
+        b["status"]["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains("driver bhyve is not supported")),
+        "{b}"
+    );
+    // The host's values come from the kvm document.
+    assert_eq!(v["virt_info"]["guest_machine"]["virttype"], "kvm");
+    assert_eq!(v["virt_info"]["max_vcpus"], 255);
+    let buses = &v["storage_info"]["disk_buses"];
+    assert!(
+        buses.as_array().unwrap().iter().any(|b| b == "ide"),
+        "the kvm pc document's buses, not bhyve's: {buses}"
+    );
+}
+
+/// `--machine` must name a machine a document describes, and be a machine name.
+#[test]
+fn machine_errors_exit_2() {
+    let caps = libvirt_fixture("real/capabilities.xml");
+    let pc_kvm = libvirt_fixture("real/domcapabilities-kvm.xml");
+    for (machine, words) in [
+        (
+            "q35",
+            &[
+                "--machine q35: no --domcapabilities document describes it",
+                "pc-q35-7.2",
+                "kvm pc-i440fx-7.2",
+            ][..],
+        ),
+        (
+            "virt",
+            &["--machine virt: no --domcapabilities document"][..],
+        ),
+        (
+            "q35;reboot",
+            &["--machine", "is not a machine type name"][..],
+        ),
+        ("", &["--machine", "is not a machine type name"][..]),
+    ] {
+        let out = run(&[
+            "inspect",
+            "capabilities",
+            "--capabilities",
+            &caps,
+            "--domcapabilities",
+            &pc_kvm,
+            "--machine",
+            machine,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{machine}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in words {
+            assert!(err.contains(w), "{machine}: {err} lacks {w:?}");
+        }
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn amd_sev_host() {
     let v = stdout_json(&run(&[
@@ -257,13 +495,14 @@ fn amd_sev_host() {
     assert_eq!(v["security_info"]["tpm"]["models"][1], "tpm-crb");
     assert_eq!(v["memory_info"]["page_sizes_kib"][2], 1_048_576);
     assert_eq!(v["cpu_info"]["numa_cells"].as_array().unwrap().len(), 2);
-    // Only the kvm document: the virt group names the missing qemu one.
-    let reasons = v["virt_info"]["status"]["reasons"].as_array().unwrap();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r == "domain capabilities (qemu): not given to inspect")
+    // Only the kvm document, of q35 10.0: it describes the guests (no --machine, no q35
+    // alias in these capabilities: the first document).
+    assert_eq!(
+        v["virt_info"]["guest_machine"],
+        json!({"name": "pc-q35-10.0", "canonical": "pc-q35-10.0", "virttype": "kvm"})
     );
+    assert_eq!(v["virt_info"]["machines"].as_array().unwrap().len(), 1);
+    assert_eq!(v["virt_info"]["max_vcpus"], 4096);
 }
 
 #[test]
@@ -358,7 +597,7 @@ fn bad_files_exit_2_naming_the_file() {
                 tcg.as_str(),
             ],
             tcg.as_str(),
-            "a second qemu domain capabilities document",
+            "a second qemu domain capabilities document for machine pc-i440fx-10.0",
         ),
         (
             vec![
@@ -522,7 +761,7 @@ fn the_sample_inputs_readme_commands_work() {
                 assert_eq!(row("model").as_deref(), Some("Broadwell (Intel, x86_64)"));
                 assert_eq!(
                     row("topology").as_deref(),
-                    Some("1 socket, 1 die, 2 cores, 1 thread per core: 2 CPUs")
+                    Some("1 socket, 1 die, 1 cluster, 2 cores, 1 thread per core: 2 CPUs")
                 );
                 assert_eq!(
                     row("nodeinfo").as_deref(),
@@ -531,8 +770,16 @@ fn the_sample_inputs_readme_commands_work() {
                 assert_eq!(row("cpu_info").as_deref(), Some("complete"));
                 assert_eq!(row("memory_info").as_deref(), Some("complete"));
                 assert_eq!(row("domain types").as_deref(), Some("kvm, qemu"));
-                assert_eq!(row("max vcpus").as_deref(), Some("255"));
-                assert_eq!(row("secure boot").as_deref(), Some("no"));
+                // The sample's domain capabilities are of libvirt's default machine.
+                assert_eq!(row("guest machine").as_deref(), Some("pc-i440fx-7.2, kvm"));
+                assert_eq!(
+                    row("max vcpus").as_deref(),
+                    Some("255 (for pc-i440fx-7.2, kvm)")
+                );
+                assert_eq!(
+                    row("secure boot").as_deref(),
+                    Some("no (for pc-i440fx-7.2, kvm)")
+                );
                 assert!(
                     row("host_info")
                         .is_some_and(|s| s == "partial: hostname: not given to inspect"),
@@ -690,12 +937,19 @@ fn capabilities_table_of_the_fixtures() {
         row("sev").as_deref(),
         Some("yes: SEV, SEV-ES, SEV-SNP; max guests 59, max ES guests 450")
     );
-    assert_eq!(row("secure boot").as_deref(), Some("yes"));
-    assert_eq!(row("max vcpus").as_deref(), Some("4096"));
+    assert_eq!(
+        row("secure boot").as_deref(),
+        Some("yes (for pc-q35-10.0, kvm)")
+    );
+    assert_eq!(
+        row("max vcpus").as_deref(),
+        Some("4096 (for pc-q35-10.0, kvm)")
+    );
+    assert_eq!(row("guest machine").as_deref(), Some("pc-q35-10.0, kvm"));
     assert_eq!(row("numa cells").as_deref(), Some("2"));
     assert!(
         row("virt_info")
-            .is_some_and(|s| s.contains("domain capabilities (qemu): not given to inspect")),
+            .is_some_and(|s| s.contains("hypervisor type") && s.contains("not given to inspect")),
         "{t}"
     );
     assert!(

@@ -56,6 +56,17 @@ path = "{state}"
         first.get::<_, Option<String>>(3).as_deref(),
         Some("complete")
     );
+    // The machine-specific values: the guests' machine is the default q35 (no VMI runs
+    // here), asked for kvm and qemu.
+    assert_eq!(first.get::<_, Option<String>>(5).as_deref(), Some("q35"));
+    let canonical: Option<String> = first.get(6);
+    assert!(
+        canonical
+            .as_deref()
+            .is_some_and(|c| c.starts_with("pc-q35-")),
+        "{canonical:?}"
+    );
+    assert_eq!(first.get::<_, Option<i32>>(7), Some(2));
     assert_eq!(d.stop(), Some(0));
 
     // Restart: the same capabilities are found, nothing is written.
@@ -77,7 +88,10 @@ async fn row(db: &Db) -> tokio_postgres::Row {
     db.client
         .query_one(
             "SELECT hostname, fingerprint, data->'cpu_info'->>'arch', \
-             data->'host_info'->'status'->>'state', updated_at::text \
+             data->'host_info'->'status'->>'state', updated_at::text, \
+             data->'virt_info'->'guest_machine'->>'name', \
+             data->'virt_info'->'guest_machine'->>'canonical', \
+             jsonb_array_length(data->'virt_info'->'machines') \
              FROM virtsync.host_capabilities WHERE host_id = 'host-a'",
             &[],
         )

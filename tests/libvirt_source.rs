@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use support::libvirtd::{self, Guest, Libvirtd};
 use virtsync::config::{LibvirtConfig, Locator};
 use virtsync::source::libvirt::{
-    ConnState, ConnectionPool, LibvirtConnection, LibvirtError, discover, domain_type,
-    domain_type_on, locate, locate_on_host, locator,
+    ConnState, ConnectionPool, LibvirtConnection, LibvirtError, MachinePlan, discover,
+    discover_with, domain_type, domain_type_on, locate, locate_on_host, locator,
 };
 
 const NS: &str = "vstest";
@@ -62,9 +62,19 @@ async fn test_default_driver() {
     );
     assert_eq!(raw.driver_type.as_deref(), Ok("TEST"));
     assert!(raw.lib_version.unwrap() >= 9_000_000);
-    let unsupported = raw.domain_capabilities_kvm.as_ref().unwrap_err();
-    assert!(unsupported.contains("not supported"), "{unsupported}");
-    assert!(raw.domain_capabilities_qemu.is_err());
+    // The test driver's host is i686, with no machine configured: libvirt's default
+    // machine is asked for, kvm then qemu, and both refusals are kept as the answers.
+    let asked: Vec<(&str, Option<&str>)> = raw
+        .domain_capabilities
+        .iter()
+        .map(|a| (a.virttype.as_str(), a.machine.as_deref()))
+        .collect();
+    assert_eq!(asked, [("kvm", None), ("qemu", None)]);
+    for a in &raw.domain_capabilities {
+        let unsupported = a.answer.as_ref().unwrap_err();
+        assert!(unsupported.contains("not supported"), "{unsupported}");
+    }
+    assert_eq!(raw.guest_machine, None);
     let pools = raw.storage_pools.as_ref().unwrap();
     assert!(
         pools
@@ -402,6 +412,64 @@ async fn kubevirt_locator_through_fake_kubelet_root() {
     pool.close_all().await.unwrap();
 }
 
+/// `virsh -c <the test libvirtd> ARGS`, its stdout.
+fn virsh(args: &[&str]) -> String {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", libvirtd::uri()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "virsh {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The text between the first `open` after `from` and the next `close`.
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find(close)?;
+    Some(&text[start..start + len])
+}
+
+/// The `<value>`s of the first `<enum name='NAME'>` in `text`.
+fn enum_values(text: &str, name: &str) -> Vec<String> {
+    between(text, &format!("<enum name='{name}'>"), "</enum>")
+        .map(|values| {
+            values
+                .split("<value>")
+                .skip(1)
+                .filter_map(|v| v.split_once("</value>").map(|(v, _)| v.trim().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a domcapabilities document says, read from virsh's text without the parser.
+#[derive(Debug)]
+struct VirshFacts {
+    /// `<machine>`: the canonical machine.
+    machine: String,
+    /// `<vcpu max>`.
+    vcpus: Option<u32>,
+    /// The loader's `secure` enum: secure boot when it holds `yes`.
+    secure_boot: bool,
+    /// The disk `bus` enum.
+    disk_buses: Vec<String>,
+}
+
+fn virsh_facts(domcaps: &str) -> VirshFacts {
+    VirshFacts {
+        machine: between(domcaps, "<machine>", "</machine>")
+            .unwrap()
+            .to_owned(),
+        vcpus: between(domcaps, "<vcpu max='", "'").map(|v| v.parse().unwrap()),
+        secure_boot: between(domcaps, "<loader", "</loader>")
+            .is_some_and(|loader| enum_values(loader, "secure").contains(&"yes".to_owned())),
+        disk_buses: between(domcaps, "<disk supported='yes'>", "</disk>")
+            .map(|disk| enum_values(disk, "bus"))
+            .unwrap_or_default(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_on_real_libvirtd() {
     let _lock = Libvirtd::read().await;
@@ -415,9 +483,18 @@ async fn discovery_on_real_libvirtd() {
             .unwrap()
             .contains("<capabilities>")
     );
-    let kvm = raw.domain_capabilities_kvm.as_ref().unwrap();
+    // The default configuration on x86_64: q35, kvm then qemu.
+    assert_eq!(raw.guest_machine.as_deref(), Some("q35"));
+    let asked: Vec<(&str, Option<&str>)> = raw
+        .domain_capabilities
+        .iter()
+        .map(|a| (a.virttype.as_str(), a.machine.as_deref()))
+        .collect();
+    assert_eq!(asked, [("kvm", Some("q35")), ("qemu", Some("q35"))]);
+    let kvm = raw.domain_capabilities[0].answer.as_ref().unwrap();
     assert!(kvm.contains("<domain>kvm</domain>"), "{kvm}");
-    let qemu = raw.domain_capabilities_qemu.as_ref().unwrap();
+    assert!(kvm.contains("<machine>pc-q35-"), "{kvm}");
+    let qemu = raw.domain_capabilities[1].answer.as_ref().unwrap();
     assert!(qemu.contains("<domain>qemu</domain>"), "{qemu}");
     let info = raw.node_info.as_ref().unwrap();
     assert!(info.cpus > 0 && info.memory_kib > 0, "{info:?}");
@@ -426,6 +503,16 @@ async fn discovery_on_real_libvirtd() {
     assert!(!raw.hostname.as_ref().unwrap().is_empty());
     assert!(raw.storage_pools.is_ok(), "{:?}", raw.storage_pools);
     assert!(raw.networks.is_ok(), "{:?}", raw.networks);
+    // The host's sysfs files, as read here (or the error).
+    assert_eq!(
+        raw.host_files.ksm_run,
+        std::fs::read_to_string("/sys/kernel/mm/ksm/run").map_err(|e| e.to_string())
+    );
+    assert_eq!(
+        raw.host_files.kvm_intel_nested,
+        std::fs::read_to_string("/sys/module/kvm_intel/parameters/nested")
+            .map_err(|e| e.to_string())
+    );
     eprintln!(
         "pci devices: {:?}",
         raw.pci_devices.as_ref().map(|v| v.len())
@@ -435,19 +522,19 @@ async fn discovery_on_real_libvirtd() {
     // The groups hold what `virsh capabilities` / `virsh domcapabilities` report for the
     // same host: the same builder fed virsh's documents gives the same result.
     let from_api = virtsync::derive::caps::build_capabilities(&raw.clone().into_input());
-    let virsh = |args: &[&str]| {
-        let out = std::process::Command::new("virsh")
-            .args(["-c", libvirtd::uri()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "virsh {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
     let mut input = raw.into_input();
     input.capabilities = Ok(virsh(&["capabilities"]));
-    input.domcaps_kvm = Ok(virsh(&["domcapabilities", "--virttype", "kvm"]));
-    input.domcaps_qemu = Ok(virsh(&["domcapabilities", "--virttype", "qemu"]));
+    for a in &mut input.domcaps {
+        a.answer = Ok(virsh(&[
+            "domcapabilities",
+            "--arch",
+            "x86_64",
+            "--machine",
+            "q35",
+            "--virttype",
+            &a.virttype,
+        ]));
+    }
     let from_virsh = virtsync::derive::caps::build_capabilities(&input);
     assert_eq!(from_api, from_virsh);
     assert!(from_api.cpu_info.arch.is_some() && from_api.cpu_info.topology.is_some());
@@ -456,4 +543,99 @@ async fn discovery_on_real_libvirtd() {
         "kvm host-usable CPU models"
     );
     eprintln!("capabilities: {}", from_api.to_canonical_json());
+}
+
+/// The guests' machine on this host is q35 (libvirt's default machine, asked without
+/// one, is pc), and its values are what `virsh domcapabilities --machine q35` says, read
+/// from virsh's text without the parser. A VMI's machine type comes first; a machine
+/// libvirt does not know is a recorded refusal, not a failed discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_names_the_guests_machine() {
+    let _lock = Libvirtd::read().await;
+    // /dev/kvm is here (the other tests run kvm guests): kvm describes the guests.
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "the libvirt tests need /dev/kvm"
+    );
+    let virttype = "kvm";
+    let conn = LibvirtConnection::new(libvirtd::uri());
+    let raw = discover(&conn).await.unwrap();
+    let caps = virtsync::derive::caps::build_capabilities(&raw.into_input());
+    let q35 = virsh(&[
+        "domcapabilities",
+        "--machine",
+        "q35",
+        "--virttype",
+        virttype,
+    ]);
+    let q35 = virsh_facts(&q35);
+    let default = virsh_facts(&virsh(&["domcapabilities", "--virttype", virttype]));
+    eprintln!("virsh, machine q35: {q35:?}; default machine: {default:?}");
+    assert!(q35.machine.starts_with("pc-q35-"), "{q35:?}");
+    assert!(default.machine.starts_with("pc-i440fx-"), "{default:?}");
+    // What the machine changes: q35 has no IDE, i440fx has.
+    let ide = "ide".to_owned();
+    assert!(!q35.disk_buses.contains(&ide) && default.disk_buses.contains(&ide));
+    let guest = caps.virt_info.guest_machine.as_ref().unwrap();
+    assert_eq!(guest.name, "q35");
+    assert_eq!(guest.canonical.as_deref(), Some(q35.machine.as_str()));
+    assert_eq!(guest.virttype, virttype);
+    assert_eq!(
+        caps.security_info.secure_boot,
+        Some(q35.secure_boot),
+        "secure boot of q35"
+    );
+    assert_eq!(caps.virt_info.max_vcpus, q35.vcpus);
+    assert_eq!(caps.storage_info.disk_buses, q35.disk_buses);
+    let m = caps
+        .virt_info
+        .machines
+        .iter()
+        .find(|m| m.machine == "q35" && m.virttype == virttype)
+        .unwrap();
+    assert_eq!(m.canonical.as_deref(), Some(q35.machine.as_str()));
+    assert_eq!(m.secure_boot, Some(q35.secure_boot));
+    assert_eq!(m.max_vcpus, q35.vcpus);
+    assert_eq!(m.disk_buses, q35.disk_buses);
+    eprintln!(
+        "reported: guest machine {guest:?}, secure boot {:?}, max vCPUs {:?}, disk buses {:?}",
+        caps.security_info.secure_boot, caps.virt_info.max_vcpus, m.disk_buses
+    );
+
+    // A VMI on this node runs pc: it comes first and describes the guests; q35 is still
+    // asked; a machine libvirt does not know is its refusal.
+    let plan = MachinePlan {
+        running: vec!["pc".into(), "no-such-machine".into()],
+        ..MachinePlan::defaults()
+    };
+    let raw = discover_with(&conn, &plan).await.unwrap();
+    let asked: Vec<(&str, Option<&str>, bool)> = raw
+        .domain_capabilities
+        .iter()
+        .map(|a| (a.virttype.as_str(), a.machine.as_deref(), a.answer.is_ok()))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("kvm", Some("pc"), true),
+            ("qemu", Some("pc"), true),
+            ("kvm", Some("no-such-machine"), false),
+            ("qemu", Some("no-such-machine"), false),
+            ("kvm", Some("q35"), true),
+            ("qemu", Some("q35"), true),
+        ]
+    );
+    let refused = raw.domain_capabilities[2].answer.as_ref().unwrap_err();
+    assert!(refused.contains("no-such-machine"), "{refused}");
+    assert_eq!(raw.guest_machine.as_deref(), Some("pc"));
+    let caps = virtsync::derive::caps::build_capabilities(&raw.into_input());
+    let guest = caps.virt_info.guest_machine.as_ref().unwrap();
+    assert_eq!(
+        (guest.name.as_str(), guest.canonical.as_deref()),
+        ("pc", Some(default.machine.as_str()))
+    );
+    assert_eq!(caps.security_info.secure_boot, Some(default.secure_boot));
+    assert_eq!(caps.virt_info.max_vcpus, default.vcpus);
+    assert_eq!(caps.storage_info.disk_buses, default.disk_buses);
+    conn.close().await.unwrap();
 }

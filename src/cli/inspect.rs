@@ -6,9 +6,13 @@
 //! one object of the right kind in it, or the one `--name` picks.
 //!
 //! `virtsync inspect capabilities --capabilities FILE [--domcapabilities FILE ...]
-//! [--nodeinfo FILE] [--output json|table]`: the host capabilities the daemon would
-//! derive from `virsh capabilities` / `domcapabilities` / `nodeinfo` output (calls not
-//! given are reported as "not given to inspect"); the table is `caps_table.rs`.
+//! [--nodeinfo FILE] [--machine NAME] [--output json|table]`: the host capabilities the
+//! daemon would derive from `virsh capabilities` / `domcapabilities` / `nodeinfo` output
+//! (calls not given are reported as "not given to inspect", the host's sysfs files as
+//! "not read: offline"); the table is `caps_table.rs`. Domain capabilities are per
+//! machine: the documents of the guests' machine (`--machine`, matched by the document's
+//! `<machine>` directly or through the capabilities' alias list, e.g. `q35` →
+//! `pc-q35-7.2`) give the host-level values; the others are reported per machine.
 //! `virtsync inspect domain FILE`: the hypervisor type of a domain XML (`kvm`,
 //! `qemu-tcg`, `unknown`).
 
@@ -17,8 +21,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
+use crate::derive::caps::build::DomCapsAnswer;
 use crate::derive::caps::{
-    self, DiscoveryInput, HypervisorType, build_capabilities, parse_domain_capabilities,
+    self, CapsDoc, DiscoveryInput, HypervisorType, build_capabilities, parse_domain_capabilities,
 };
 use crate::derive::{VmInput, VmiInput, decode_vm, decode_vmi, derive_vm, derive_vmi, observe};
 use crate::model::Observation;
@@ -71,12 +76,21 @@ pub enum InspectWhat {
         /// `virsh capabilities` output.
         #[arg(long)]
         capabilities: PathBuf,
-        /// `virsh domcapabilities [--virttype kvm|qemu]` output (at most one per type).
+        /// `virsh domcapabilities [--virttype kvm|qemu] [--machine NAME]` output (at most
+        /// one per machine and type). Documents of other drivers (bhyve, xen, …) and of
+        /// another architecture are reported with the reason, not used for the host.
         #[arg(long, num_args = 1..)]
         domcapabilities: Vec<PathBuf>,
         /// `virsh nodeinfo` output.
         #[arg(long)]
         nodeinfo: Option<PathBuf>,
+        /// The machine type the guests use (e.g. q35, pc-q35-7.2, virt): the
+        /// --domcapabilities documents of this machine give the host-level values (secure
+        /// boot, max vCPUs, disk buses, firmware, host-model CPU, …). Default: the
+        /// daemon's default for the host's architecture (q35 on x86_64, virt on aarch64,
+        /// …) when a document describes it, else the first document.
+        #[arg(long, value_name = "NAME")]
+        machine: Option<String>,
         #[arg(long, value_enum, default_value_t = CapsOutput::Json)]
         output: CapsOutput,
     },
@@ -307,37 +321,166 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
+/// What inspect says of the host files the daemon reads from sysfs.
+const OFFLINE: &str = "not read: offline";
+
+/// The canonical machine of `name` by the capabilities' alias list (`<machine
+/// canonical='pc-q35-7.2'>q35</machine>`), looked up among the guests of `arch` first;
+/// `name` itself when it is no alias.
+fn canonical_machine(caps: &CapsDoc, arch: Option<&str>, name: &str) -> String {
+    let of_arch = caps
+        .guests
+        .iter()
+        .filter(|g| arch.is_none_or(|a| g.arch == a));
+    of_arch
+        .chain(caps.guests.iter())
+        .flat_map(|g| g.machines.iter())
+        .find(|m| m.name == name)
+        .and_then(|m| m.canonical.clone())
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// One `--domcapabilities` file.
+struct DomCapsFile {
+    path: PathBuf,
+    text: String,
+    domain: String,
+    arch: Option<String>,
+    machine: Option<String>,
+}
+
+/// kvm before qemu before other drivers.
+fn virttype_rank(domain: &str) -> u8 {
+    match domain {
+        "kvm" => 0,
+        "qemu" => 1,
+        _ => 2,
+    }
+}
+
 /// The offline discovery input: the files given, every other call "not given".
+/// `machine`: the guests' machine (`--machine`); `None`: the daemon's default for the
+/// host's architecture when a document describes it, else the first document's.
 pub fn capabilities_input(
     capabilities: &Path,
     domcapabilities: &[PathBuf],
     nodeinfo: Option<&Path>,
+    machine: Option<&str>,
 ) -> Result<DiscoveryInput> {
     let mut input = DiscoveryInput::unavailable("not given to inspect");
+    input.kvm_intel_nested = Err(OFFLINE.to_owned());
+    input.kvm_amd_nested = Err(OFFLINE.to_owned());
+    input.ksm_run = Err(OFFLINE.to_owned());
+    if let Some(m) = machine {
+        crate::config::check_machine_name(m)
+            .map_err(|p| Error::Usage(format!("--machine: {p}")))?;
+    }
     let text = read_text(capabilities)?;
-    caps::parse_capabilities(&text).map_err(|e| bad(capabilities, e))?;
+    let caps_doc = caps::parse_capabilities(&text).map_err(|e| bad(capabilities, e))?;
     input.capabilities = Ok(text);
+    let host_arch = caps_doc.arch.clone();
+
+    let mut files: Vec<DomCapsFile> = Vec::new();
     for path in domcapabilities {
         let text = read_text(path)?;
         let doc = parse_domain_capabilities(&text).map_err(|e| bad(path, e))?;
-        let slot = match doc.domain.as_str() {
-            "kvm" => &mut input.domcaps_kvm,
-            "qemu" => &mut input.domcaps_qemu,
-            other => {
-                return Err(bad(
-                    path,
-                    format!("domain type {other:?} is neither kvm nor qemu"),
-                ));
-            }
-        };
-        if slot.is_ok() {
+        if let Some(other) = files
+            .iter()
+            .find(|f| f.domain == doc.domain && f.machine == doc.machine && f.arch == doc.arch)
+        {
             return Err(bad(
                 path,
-                format!("a second {} domain capabilities document", doc.domain),
+                format!(
+                    "a second {} domain capabilities document for machine {} (the first is {})",
+                    doc.domain,
+                    doc.machine.as_deref().unwrap_or("(none named)"),
+                    other.path.display()
+                ),
             ));
         }
-        *slot = Ok(text);
+        files.push(DomCapsFile {
+            path: path.clone(),
+            text,
+            domain: doc.domain,
+            arch: doc.arch,
+            machine: doc.machine,
+        });
     }
+
+    // Does a document describe machine `name` (directly or through its alias)?
+    let describes = |f: &DomCapsFile, name: &str| {
+        f.machine.as_deref().is_some_and(|m| {
+            m == name || m == canonical_machine(&caps_doc, f.arch.as_deref(), name)
+        })
+    };
+    let guest_machine: Option<String> = match machine {
+        Some(name) => {
+            if !files.is_empty() && !files.iter().any(|f| describes(f, name)) {
+                let given: Vec<String> = files
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{} ({} {})",
+                            f.path.display(),
+                            f.domain,
+                            f.machine.as_deref().unwrap_or("(no machine)")
+                        )
+                    })
+                    .collect();
+                return Err(Error::Usage(format!(
+                    "--machine {name}: no --domcapabilities document describes it \
+                     (canonical machine {}; given: {})",
+                    canonical_machine(&caps_doc, host_arch.as_deref(), name),
+                    given.join(", ")
+                )));
+            }
+            Some(name.to_owned())
+        }
+        None => host_arch
+            .as_deref()
+            .map(|arch| {
+                crate::config::default_machines()
+                    .remove(arch)
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .find(|name| files.iter().any(|f| describes(f, name))),
+    };
+
+    // Preference order: the guests' machine first; then each other machine in the order
+    // its first document was given; kvm before qemu before other drivers.
+    let group_of = |f: &DomCapsFile| -> usize {
+        if guest_machine.as_deref().is_some_and(|g| describes(f, g)) {
+            return 0;
+        }
+        1 + files
+            .iter()
+            .position(|o| o.machine == f.machine && o.arch == f.arch)
+            .unwrap_or_default()
+    };
+    let mut order: Vec<(usize, u8, usize)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (group_of(f), virttype_rank(&f.domain), i))
+        .collect();
+    order.sort_unstable();
+    let mut answers = Vec::with_capacity(files.len());
+    for (group, _, i) in order {
+        let Some(f) = files.get(i) else { continue };
+        answers.push(DomCapsAnswer {
+            virttype: f.domain.clone(),
+            // The name asked for the guests' machine; the others: the document's own.
+            machine: if group == 0 {
+                guest_machine.clone()
+            } else {
+                None
+            },
+            answer: Ok(f.text.clone()),
+        });
+    }
+    input.domcaps = answers;
+    input.guest_machine = guest_machine;
     if let Some(path) = nodeinfo {
         let text = read_text(path)?;
         input.node_info = Ok(caps::parse_nodeinfo(&text).map_err(|e| bad(path, e))?);
@@ -351,9 +494,15 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             capabilities,
             domcapabilities,
             nodeinfo,
+            machine,
             output,
         } => {
-            let input = capabilities_input(capabilities, domcapabilities, nodeinfo.as_deref())?;
+            let input = capabilities_input(
+                capabilities,
+                domcapabilities,
+                nodeinfo.as_deref(),
+                machine.as_deref(),
+            )?;
             let built = build_capabilities(&input);
             let text = match output {
                 CapsOutput::Json => {

@@ -1,11 +1,23 @@
 //! Raw host-capability discovery: every call on one warm connection, each
 //! answer kept as the driver gave it (`Err` = the driver's reason, e.g. "not
-//! supported"). Parsing is `derive::caps`'s job.
+//! supported"). Parsing is `derive::caps`'s job, except the host's architecture and
+//! machine aliases, read from the capabilities to know which machines to ask about.
+//!
+//! Domain capabilities depend on the machine type: libvirt's default machine (asked
+//! when none is named) is often not the guests' (on x86_64 it is `pc`, i440fx: no
+//! secure boot, 255 vCPUs, IDE, where KubeVirt guests run `q35`). So discovery names
+//! the machines: those the VMIs on this node run (most used first, at most
+//! [`MAX_RUNNING_MACHINES`]), then `capabilities.machines` of the host's architecture,
+//! each once by its canonical machine, each asked for kvm and for qemu (TCG).
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use virt::connect::Connect;
 
 use super::connection::{LibvirtConnection, LibvirtError};
-use crate::derive::caps::{DiscoveryInput, Fetched, NodeInfo};
+use crate::derive::caps::build::DomCapsAnswer;
+use crate::derive::caps::{CapsDoc, DiscoveryInput, Fetched, NodeInfo, parse_capabilities};
 
 /// The driver's answer or its reason for not giving one.
 pub type Answer<T> = Result<T, String>;
@@ -19,15 +31,104 @@ pub struct NamedXml {
     pub active: bool,
 }
 
+/// At most this many machine types the VMIs run are asked about (each costs two calls).
+pub const MAX_RUNNING_MACHINES: usize = 4;
+
+/// The virttypes each machine is asked for, in preference order.
+pub const VIRTTYPES: [&str; 2] = ["kvm", "qemu"];
+
+/// Which machines discovery asks libvirt's domain capabilities for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachinePlan {
+    /// `capabilities.machines`: per host architecture, in preference order.
+    pub configured: BTreeMap<String, Vec<String>>,
+    /// The machine types the VMIs on this node run (`status.machine.type`), most used
+    /// first. They come before the configured ones: the first is the guests' machine.
+    pub running: Vec<String>,
+}
+
+impl MachinePlan {
+    /// The default `capabilities.machines`, no VMI machine types.
+    pub fn defaults() -> MachinePlan {
+        MachinePlan {
+            configured: crate::config::default_machines(),
+            running: Vec::new(),
+        }
+    }
+
+    /// The machines to ask about on a host whose capabilities are `caps` (`None`: not
+    /// readable), in preference order: the VMIs' machine types, then those configured for
+    /// the host's architecture; one name per canonical machine (`q35` and
+    /// `pc-q35-7.2` are one machine when the capabilities say `q35` is its alias). The
+    /// name kept is the first one met, as the VMI or the configuration spells it.
+    /// `[None]` (libvirt's default machine) when there is nothing to name.
+    pub fn machines(&self, caps: Option<&CapsDoc>) -> Vec<Option<String>> {
+        let arch = caps.and_then(|c| c.arch.as_deref());
+        let canonical = |name: &str| -> String {
+            caps.into_iter()
+                .flat_map(|c| c.guests.iter())
+                .filter(|g| arch.is_none_or(|a| g.arch == a))
+                .flat_map(|g| g.machines.iter())
+                .find(|m| m.name == name)
+                .and_then(|m| m.canonical.clone())
+                .unwrap_or_else(|| name.to_owned())
+        };
+        let configured = arch
+            .and_then(|a| self.configured.get(a))
+            .map_or(&[][..], Vec::as_slice);
+        let mut seen: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        let running = self.running.iter().take(MAX_RUNNING_MACHINES);
+        for name in running.chain(configured) {
+            let c = canonical(name);
+            if !seen.contains(&c) {
+                seen.push(c);
+                out.push(Some(name.clone()));
+            }
+        }
+        if out.is_empty() {
+            out.push(None);
+        }
+        out
+    }
+}
+
+/// Host files read from sysfs: `Err` holds the I/O error text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFiles {
+    /// `/sys/module/kvm_intel/parameters/nested`, as read (e.g. `Y\n`).
+    pub kvm_intel_nested: Answer<String>,
+    /// `/sys/module/kvm_amd/parameters/nested` (e.g. `1\n`).
+    pub kvm_amd_nested: Answer<String>,
+    /// `/sys/kernel/mm/ksm/run` (`0`, `1` or `2`).
+    pub ksm_run: Answer<String>,
+}
+
+impl HostFiles {
+    /// Reads the files under `root` (`/` on the host; a directory of copies in tests).
+    pub fn read(root: &Path) -> HostFiles {
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).map_err(|e| e.to_string());
+        HostFiles {
+            kvm_intel_nested: read("sys/module/kvm_intel/parameters/nested"),
+            kvm_amd_nested: read("sys/module/kvm_amd/parameters/nested"),
+            ksm_run: read("sys/kernel/mm/ksm/run"),
+        }
+    }
+}
+
 /// Everything discovery asked, raw.
 #[derive(Clone, Debug)]
 pub struct RawDiscovery {
     pub uri: String,
     pub capabilities: Answer<String>,
-    /// `virConnectGetDomainCapabilities` with virttype `kvm` / `qemu` (read-write
-    /// connection: libvirt refuses it on a read-only one).
-    pub domain_capabilities_kvm: Answer<String>,
-    pub domain_capabilities_qemu: Answer<String>,
+    /// `virConnectGetDomainCapabilities` for each machine of the [`MachinePlan`] (the
+    /// host's architecture named when known), kvm then qemu, in preference order
+    /// (read-write connection: libvirt refuses it on a read-only one).
+    pub domain_capabilities: Vec<DomCapsAnswer>,
+    /// The machine the guests use: the first asked about (`None`: libvirt's default).
+    pub guest_machine: Option<String>,
+    /// The sysfs files of the host the daemon runs on.
+    pub host_files: HostFiles,
     pub node_info: Answer<NodeInfo>,
     /// `virConnectGetType`, e.g. `QEMU`, `TEST`.
     pub driver_type: Answer<String>,
@@ -44,15 +145,6 @@ pub struct RawDiscovery {
 
 fn reason(e: virt::error::Error) -> String {
     e.message().to_owned()
-}
-
-/// The driver's answer; a lost connection fails the whole discovery instead.
-fn flat(r: Result<Answer<String>, LibvirtError>) -> Result<Answer<String>, LibvirtError> {
-    match r {
-        Ok(answer) => Ok(answer),
-        Err(e) if e.connection_lost() => Err(e),
-        Err(e) => Ok(Err(e.reason().to_owned())),
-    }
 }
 
 /// The calls below keep each failure as that field's answer; a connection that died
@@ -113,8 +205,9 @@ fn read_only_part(c: &Connect) -> Result<RawDiscovery, virt::error::Error> {
     Ok(RawDiscovery {
         uri: c.uri().unwrap_or_default(),
         capabilities: c.capabilities().map_err(reason),
-        domain_capabilities_kvm: Err("not asked".into()),
-        domain_capabilities_qemu: Err("not asked".into()),
+        domain_capabilities: Vec::new(),
+        guest_machine: None,
+        host_files: HostFiles::read(Path::new("/")),
         node_info,
         driver_type: c.driver_type().map_err(reason),
         hypervisor_version: c.hyp_version().map_err(reason),
@@ -126,15 +219,24 @@ fn read_only_part(c: &Connect) -> Result<RawDiscovery, virt::error::Error> {
     })
 }
 
-/// Asks everything. `Err` when no connection could be used or it died during the calls
-/// (after one retry on a fresh connection: libvirtd may have restarted since the last
-/// discovery); a single call the driver refuses is recorded in its field.
+/// Asks everything, naming the default `capabilities.machines` ([`discover_with`]).
 pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
-    match discover_once(conn).await {
+    discover_with(conn, &MachinePlan::defaults()).await
+}
+
+/// Asks everything, the domain capabilities for the machines of `plan`. `Err` when no
+/// connection could be used or it died during the calls (after one retry on a fresh
+/// connection: libvirtd may have restarted since the last discovery); a single call the
+/// driver refuses is recorded in its field.
+pub async fn discover_with(
+    conn: &LibvirtConnection,
+    plan: &MachinePlan,
+) -> Result<RawDiscovery, LibvirtError> {
+    match discover_once(conn, plan).await {
         Err(e) if e.connection_lost() => {
             tracing::debug!(error = %e, "discovery lost its libvirt connection; once more after the reconnect");
             conn.wait_connected(RETRY_WAIT).await;
-            discover_once(conn).await
+            discover_once(conn, plan).await
         }
         other => other,
     }
@@ -143,23 +245,71 @@ pub async fn discover(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtE
 /// How long a discovery that lost its connection waits for the reconnect.
 const RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn discover_once(conn: &LibvirtConnection) -> Result<RawDiscovery, LibvirtError> {
+async fn discover_once(
+    conn: &LibvirtConnection,
+    plan: &MachinePlan,
+) -> Result<RawDiscovery, LibvirtError> {
     let mut raw = conn.call(read_only_part).await?;
     raw.uri = conn.uri().to_owned();
-    let domcaps = |virttype: &'static str| {
-        conn.call_rw(
-            move |c| match c.domain_capabilities(None, None, None, Some(virttype), 0) {
-                Ok(xml) => Ok(Ok(xml)),
-                Err(e) => {
-                    fail_if_dead(c)?;
-                    Ok(Err(reason(e)))
-                }
-            },
-        )
+    // The capabilities' architecture and machine aliases; unreadable: no architecture
+    // is named, only the VMIs' machines (or libvirt's default one) are asked about.
+    let caps = raw
+        .capabilities
+        .as_ref()
+        .ok()
+        .and_then(|text| parse_capabilities(text).ok());
+    let arch = caps.as_ref().and_then(|c| c.arch.clone());
+    let machines = plan.machines(caps.as_ref());
+    raw.guest_machine = machines.first().cloned().flatten();
+    let asked = machines.clone();
+    let answers = conn.call_rw(move |c| {
+        let mut answers = Vec::with_capacity(machines.len() * VIRTTYPES.len());
+        for machine in &machines {
+            for virttype in VIRTTYPES {
+                let answer = match c.domain_capabilities(
+                    None,
+                    arch.as_deref(),
+                    machine.as_deref(),
+                    Some(virttype),
+                    0,
+                ) {
+                    Ok(xml) => Ok(xml),
+                    Err(e) => {
+                        fail_if_dead(c)?;
+                        Err(reason(e))
+                    }
+                };
+                answers.push(DomCapsAnswer {
+                    virttype: virttype.to_owned(),
+                    machine: machine.clone(),
+                    answer,
+                });
+            }
+        }
+        Ok(answers)
+    });
+    raw.domain_capabilities = match answers.await {
+        Ok(answers) => answers,
+        // A lost connection fails the whole discovery.
+        Err(e) if e.connection_lost() => return Err(e),
+        // The read-write connection could not be opened: every call refused alike.
+        Err(e) => refused(&asked, e.reason()),
     };
-    raw.domain_capabilities_kvm = flat(domcaps("kvm").await)?;
-    raw.domain_capabilities_qemu = flat(domcaps("qemu").await)?;
     Ok(raw)
+}
+
+/// Every call of `machines` answered by the same refusal.
+fn refused(machines: &[Option<String>], why: &str) -> Vec<DomCapsAnswer> {
+    machines
+        .iter()
+        .flat_map(|machine| {
+            VIRTTYPES.iter().map(move |virttype| DomCapsAnswer {
+                virttype: (*virttype).to_owned(),
+                machine: machine.clone(),
+                answer: Err(why.to_owned()),
+            })
+        })
+        .collect()
 }
 
 impl RawDiscovery {
@@ -183,8 +333,11 @@ impl RawDiscovery {
         DiscoveryInput {
             hostname: self.hostname,
             capabilities: self.capabilities,
-            domcaps_kvm: self.domain_capabilities_kvm,
-            domcaps_qemu: self.domain_capabilities_qemu,
+            domcaps: self.domain_capabilities,
+            guest_machine: self.guest_machine,
+            kvm_intel_nested: self.host_files.kvm_intel_nested,
+            kvm_amd_nested: self.host_files.kvm_amd_nested,
+            ksm_run: self.host_files.ksm_run,
             node_info: self.node_info,
             hypervisor_type: self.driver_type,
             hypervisor_version: self.hypervisor_version.map(u64::from),
@@ -194,5 +347,138 @@ impl RawDiscovery {
             node_devices: fetched(self.pci_devices, "node device")
                 .map(|list| list.into_iter().map(|f| f.xml).collect()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    /// A host of `arch` whose guests of that arch list `machines` as (name, canonical).
+    fn caps(arch: &str, machines: &[(&str, Option<&str>)]) -> CapsDoc {
+        let list: String = machines
+            .iter()
+            .map(|(name, canonical)| match canonical {
+                Some(c) => format!("<machine canonical='{c}' maxCpus='288'>{name}</machine>"),
+                None => format!("<machine maxCpus='255'>{name}</machine>"),
+            })
+            .collect();
+        let xml = format!(
+            "<capabilities><host><cpu><arch>{arch}</arch></cpu></host>\
+             <guest><os_type>hvm</os_type><arch name='i686'>\
+             <machine canonical='pc-q35-1.0'>q35</machine></arch></guest>\
+             <guest><os_type>hvm</os_type><arch name='{arch}'>{list}\
+             <domain type='qemu'/><domain type='kvm'/></arch></guest></capabilities>"
+        );
+        parse_capabilities(&xml).unwrap()
+    }
+
+    fn names(v: &[Option<String>]) -> Vec<Option<&str>> {
+        v.iter().map(Option::as_deref).collect()
+    }
+
+    #[test]
+    fn machines_asked_for() {
+        let x86 = caps(
+            "x86_64",
+            &[
+                ("pc", Some("pc-i440fx-7.2")),
+                ("pc-i440fx-7.2", None),
+                ("q35", Some("pc-q35-7.2")),
+                ("pc-q35-7.2", None),
+                ("pc-q35-rhel9.2.0", None),
+            ],
+        );
+        let plan = MachinePlan::defaults();
+        assert_eq!(names(&plan.machines(Some(&x86))), [Some("q35")]);
+        // The VMIs' machine types first; one name per canonical machine, as first met.
+        let plan = MachinePlan {
+            running: vec!["pc-q35-rhel9.2.0".into(), "pc-q35-7.2".into()],
+            ..MachinePlan::defaults()
+        };
+        assert_eq!(
+            names(&plan.machines(Some(&x86))),
+            [Some("pc-q35-rhel9.2.0"), Some("pc-q35-7.2")]
+        );
+        // Configured: several, in order; the alias of the host's arch (not i686's).
+        let plan = MachinePlan {
+            configured: [(
+                "x86_64".to_owned(),
+                vec!["q35".into(), "pc".into(), "pc-i440fx-7.2".into()],
+            )]
+            .into(),
+            running: vec!["pc-q35-1.0".into()],
+        };
+        assert_eq!(
+            names(&plan.machines(Some(&x86))),
+            [Some("pc-q35-1.0"), Some("q35"), Some("pc")]
+        );
+        // At most MAX_RUNNING_MACHINES of the VMIs' machine types.
+        let plan = MachinePlan {
+            running: (0..10).map(|i| format!("pc-q35-{i}.0")).collect(),
+            ..MachinePlan::defaults()
+        };
+        let asked = plan.machines(Some(&x86));
+        assert_eq!(asked.len(), MAX_RUNNING_MACHINES + 1);
+        assert_eq!(asked.last().unwrap().as_deref(), Some("q35"));
+        // Other architectures: their defaults; none configured: libvirt's default.
+        let arm = caps("aarch64", &[("virt", Some("virt-7.2"))]);
+        assert_eq!(
+            names(&MachinePlan::defaults().machines(Some(&arm))),
+            [Some("virt")]
+        );
+        let s390 = caps("s390x", &[]);
+        assert_eq!(
+            names(&MachinePlan::defaults().machines(Some(&s390))),
+            [Some("s390-ccw-virtio")]
+        );
+        let loong = caps("loongarch64", &[("virt", None)]);
+        assert_eq!(
+            names(&MachinePlan::defaults().machines(Some(&loong))),
+            [None]
+        );
+        // Capabilities not readable: the VMIs' machines, else libvirt's default.
+        assert_eq!(names(&MachinePlan::defaults().machines(None)), [None]);
+        let plan = MachinePlan {
+            running: vec!["q35".into()],
+            ..MachinePlan::defaults()
+        };
+        assert_eq!(names(&plan.machines(None)), [Some("q35")]);
+    }
+
+    #[test]
+    fn host_files_as_read_or_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("sys/module/kvm_amd/parameters");
+        std::fs::create_dir_all(&module).unwrap();
+        std::fs::write(module.join("nested"), "1\n").unwrap();
+        let ksm = dir.path().join("sys/kernel/mm/ksm");
+        std::fs::create_dir_all(&ksm).unwrap();
+        std::fs::write(ksm.join("run"), "0\n").unwrap();
+        let files = HostFiles::read(dir.path());
+        assert_eq!(files.kvm_amd_nested.as_deref(), Ok("1\n"));
+        assert_eq!(files.ksm_run.as_deref(), Ok("0\n"));
+        let missing = files.kvm_intel_nested.unwrap_err();
+        assert!(missing.contains("No such file"), "{missing}");
+    }
+
+    #[test]
+    fn a_refusal_answers_every_call() {
+        let answers = refused(&[Some("q35".into()), None], "read-only connection");
+        let got: Vec<(&str, Option<&str>, bool)> = answers
+            .iter()
+            .map(|a| (a.virttype.as_str(), a.machine.as_deref(), a.answer.is_err()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("kvm", Some("q35"), true),
+                ("qemu", Some("q35"), true),
+                ("kvm", None, true),
+                ("qemu", None, true)
+            ]
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Host capability discovery in the daemon (docs/ARCHITECTURE.md, "Sources"): at start, every
-//! `capabilities.refresh_interval` and on request; the canonical form is stored in redb
+//! `capabilities.refresh_interval`, on request, and when the machine types the VMIs on this
+//! node run change (looked at every 30 s, in memory); the canonical form is stored in redb
 //! only when it changed, and the PostgreSQL sink writes it to
 //! `virtsync.host_capabilities` when its fingerprint differs from the one last written.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use super::connection::LibvirtConnection;
-use super::discovery::discover;
+use super::discovery::{MachinePlan, discover_with};
 use super::pool::ConnectionPool;
 use crate::derive::caps::{DiscoveryInput, build_capabilities, fingerprint_of};
 use crate::health::{Health, LIBVIRT_CONNECTED};
 use crate::metrics::Metrics;
-use crate::model::Timestamp;
-use crate::state::writer::{SharedStore, with_store};
+use crate::model::{RuntimeDetails, Timestamp};
+use crate::state::writer::{SharedStore, lock, with_store};
 
 /// The redb `host` key of the current capabilities.
 pub const CAPABILITIES_KEY: &str = "capabilities";
@@ -61,9 +63,71 @@ enum Discovered {
     Unavailable(String),
 }
 
-async fn discover_from(source: &CapabilitySource) -> Discovered {
+/// Which machines to ask about, and what on this node tells which the guests run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineSettings {
+    /// `capabilities.machines`.
+    pub configured: BTreeMap<String, Vec<String>>,
+    /// `node_name`: the VMIs whose runtime node is this one tell the machine types used.
+    pub node_name: String,
+}
+
+/// The machine types the VMIs of `node` run (`status.machine.type`), most used first
+/// (then by name).
+pub fn machine_types_on<'a>(
+    runtimes: impl Iterator<Item = &'a RuntimeDetails>,
+    node: &str,
+) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for rt in runtimes.filter(|rt| rt.node_name.as_deref() == Some(node)) {
+        if let Some(m) = rt.machine_type.as_deref().filter(|m| !m.is_empty()) {
+            *counts.entry(m).or_default() += 1;
+        }
+    }
+    let mut list: Vec<(&str, usize)> = counts.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    list.into_iter().map(|(m, _)| m.to_owned()).collect()
+}
+
+/// How often the machine types of this node's VMIs are looked at between discoveries.
+const MACHINES_CHECK: Duration = Duration::from_secs(30);
+
+/// Returns once the machine types the VMIs on this node run differ from `before` (the
+/// guests' machine may have changed: discovery asks again). Looking costs no I/O.
+async fn machines_changed(settings: &MachineSettings, store: &SharedStore, before: Vec<String>) {
+    loop {
+        tokio::time::sleep(MACHINES_CHECK).await;
+        if plan_for(settings, store).await.running != before {
+            return;
+        }
+    }
+}
+
+/// The plan for one discovery: the configured machines and those the VMIs on this node
+/// run, read from the state store's records (in memory; on a blocking thread, as the
+/// writer may hold the lock during a commit).
+pub async fn plan_for(settings: &MachineSettings, store: &SharedStore) -> MachinePlan {
+    let store = store.clone();
+    let node = settings.node_name.clone();
+    let running = tokio::task::spawn_blocking(move || {
+        let s = lock(&store);
+        machine_types_on(
+            s.records()
+                .filter_map(|(_, vm)| vm.record.runtime_details.as_deref()),
+            &node,
+        )
+    })
+    .await
+    .unwrap_or_default();
+    MachinePlan {
+        configured: settings.configured.clone(),
+        running,
+    }
+}
+
+async fn discover_from(source: &CapabilitySource, plan: &MachinePlan) -> Discovered {
     match source {
-        CapabilitySource::Host(conn) => match discover(conn).await {
+        CapabilitySource::Host(conn) => match discover_with(conn, plan).await {
             Ok(raw) => Discovered::Input(Box::new(raw.into_input())),
             Err(e) => Discovered::Unavailable(e.to_string()),
         },
@@ -71,7 +135,7 @@ async fn discover_from(source: &CapabilitySource) -> Discovered {
             let uris = pool.uris();
             let mut problems = Vec::new();
             for uri in &uris {
-                match discover(&pool.get(uri)).await {
+                match discover_with(&pool.get(uri), plan).await {
                     Ok(raw) => {
                         let mut input = raw.into_input();
                         // The launcher's hostname is its pod's: the host is this one.
@@ -119,10 +183,11 @@ async fn launchers_changed(source: &CapabilitySource, before: Vec<String>) {
 /// node whose last VMI stopped keeps what its launchers told).
 pub async fn refresh(
     source: &CapabilitySource,
+    plan: &MachinePlan,
     store: &SharedStore,
     now: Timestamp,
 ) -> Result<(StoredCapabilities, bool), String> {
-    let (input, unavailable) = match discover_from(source).await {
+    let (input, unavailable) = match discover_from(source, plan).await {
         Discovered::Input(input) => (*input, None),
         Discovered::Unavailable(reason) => {
             if matches!(source, CapabilitySource::Host(_)) {
@@ -169,6 +234,8 @@ pub async fn refresh(
 /// The discovery task's inputs and outputs.
 pub struct CapabilityTask {
     pub source: CapabilitySource,
+    /// The machines asked about.
+    pub machines: MachineSettings,
     pub store: SharedStore,
     /// `capabilities.refresh_interval`.
     pub interval: Duration,
@@ -182,11 +249,12 @@ pub struct CapabilityTask {
     pub refreshed: watch::Sender<u64>,
 }
 
-/// Refreshes at start, every `interval` and whenever `requested` is notified, until
-/// `shutdown`.
+/// Refreshes at start, every `interval`, whenever `requested` is notified and when the
+/// machine types of this node's VMIs change, until `shutdown`.
 pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receiver<bool>) {
     let CapabilityTask {
         source,
+        machines,
         store,
         interval,
         requested,
@@ -221,7 +289,8 @@ pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receive
         } else {
             interval
         };
-        match refresh(&source, &store, Timestamp::now()).await {
+        let plan = plan_for(&machines, &store).await;
+        match refresh(&source, &plan, &store, Timestamp::now()).await {
             Ok((caps, changed_now)) => {
                 count(
                     match (caps.available, changed_now) {
@@ -258,10 +327,47 @@ pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receive
             _ = tokio::time::sleep(wait) => {}
             _ = requested.notified() => {}
             _ = launchers_changed(&source, launchers), if !available => {}
+            _ = machines_changed(&machines, &store, plan.running) => {}
             _ = shutdown.changed() => break,
         }
     }
     if let CapabilitySource::Host(conn) = source {
         let _ = conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(node: Option<&str>, machine: Option<&str>) -> RuntimeDetails {
+        RuntimeDetails {
+            node_name: node.map(str::to_owned),
+            machine_type: machine.map(str::to_owned),
+            ..RuntimeDetails::default()
+        }
+    }
+
+    #[test]
+    fn machine_types_of_this_nodes_vmis_most_used_first() {
+        let vmis = [
+            runtime(Some("node-a"), Some("pc-q35-rhel9.2.0")),
+            runtime(Some("node-a"), Some("pc-q35-rhel8.6.0")),
+            runtime(Some("node-a"), Some("pc-q35-rhel9.2.0")),
+            runtime(Some("node-a"), Some("q35")),
+            runtime(Some("node-a"), Some("")),
+            runtime(Some("node-a"), None),
+            // Other nodes' VMIs and VMIs with no node say nothing about this host.
+            runtime(Some("node-b"), Some("pc-i440fx-7.2")),
+            runtime(Some("node-b"), Some("pc-i440fx-7.2")),
+            runtime(Some("node-b"), Some("pc-i440fx-7.2")),
+            runtime(None, Some("pc")),
+        ];
+        assert_eq!(
+            machine_types_on(vmis.iter(), "node-a"),
+            ["pc-q35-rhel9.2.0", "pc-q35-rhel8.6.0", "q35"]
+        );
+        assert_eq!(machine_types_on(vmis.iter(), "node-b"), ["pc-i440fx-7.2"]);
+        assert!(machine_types_on(vmis.iter(), "node-c").is_empty());
     }
 }
