@@ -460,10 +460,11 @@ fn guest_gets_virt(host_model: Option<&HostModelCpu>) -> bool {
     })
 }
 
-/// The `nested` parameter of the kvm module of the host's vendor (both modules when the
-/// vendor is unknown), else the host-model CPU, else unknown.
+/// The `nested` parameter of the kvm module of the host's vendor (both modules on an x86
+/// host of unknown vendor, none on other arches), else the host-model CPU, else unknown.
 fn nested_virt(
     input: &DiscoveryInput,
+    arch: Option<&str>,
     vendor: Option<&str>,
     host_model: Option<&HostModelCpu>,
 ) -> TriFact {
@@ -472,7 +473,8 @@ fn nested_virt(
     let modules = match vendor {
         Some("Intel") => vec![intel],
         Some("AMD" | "Hygon") => vec![amd],
-        _ => vec![intel, amd],
+        _ if arch.is_none_or(|a| matches!(a, "x86_64" | "i686")) => vec![intel, amd],
+        _ => Vec::new(),
     };
     let mut why = Vec::new();
     for (module, text) in modules {
@@ -554,7 +556,7 @@ pub fn build_capabilities(input: &DiscoveryInput) -> HostCapabilities {
         .vendor
         .as_deref()
         .or_else(|| host_model.as_ref().and_then(|m| m.vendor.as_deref()));
-    let nested = nested_virt(input, vendor, host_model.as_ref());
+    let nested = nested_virt(input, c.arch.as_deref(), vendor, host_model.as_ref());
     let cpu_info = CpuInfo {
         arch: c.arch.clone(),
         vendor: c.vendor.clone(),

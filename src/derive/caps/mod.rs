@@ -43,9 +43,10 @@
 //!     model's (or host-model's) definition in libvirt's cpu_map: EPYC*, Opteron_G2–G5,
 //!     phenom, qemu64 and Dhyana include svm (no named model includes vmx); else unknown.
 //!   - nested virt: the `nested` parameter of `kvm_intel`/`kvm_amd` (the host vendor's
-//!     module; both when the vendor is unknown), Y/1 → yes, N/0 → no; else yes when the
-//!     kvm host-model CPU gives guests vmx/svm (source "host-model CPU"); else unknown
-//!     with the sysfs reason. The daemon reads sysfs on the host; inspect cannot.
+//!     module; both on an x86 host of unknown vendor; none on other arches), Y/1 → yes,
+//!     N/0 → no; else yes when the kvm host-model CPU gives guests vmx/svm (source
+//!     "host-model CPU"); else unknown with the sysfs reason. The daemon reads sysfs on
+//!     the host; inspect cannot.
 //!   - KSM: `/sys/kernel/mm/ksm/run` 1 → yes, 0/2 → no, unreadable → unknown with the
 //!     reason (in `source`; the memory group's status is not changed by it).
 //! - CPU models: `usable='yes'` / `'no'` / `'unknown'` (or no attribute) are three lists;

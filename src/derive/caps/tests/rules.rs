@@ -486,6 +486,18 @@ fn nested_virt_from_sysfs_else_host_model_else_unknown() {
         let c = build_capabilities(&i);
         assert_eq!(c.virt_info.nested_virt, want, "{vendor} {hm}");
     }
+    // Not x86: no kvm_intel/kvm_amd to ask; the host-model CPU (none here) cannot tell.
+    let mut i = input(
+        caps("aarch64", "", "", ""),
+        vec![answer(
+            "kvm",
+            Some("virt"),
+            corpus("qemu_7.0.0-virt.aarch64.xml"),
+        )],
+    );
+    i.kvm_intel_nested = Ok("Y\n".into());
+    let c = build_capabilities(&i);
+    assert_eq!(c.virt_info.nested_virt, TriFact::unknown(None));
 }
 
 #[test]
