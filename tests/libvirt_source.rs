@@ -602,10 +602,10 @@ async fn discovery_names_the_guests_machine() {
         caps.security_info.secure_boot, caps.virt_info.max_vcpus, m.disk_buses
     );
 
-    // A VMI on this node runs pc: it comes first and describes the guests; q35 is still
-    // asked; a machine libvirt does not know is its refusal.
+    // VMIs on this node run a machine libvirt does not know and pc: both are asked (the
+    // unknown one is its refusal, kept), pc describes the guests; q35 is still asked.
     let plan = MachinePlan {
-        running: vec!["pc".into(), "no-such-machine".into()],
+        running: vec!["no-such-machine".into(), "pc".into()],
         ..MachinePlan::defaults()
     };
     let raw = discover_with(&conn, &plan).await.unwrap();
@@ -617,15 +617,15 @@ async fn discovery_names_the_guests_machine() {
     assert_eq!(
         asked,
         [
-            ("kvm", Some("pc"), true),
-            ("qemu", Some("pc"), true),
             ("kvm", Some("no-such-machine"), false),
             ("qemu", Some("no-such-machine"), false),
+            ("kvm", Some("pc"), true),
+            ("qemu", Some("pc"), true),
             ("kvm", Some("q35"), true),
             ("qemu", Some("q35"), true),
         ]
     );
-    let refused = raw.domain_capabilities[2].answer.as_ref().unwrap_err();
+    let refused = raw.domain_capabilities[0].answer.as_ref().unwrap_err();
     assert!(refused.contains("no-such-machine"), "{refused}");
     assert_eq!(raw.guest_machine.as_deref(), Some("pc"));
     let caps = virtsync::derive::caps::build_capabilities(&raw.into_input());
@@ -637,5 +637,16 @@ async fn discovery_names_the_guests_machine() {
     assert_eq!(caps.security_info.secure_boot, Some(default.secure_boot));
     assert_eq!(caps.virt_info.max_vcpus, default.vcpus);
     assert_eq!(caps.storage_info.disk_buses, default.disk_buses);
+    let unknown = caps
+        .virt_info
+        .machines
+        .iter()
+        .find(|m| m.machine == "no-such-machine" && m.virttype == "kvm")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&unknown.status).unwrap()["state"],
+        "unavailable",
+        "{unknown:?}"
+    );
     conn.close().await.unwrap();
 }

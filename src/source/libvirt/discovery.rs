@@ -8,7 +8,8 @@
 //! secure boot, 255 vCPUs, IDE, where KubeVirt guests run `q35`). So discovery names
 //! the machines: those the VMIs on this node run (most used first, at most
 //! [`MAX_RUNNING_MACHINES`]), then `capabilities.machines` of the host's architecture,
-//! each once by its canonical machine, each asked for kvm and for qemu (TCG).
+//! each once by its canonical machine, each asked for kvm and for qemu (TCG). The guests'
+//! machine is the first of them the capabilities list ([`MachinePlan::guest`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,6 +92,29 @@ impl MachinePlan {
         }
         out
     }
+
+    /// The guests' machine among `machines` (as [`machines`](Self::machines) gives them):
+    /// the first the capabilities list for the host's architecture (by name or as a
+    /// canonical machine). A VMI's machine type this libvirt does not know (the VMIs run
+    /// in launchers with another QEMU) is still asked about, its refusal reported, but
+    /// does not describe the guests here. The first machine when the capabilities list
+    /// none of them or are not readable.
+    pub fn guest(machines: &[Option<String>], caps: Option<&CapsDoc>) -> Option<String> {
+        let arch = caps.and_then(|c| c.arch.as_deref());
+        let known = |name: &str| {
+            caps.into_iter()
+                .flat_map(|c| c.guests.iter())
+                .filter(|g| arch.is_none_or(|a| g.arch == a))
+                .flat_map(|g| g.machines.iter())
+                .any(|m| m.name == name || m.canonical.as_deref() == Some(name))
+        };
+        machines
+            .iter()
+            .flatten()
+            .find(|m| known(m))
+            .or_else(|| machines.first().and_then(Option::as_ref))
+            .cloned()
+    }
 }
 
 /// Host files read from sysfs: `Err` holds the I/O error text.
@@ -125,7 +149,7 @@ pub struct RawDiscovery {
     /// host's architecture named when known), kvm then qemu, in preference order
     /// (read-write connection: libvirt refuses it on a read-only one).
     pub domain_capabilities: Vec<DomCapsAnswer>,
-    /// The machine the guests use: the first asked about (`None`: libvirt's default).
+    /// The machine the guests use ([`MachinePlan::guest`]; `None`: libvirt's default).
     pub guest_machine: Option<String>,
     /// The sysfs files of the host the daemon runs on.
     pub host_files: HostFiles,
@@ -260,7 +284,7 @@ async fn discover_once(
         .and_then(|text| parse_capabilities(text).ok());
     let arch = caps.as_ref().and_then(|c| c.arch.clone());
     let machines = plan.machines(caps.as_ref());
-    raw.guest_machine = machines.first().cloned().flatten();
+    raw.guest_machine = MachinePlan::guest(&machines, caps.as_ref());
     let asked = machines.clone();
     let answers = conn.call_rw(move |c| {
         let mut answers = Vec::with_capacity(machines.len() * VIRTTYPES.len());
@@ -446,6 +470,42 @@ mod tests {
             ..MachinePlan::defaults()
         };
         assert_eq!(names(&plan.machines(None)), [Some("q35")]);
+    }
+
+    #[test]
+    fn the_guests_machine_is_the_first_this_libvirt_knows() {
+        let x86 = caps(
+            "x86_64",
+            &[
+                ("q35", Some("pc-q35-7.2")),
+                ("pc-q35-7.2", None),
+                ("pc", None),
+            ],
+        );
+        let some = |names: &[&str]| -> Vec<Option<String>> {
+            names.iter().map(|n| Some((*n).to_owned())).collect()
+        };
+        let guest = |names: &[&str], caps: Option<&CapsDoc>| MachinePlan::guest(&some(names), caps);
+        // A VMI's machine type this libvirt does not list is skipped.
+        assert_eq!(
+            guest(&["pc-q35-rhel9.2.0", "q35"], Some(&x86)).as_deref(),
+            Some("q35")
+        );
+        assert_eq!(
+            guest(&["pc-q35-7.2", "q35"], Some(&x86)).as_deref(),
+            Some("pc-q35-7.2")
+        );
+        assert_eq!(guest(&["pc", "q35"], Some(&x86)).as_deref(), Some("pc"));
+        // None listed, or no capabilities: the first.
+        assert_eq!(
+            guest(&["pc-q35-rhel9.2.0", "virt"], Some(&x86)).as_deref(),
+            Some("pc-q35-rhel9.2.0")
+        );
+        assert_eq!(
+            guest(&["pc-q35-rhel9.2.0", "q35"], None).as_deref(),
+            Some("pc-q35-rhel9.2.0")
+        );
+        assert_eq!(MachinePlan::guest(&[None], Some(&x86)), None);
     }
 
     #[test]
