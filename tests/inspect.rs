@@ -381,23 +381,13 @@ fn machine_picks_the_documents_that_describe_the_guests() {
     );
 }
 
-/// A domain capabilities document of another driver (bhyve here) is reported
-/// unavailable with the reason, and is never taken for the host's values.
+/// A domain capabilities document of another driver (bhyve here) or of another
+/// architecture (s390x next to an x86_64 host) is reported unavailable with the reason,
+/// and is never taken for the host's values.
 #[test]
 fn other_drivers_are_reported_not_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let bhyve = dir.path().join("bhyve.xml");
-    // libvirt's tests/domaincapsdata/bhyve_basic.x86_64.xml, shortened.
-    std::fs::write(
-        &bhyve,
-        "<domainCapabilities>\n  <path>/usr/sbin/bhyve</path>\n  <domain>bhyve</domain>\n  \
-         <arch>x86_64</arch>\n  <os supported='yes'>\n    <loader supported='no'/>\n  </os>\n  \
-         <devices>\n    <disk supported='yes'>\n      <enum name='diskDevice'><value>disk</value>\
-         <value>cdrom</value></enum>\n      <enum name='bus'><value>virtio</value>\
-         <value>sata</value></enum>\n    </disk>\n  </devices>\n</domainCapabilities>\n",
-    )
-    .unwrap();
-    let bhyve = bhyve.display().to_string();
+    let bhyve = libvirt_fixture("corpus-9.0.0/domaincapsdata/bhyve_basic.x86_64.xml");
+    let s390x = libvirt_fixture("corpus-9.0.0/domaincapsdata/qemu_6.0.0.s390x.xml");
     let out = run(&[
         "inspect",
         "capabilities",
@@ -405,6 +395,7 @@ fn other_drivers_are_reported_not_refused() {
         &libvirt_fixture("real/capabilities.xml"),
         "--domcapabilities",
         &bhyve,
+        &s390x,
         &libvirt_fixture("real/domcapabilities-kvm.xml"),
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -422,6 +413,18 @@ fn other_drivers_are_reported_not_refused() {
             .contains("driver bhyve is not supported")),
         "{b}"
     );
+    let s = machines
+        .iter()
+        .find(|m| m["arch"] == "s390x")
+        .unwrap_or_else(|| panic!("{machines:?}"));
+    assert_eq!(s["status"]["state"], "unavailable", "{s}");
+    assert!(
+        s["status"]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("s390x") && r.contains("x86_64")),
+        "{s}"
+    );
+    assert_ne!(v["security_info"]["s390_pv"], true);
     // The host's values come from the kvm document.
     assert_eq!(v["virt_info"]["guest_machine"]["virttype"], "kvm");
     assert_eq!(v["virt_info"]["max_vcpus"], 255);
