@@ -226,6 +226,17 @@ fn real_host_capabilities() {
     assert_eq!(v["security_info"]["iommu"], false);
     assert_eq!(v["security_info"]["models"][0]["model"], "none");
     assert_eq!(v["security_info"]["status"]["state"], "complete");
+    // libvirt 9.0 says <sev supported='no'/>, <sgx supported='no'/>, <tpm
+    // supported='yes'> but has no <launchSecurity> or <tdx>: SEV-SNP and TDX are null,
+    // not false.
+    let s = &v["security_info"];
+    assert_eq!(s["sev"]["supported"], false);
+    assert_eq!(s["sev"]["es"], false);
+    assert_eq!(s["sev"]["snp"], Value::Null);
+    assert_eq!(s["tdx"], Value::Null);
+    assert_eq!(s["sgx"]["supported"], false);
+    assert_eq!(s["tpm"]["supported"], true);
+    assert_eq!(v["cpu_info"]["host_model"]["supported"], true);
     assert_eq!(v["virt_info"]["max_vcpus"], 255);
     assert_eq!(v["virt_info"]["domain_capabilities"][1]["domain"], "qemu");
     // Offline: what no file gives is a reason, not a failure.
@@ -940,6 +951,9 @@ fn capabilities_table_of_the_fixtures() {
         row("sev").as_deref(),
         Some("yes: SEV, SEV-ES, SEV-SNP; max guests 59, max ES guests 450")
     );
+    // launchSecurity lists sev and sev-snp only.
+    assert_eq!(row("tdx").as_deref(), Some("no"));
+    assert_eq!(row("sgx").as_deref(), Some("no"));
     assert_eq!(
         row("secure boot").as_deref(),
         Some("yes (for pc-q35-10.0, kvm)")

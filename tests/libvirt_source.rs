@@ -454,6 +454,24 @@ struct VirshFacts {
     secure_boot: bool,
     /// The disk `bus` enum.
     disk_buses: Vec<String>,
+    /// `<sev supported>`, `<sgx supported>`, `<tpm supported>`: `None` without the
+    /// element.
+    sev: Option<bool>,
+    sgx: Option<bool>,
+    tpm: Option<bool>,
+    /// A `<launchSecurity>` element is there (libvirt 9.0 has none).
+    launch_security: bool,
+    /// A `<tdx>` element is there.
+    tdx: bool,
+}
+
+/// `supported='yes'|'no'` of the first `<TAG supported=…>`; `None` without one.
+fn supported_of(domcaps: &str, tag: &str) -> Option<bool> {
+    match between(domcaps, &format!("<{tag} supported='"), "'")? {
+        "yes" => Some(true),
+        "no" => Some(false),
+        other => panic!("<{tag} supported='{other}'>"),
+    }
 }
 
 fn virsh_facts(domcaps: &str) -> VirshFacts {
@@ -467,6 +485,11 @@ fn virsh_facts(domcaps: &str) -> VirshFacts {
         disk_buses: between(domcaps, "<disk supported='yes'>", "</disk>")
             .map(|disk| enum_values(disk, "bus"))
             .unwrap_or_default(),
+        sev: supported_of(domcaps, "sev"),
+        sgx: supported_of(domcaps, "sgx"),
+        tpm: supported_of(domcaps, "tpm"),
+        launch_security: domcaps.contains("<launchSecurity"),
+        tdx: domcaps.contains("<tdx"),
     }
 }
 
@@ -587,6 +610,20 @@ async fn discovery_names_the_guests_machine() {
     );
     assert_eq!(caps.virt_info.max_vcpus, q35.vcpus);
     assert_eq!(caps.storage_info.disk_buses, q35.disk_buses);
+    // SEV, SGX, TPM as the document states them; SEV-SNP and TDX null when it has no
+    // element for them (libvirt 9.0 has no <launchSecurity>), never false.
+    let s = &caps.security_info;
+    assert_eq!(s.sgx.supported, q35.sgx, "sgx of q35");
+    assert_eq!(s.tpm.supported, q35.tpm, "tpm of q35");
+    if q35.sev.is_some() {
+        assert_eq!(s.sev.supported, q35.sev, "sev of q35");
+    }
+    if !q35.launch_security {
+        assert_eq!(s.sev.snp, None, "sev-snp without <launchSecurity>");
+        if !q35.tdx {
+            assert_eq!(s.tdx, None, "tdx without <launchSecurity> or <tdx>");
+        }
+    }
     let m = caps
         .virt_info
         .machines

@@ -123,11 +123,27 @@ fn for_machine(value: String, machine: Option<&MachineRef>) -> String {
     }
 }
 
+/// `yes`, `no`, or `unknown` for a value the document does not state.
 fn yes_no(v: Option<bool>) -> String {
     match v {
         Some(true) => "yes".to_owned(),
         Some(false) => "no".to_owned(),
-        None => "-".to_owned(),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// `yes: DETAILS` (or `yes`), `no`, `unknown`.
+fn yes_with(v: Option<bool>, details: impl FnOnce() -> String) -> String {
+    match v {
+        Some(true) => {
+            let details = details();
+            if details.is_empty() {
+                "yes".to_owned()
+            } else {
+                format!("yes: {details}")
+            }
+        }
+        other => yes_no(other),
     }
 }
 
@@ -263,19 +279,21 @@ fn cpu(rows: &mut Rows, c: &CpuInfo) {
         plural(c.host_features.len(), "feature", "features"),
     );
     if let Some(m) = &c.host_model {
-        let text = if m.supported {
-            let vendor = m
-                .vendor
-                .as_ref()
-                .map(|v| format!(" ({v})"))
-                .unwrap_or_default();
-            format!(
-                "{}{vendor}, {}",
-                opt(&m.model),
-                plural(m.features.len(), "feature", "features")
-            )
-        } else {
-            "not supported".to_owned()
+        let text = match m.supported {
+            Some(true) => {
+                let vendor = m
+                    .vendor
+                    .as_ref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default();
+                format!(
+                    "{}{vendor}, {}",
+                    opt(&m.model),
+                    plural(m.features.len(), "feature", "features")
+                )
+            }
+            Some(false) => "not supported".to_owned(),
+            None => "unknown".to_owned(),
         };
         rows.value("host-model", text);
     }
@@ -314,43 +332,44 @@ fn security(rows: &mut Rows, s: &SecurityInfo, machine: Option<&MachineRef>) {
     rows.value("iommu", yes_no(s.iommu));
     rows.value("secure boot", for_machine(yes_no(s.secure_boot), machine));
     rows.value("firmware", names(&s.firmware));
-    let tpm = if s.tpm.supported {
+    let tpm = yes_with(s.tpm.supported, || {
         let mut text = names(&s.tpm.models);
         if !s.tpm.backend_models.is_empty() {
             text = format!("{text} (backends {})", names(&s.tpm.backend_models));
         }
-        format!("yes: {text}")
-    } else {
-        "no".to_owned()
-    };
+        text
+    });
     rows.value("tpm", tpm);
-    let sev = if s.sev.supported {
+    let sev = yes_with(s.sev.supported, || {
         let mut kinds = vec!["SEV"];
-        if s.sev.es {
-            kinds.push("SEV-ES");
+        let mut unknown = Vec::new();
+        for (kind, v) in [("SEV-ES", s.sev.es), ("SEV-SNP", s.sev.snp)] {
+            match v {
+                Some(true) => kinds.push(kind),
+                Some(false) => {}
+                None => unknown.push(kind),
+            }
         }
-        if s.sev.snp {
-            kinds.push("SEV-SNP");
-        }
+        let unknown = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unknown)", unknown.join(", "))
+        };
         format!(
-            "yes: {}; max guests {}, max ES guests {}",
+            "{}{unknown}; max guests {}, max ES guests {}",
             kinds.join(", "),
             opt(&s.sev.max_guests),
             opt(&s.sev.max_es_guests)
         )
-    } else {
-        "no".to_owned()
-    };
+    });
     rows.value("sev", sev);
-    rows.value("tdx", yes_no(Some(s.tdx)));
-    let sgx = if s.sgx.supported {
-        match s.sgx.epc_size_kib {
-            Some(epc) => format!("yes: EPC {}", kib(epc)),
-            None => "yes".to_owned(),
-        }
-    } else {
-        "no".to_owned()
-    };
+    rows.value("tdx", yes_no(s.tdx));
+    let sgx = yes_with(s.sgx.supported, || {
+        s.sgx
+            .epc_size_kib
+            .map(|epc| format!("EPC {}", kib(epc)))
+            .unwrap_or_default()
+    });
     rows.value("sgx", sgx);
     if s.s390_pv.is_some() {
         rows.value("s390-pv", yes_no(s.s390_pv));
@@ -514,6 +533,48 @@ mod tests {
         );
     }
 
+    /// A value the domain capabilities do not state reads "unknown", never "no".
+    #[test]
+    fn silent_values_read_unknown() {
+        let table = |body: &str| {
+            let mut input = DiscoveryInput::unavailable("not given to inspect");
+            input.capabilities = Ok(fixture_text("libvirt/real/capabilities.xml"));
+            input.domcaps = vec![DomCapsAnswer {
+                virttype: "kvm".into(),
+                machine: Some("q35".into()),
+                answer: Ok(format!(
+                    "<domainCapabilities><domain>kvm</domain><machine>pc-q35-7.2</machine>\
+                     <arch>x86_64</arch>{body}</domainCapabilities>"
+                )),
+            }];
+            render(&build_capabilities(&input))
+        };
+        let text = table("<cpu><mode name='host-model'><model>EPYC</model></mode></cpu>");
+        for field in ["tpm", "sev", "tdx", "sgx", "host-model", "host-passthrough"] {
+            assert_eq!(
+                row(&text, &format!("  {field}")),
+                Some("unknown"),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            row(&text, "  secure boot"),
+            Some("unknown (for q35 = pc-q35-7.2, kvm)")
+        );
+        let text = table(
+            "<devices><tpm supported='no'/></devices><features><sev supported='yes'>\
+             <maxGuests>59</maxGuests><maxESGuests>450</maxESGuests></sev>\
+             <sgx supported='no'/></features>",
+        );
+        assert_eq!(
+            row(&text, "  sev"),
+            Some("yes: SEV, SEV-ES (SEV-SNP unknown); max guests 59, max ES guests 450")
+        );
+        assert_eq!(row(&text, "  tpm"), Some("no"));
+        assert_eq!(row(&text, "  sgx"), Some("no"));
+        assert_eq!(row(&text, "  tdx"), Some("unknown"));
+    }
+
     #[test]
     fn real_host_table() {
         let mut input = DiscoveryInput::unavailable("not given to inspect");
@@ -592,6 +653,10 @@ mod tests {
             row(&text, "  tpm"),
             Some("yes: tpm-tis, tpm-crb (backends passthrough)")
         );
+        // libvirt 9.0: <sev>/<sgx> say no; no <launchSecurity>, no <tdx>: unknown.
+        assert_eq!(row(&text, "  sev"), Some("no"));
+        assert_eq!(row(&text, "  sgx"), Some("no"));
+        assert_eq!(row(&text, "  tdx"), Some("unknown"));
         assert_eq!(
             row(&text, "  max vcpus"),
             Some("255 (for pc-i440fx-7.2, kvm)")

@@ -432,7 +432,7 @@ fn virt_extension(caps: &CapsDoc, host_model: Option<&HostModelCpu>, name: &str)
     let models = [
         caps.model.as_deref(),
         host_model
-            .filter(|m| m.supported)
+            .filter(|m| m.supported == Some(true))
             .and_then(|m| m.model.as_deref()),
     ];
     match models
@@ -447,7 +447,7 @@ fn virt_extension(caps: &CapsDoc, host_model: Option<&HostModelCpu>, name: &str)
 
 /// The kvm host-model CPU gives a guest vmx or svm.
 fn guest_gets_virt(host_model: Option<&HostModelCpu>) -> bool {
-    let Some(m) = host_model.filter(|m| m.supported) else {
+    let Some(m) = host_model.filter(|m| m.supported == Some(true)) else {
         return false;
     };
     ["vmx", "svm"].iter().any(|&f| match policy_of(Some(m), f) {
@@ -613,24 +613,19 @@ pub fn build_capabilities(input: &DiscoveryInput) -> HostCapabilities {
     let mut d = Deps::default();
     let c = d.use_("capabilities", &caps).unwrap_or(&empty);
     let p = d.take(&chosen.primary);
-    let ls = p
-        .map(|p| p.launch_security_types.clone())
-        .unwrap_or_default();
-    let has = |t: &str| ls.iter().any(|x| x == t);
     let security_info = SecurityInfo {
         models: c.security_models.clone(),
         iommu: c.iommu,
         secure_boot: p.and_then(|p| p.secure_boot),
         firmware: p.map(|p| p.firmware.clone()).unwrap_or_default(),
         tpm: p.map(|p| p.tpm.clone()).unwrap_or_default(),
-        sev: SevSupport {
-            snp: has("sev-snp"),
-            ..p.map(|p| p.sev.clone()).unwrap_or_default()
-        },
-        tdx: has("tdx") || p.is_some_and(|p| p.tdx_feature == Some(true)),
+        sev: p.map(|p| p.sev.clone()).unwrap_or_default(),
+        tdx: p.and_then(|p| p.tdx),
         sgx: p.map(|p| p.sgx.clone()).unwrap_or_default(),
         s390_pv: p.and_then(|p| p.s390_pv),
-        launch_security_types: ls.clone(),
+        launch_security_types: p
+            .map(|p| p.launch_security_types.clone())
+            .unwrap_or_default(),
         status: d.status(),
     };
 

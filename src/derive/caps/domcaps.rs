@@ -1,6 +1,7 @@
 //! `virsh domcapabilities` (`virConnectGetDomainCapabilities`) → [`DomCapsDoc`], for both
 //! the current schema (libvirt 10/11) and the older one (libvirt 9: empty firmware enum,
-//! no launchSecurity element).
+//! no launchSecurity element). A yes/no whose element the document lacks is `None`,
+//! never `false`.
 
 use super::ParseError;
 use super::model::{
@@ -37,16 +38,21 @@ pub struct DomCapsDoc {
     pub disk_buses: Vec<String>,
     pub disk_models: Vec<String>,
     pub memballoon: Option<bool>,
+    /// `supported: None` without a `<tpm>` device.
     pub tpm: TpmSupport,
     pub interface_backends: Vec<String>,
     pub gic_versions: Vec<String>,
     pub hyperv_features: Vec<String>,
-    /// `snp` is not set here (it comes from `launch_security_types`).
+    /// `<sev>`, with `snp` (and `supported` when there is no `<sev>`) from
+    /// `<launchSecurity>`; see [`SevSupport`].
     pub sev: SevSupport,
+    /// `supported: None` without `<sgx>`.
     pub sgx: SgxSupport,
     pub s390_pv: Option<bool>,
-    /// `<tdx supported>` where a libvirt lists it as a feature of its own.
-    pub tdx_feature: Option<bool>,
+    /// `tdx` among the launchSecurity sectypes or a `<tdx supported='yes'>` feature;
+    /// `Some(false)` when either says no; `None` when neither is there.
+    pub tdx: Option<bool>,
+    /// The sectype enum of a `<launchSecurity supported='yes'>`; empty otherwise.
     pub launch_security_types: Vec<String>,
 }
 
@@ -59,7 +65,7 @@ impl DomCapsDoc {
             emulator: self.emulator.clone(),
             max_vcpus: self.max_vcpus.filter(|&n| !no_limit(n)),
             host_passthrough: self.host_passthrough,
-            host_model: self.host_model.as_ref().map(|m| m.supported),
+            host_model: self.host_model.as_ref().and_then(|m| m.supported),
             usable_models: self.usable_models.len(),
             gic_versions: self.gic_versions.clone(),
             hyperv_features: self.hyperv_features.clone(),
@@ -92,10 +98,7 @@ pub fn parse_domain_capabilities(text: &str) -> Result<DomCapsDoc, ParseError> {
         doc.firmware = enum_values(Some(os), "firmware");
         let loader = os.child("loader");
         doc.loader_secure = enum_values(loader, "secure");
-        let has_secure_enum = loader.is_some_and(|l| {
-            l.children_named("enum")
-                .any(|e| e.attr("name") == Some("secure"))
-        });
+        let has_secure_enum = loader.is_some_and(|l| has_enum(l, "secure"));
         doc.secure_boot = if os.supported() == Some(false)
             || loader.is_some_and(|l| l.supported() == Some(false))
         {
@@ -118,7 +121,7 @@ pub fn parse_domain_capabilities(text: &str) -> Result<DomCapsDoc, ParseError> {
         doc.memballoon = devices.child("memballoon").and_then(Element::supported);
         if let Some(tpm) = devices.child("tpm") {
             doc.tpm = TpmSupport {
-                supported: tpm.supported() == Some(true),
+                supported: tpm.supported(),
                 models: enum_values(Some(tpm), "model"),
                 backend_models: enum_values(Some(tpm), "backendModel"),
                 versions: enum_values(Some(tpm), "backendVersion"),
@@ -138,7 +141,7 @@ fn read_cpu(cpu: &Element, doc: &mut DomCapsDoc) {
             Some("host-passthrough") => doc.host_passthrough = mode.supported(),
             Some("host-model") => {
                 doc.host_model = Some(HostModelCpu {
-                    supported: mode.supported() == Some(true),
+                    supported: mode.supported(),
                     model: mode.child_text("model").map(str::to_string),
                     vendor: mode.child_text("vendor").map(str::to_string),
                     features: mode
@@ -181,30 +184,70 @@ fn read_features(features: &Element, doc: &mut DomCapsDoc) -> Result<(), ParseEr
             doc.hyperv_features = enum_values(Some(h), "features");
         }
     }
-    if let Some(sev) = features.child("sev") {
-        let supported = sev.supported() == Some(true);
-        let max_es_guests: Option<u32> = child_num(sev, "maxESGuests", "sev maxESGuests")?;
-        doc.sev = SevSupport {
-            supported,
-            cbitpos: child_num(sev, "cbitpos", "sev cbitpos")?,
-            reduced_phys_bits: child_num(sev, "reducedPhysBits", "sev reducedPhysBits")?,
-            max_guests: child_num(sev, "maxGuests", "sev maxGuests")?,
-            max_es_guests,
-            es: supported && max_es_guests.is_some_and(|n| n > 0),
-            snp: false,
-        };
-    }
+    // The sectypes `<launchSecurity>` states: none when it is `supported='no'`, its
+    // enum when `supported='yes'` gives one; `None` when it is silent.
+    let sectypes: Option<Vec<String>> =
+        features
+            .child("launchSecurity")
+            .and_then(|ls| match ls.supported() {
+                Some(false) => Some(Vec::new()),
+                Some(true) if has_enum(ls, "sectype") => Some(enum_values(Some(ls), "sectype")),
+                _ => None,
+            });
+    let listed = |t: &str| sectypes.as_ref().map(|l| l.iter().any(|x| x == t));
+    doc.sev = match features.child("sev") {
+        Some(sev) => {
+            let supported = sev.supported().or_else(|| listed("sev"));
+            let max_es_guests: Option<u32> = child_num(sev, "maxESGuests", "sev maxESGuests")?;
+            SevSupport {
+                supported,
+                cbitpos: child_num(sev, "cbitpos", "sev cbitpos")?,
+                reduced_phys_bits: child_num(sev, "reducedPhysBits", "sev reducedPhysBits")?,
+                max_guests: child_num(sev, "maxGuests", "sev maxGuests")?,
+                max_es_guests,
+                es: sev_es(supported, max_es_guests),
+                snp: listed("sev-snp"),
+            }
+        }
+        None => {
+            let supported = listed("sev");
+            SevSupport {
+                supported,
+                es: sev_es(supported, None),
+                snp: listed("sev-snp"),
+                ..SevSupport::default()
+            }
+        }
+    };
     if let Some(sgx) = features.child("sgx") {
         doc.sgx = read_sgx(sgx)?;
     }
     doc.s390_pv = features.child("s390-pv").and_then(Element::supported);
-    doc.tdx_feature = features.child("tdx").and_then(Element::supported);
-    if let Some(ls) = features.child("launchSecurity") {
-        if ls.supported() == Some(true) {
-            doc.launch_security_types = enum_values(Some(ls), "sectype");
-        }
-    }
+    let tdx_feature = features.child("tdx").and_then(Element::supported);
+    let tdx_listed = listed("tdx");
+    doc.tdx = if tdx_feature == Some(true) || tdx_listed == Some(true) {
+        Some(true)
+    } else {
+        tdx_feature.or(tdx_listed)
+    };
+    doc.launch_security_types = sectypes.unwrap_or_default();
     Ok(())
+}
+
+/// SEV-ES: `maxESGuests` > 0 when SEV is supported; no when SEV is not; unknown when
+/// SEV's support is, or a supported SEV states no `maxESGuests`.
+fn sev_es(supported: Option<bool>, max_es_guests: Option<u32>) -> Option<bool> {
+    match supported {
+        Some(false) => Some(false),
+        Some(true) => max_es_guests.map(|n| n > 0),
+        None => None,
+    }
+}
+
+/// `el` has an `<enum name='NAME'>`.
+fn has_enum(el: &Element, name: &str) -> bool {
+    el.children_named("enum")
+        .any(|e| e.attr("name") == Some(name))
 }
 
 fn read_sgx(sgx: &Element) -> Result<SgxSupport, ParseError> {
@@ -224,7 +267,7 @@ fn read_sgx(sgx: &Element) -> Result<SgxSupport, ParseError> {
         }
     }
     Ok(SgxSupport {
-        supported: sgx.supported() == Some(true),
+        supported: sgx.supported(),
         flc: flag("flc"),
         sgx1: flag("sgx1"),
         sgx2: flag("sgx2"),

@@ -58,8 +58,22 @@
 //!   a mismatch with `virNodeGetInfo`'s CPUs is a reason (cpu group `partial`).
 //! - The memory balloon is `null` unless domain capabilities list `<memballoon>` (none
 //!   of libvirt 9–11's do).
-//! - SEV-ES = SEV supported and `maxESGuests` > 0; SEV-SNP and TDX = `sev-snp` / `tdx`
-//!   among the launchSecurity sectypes (TDX also from a `<tdx supported='yes'>` feature).
+//! - Yes/no values from domain capabilities are `null` when the document has no element
+//!   for them, never `false` (libvirt 9.0 writes no `<launchSecurity>` or `<tdx>`, older
+//!   ones no `<sev>`/`<sgx>`, bhyve/xen no `<tpm>`): `false` only where the document
+//!   says `supported='no'` or leaves the value out of a list it gives. Without a usable
+//!   domain-capabilities document every one is `null`. (The table prints `unknown`.)
+//!   - SEV: `<sev supported>`; without `<sev>`, `sev` among the launchSecurity sectypes.
+//!   - SEV-ES: no when SEV is not supported; else `maxESGuests` > 0; `null` when SEV's
+//!     support is unknown or a supported `<sev>` gives no `maxESGuests`.
+//!   - SEV-SNP: `sev-snp` among the sectypes of a `<launchSecurity supported='yes'>`
+//!     (no when that enum lacks it or launchSecurity is `supported='no'`); `null`
+//!     without `<launchSecurity>` or its sectype enum — even when `<sev>` says no.
+//!   - TDX: yes when the sectypes list `tdx` or a `<tdx supported='yes'>` feature is
+//!     there; no when `<tdx supported='no'>` or launchSecurity says no / lists no
+//!     `tdx`; else `null`.
+//!   - SGX, TPM, the host-model CPU: the `supported` attribute of `<sgx>`, of the
+//!     `<tpm>` device, of the host-model `<mode>`; `null` without it.
 //! - Secure boot = the loader's `secure` enum contains `yes`; `false` when `<os>` or its
 //!   loader is `supported='no'`; `null` without `<os>`, without a loader, or without a
 //!   `secure` enum.

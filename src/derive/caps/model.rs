@@ -1,7 +1,9 @@
 //! The `HostCapabilities` document: seven groups (host, cpu, memory, security, storage,
 //! network, virtualization), each with a status.
 //! Field names are snake_case like the group names. Absent values are `null`, absent
-//! lists `[]`, so every key is always present.
+//! lists `[]`, so every key is always present. A yes/no that the document does not
+//! state (no element for it) is `null`, never `false`: `false` only where the document
+//! says `supported='no'` or leaves the value out of a list it gives.
 
 use serde::{Deserialize, Serialize};
 
@@ -179,7 +181,8 @@ pub struct CpuFeature {
 /// `mode='host-model'` gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostModelCpu {
-    pub supported: bool,
+    /// The mode's `supported` attribute; `null` when it has none.
+    pub supported: Option<bool>,
     pub model: Option<String>,
     pub vendor: Option<String>,
     pub features: Vec<CpuFeature>,
@@ -252,7 +255,9 @@ pub struct SecurityModel {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TpmSupport {
-    pub supported: bool,
+    /// `<tpm supported>` among the domain capabilities devices; `null` when the
+    /// document lists no `<tpm>` (or none was available).
+    pub supported: Option<bool>,
     pub models: Vec<String>,
     pub backend_models: Vec<String>,
     pub versions: Vec<String>,
@@ -260,15 +265,21 @@ pub struct TpmSupport {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SevSupport {
-    pub supported: bool,
+    /// `<sev supported>`; without `<sev>`, `sev` among the launchSecurity sectypes
+    /// (`false` when `<launchSecurity>` is `supported='no'` or its sectype enum lacks
+    /// it); `null` when the document has neither.
+    pub supported: Option<bool>,
     pub cbitpos: Option<u32>,
     pub reduced_phys_bits: Option<u32>,
     pub max_guests: Option<u32>,
     pub max_es_guests: Option<u32>,
-    /// SEV supported and `maxESGuests` > 0.
-    pub es: bool,
-    /// `sev-snp` among the launchSecurity sectypes.
-    pub snp: bool,
+    /// `maxESGuests` > 0 when SEV is supported; `false` when SEV is not; `null` when
+    /// SEV's support is unknown or a supported `<sev>` gives no `maxESGuests`.
+    pub es: Option<bool>,
+    /// `sev-snp` among the sectypes of a `<launchSecurity supported='yes'>`; `false`
+    /// when that enum lacks it or `<launchSecurity>` is `supported='no'`; `null`
+    /// without `<launchSecurity>` (libvirt before 10.x) or its sectype enum.
+    pub snp: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,7 +290,8 @@ pub struct SgxSection {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SgxSupport {
-    pub supported: bool,
+    /// `<sgx supported>`; `null` when the document has no `<sgx>`.
+    pub supported: Option<bool>,
     pub flc: Option<bool>,
     pub sgx1: Option<bool>,
     pub sgx2: Option<bool>,
@@ -299,10 +311,14 @@ pub struct SecurityInfo {
     /// For the guests' machine: the `<os>` firmware enum.
     pub firmware: Vec<String>,
     pub tpm: TpmSupport,
+    /// The sectype enum of a `<launchSecurity supported='yes'>`; `[]` otherwise.
     pub launch_security_types: Vec<String>,
     pub sev: SevSupport,
-    /// `tdx` among the launchSecurity sectypes.
-    pub tdx: bool,
+    /// `tdx` among the launchSecurity sectypes, or a `<tdx supported='yes'>` feature;
+    /// `false` when `<tdx>` is `supported='no'`, `<launchSecurity>` is
+    /// `supported='no'` or its sectype enum lacks `tdx`; `null` when the document has
+    /// neither element.
+    pub tdx: Option<bool>,
     pub sgx: SgxSupport,
     /// `<s390-pv supported>`; `null` when not listed.
     pub s390_pv: Option<bool>,

@@ -111,7 +111,13 @@ fn full_input_is_complete_with_values() {
     assert_eq!(c.memory_info.ksm, TriFact::yes("/sys/kernel/mm/ksm/run"));
     let s = &c.security_info;
     assert_eq!(s.secure_boot, Some(true));
-    assert!(s.sev.supported && s.sev.es && s.sev.snp && !s.tdx && !s.sgx.supported);
+    assert_eq!(
+        (s.sev.supported, s.sev.es, s.sev.snp),
+        (Some(true), Some(true), Some(true))
+    );
+    // launchSecurity lists sev and sev-snp: not tdx.
+    assert_eq!((s.tdx, s.sgx.supported), (Some(false), Some(false)));
+    assert_eq!(s.tpm.supported, Some(true));
     assert_eq!(s.sev.cbitpos, Some(51));
     assert_eq!(s.tpm.versions, vec!["2.0"]);
     assert_eq!(s.models.len(), 2);
@@ -244,7 +250,8 @@ fn missing_document_makes_its_groups_partial_only() {
         c.security_info.status.reasons,
         vec!["domain capabilities (kvm): no kvm; using the qemu (TCG) ones"]
     );
-    assert!(!c.security_info.sev.supported);
+    assert_eq!(c.security_info.sev.supported, Some(false));
+    assert_eq!(c.security_info.tdx, Some(false));
     assert_eq!(c.virt_info.max_vcpus, Some(255));
     assert_eq!(
         c.virt_info.guest_machine,

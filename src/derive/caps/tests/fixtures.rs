@@ -98,7 +98,7 @@ fn domcaps_amdsev() {
     assert_eq!(d.firmware, vec!["bios", "efi"]);
     assert_eq!(d.loader_secure, vec!["yes", "no"]);
     let hm = d.host_model.as_ref().unwrap();
-    assert!(hm.supported);
+    assert_eq!(hm.supported, Some(true));
     assert_eq!(hm.model.as_deref(), Some("EPYC-Genoa"));
     assert_eq!(hm.vendor.as_deref(), Some("AMD"));
     assert_eq!(d.usable_models.len(), 80);
@@ -110,8 +110,13 @@ fn domcaps_amdsev() {
     assert_eq!(d.sev.reduced_phys_bits, Some(1));
     assert_eq!(d.sev.max_guests, Some(59));
     assert_eq!(d.sev.max_es_guests, Some(450));
-    assert!(d.sev.supported && d.sev.es);
+    assert_eq!(
+        (d.sev.supported, d.sev.es, d.sev.snp),
+        (Some(true), Some(true), Some(true))
+    );
     assert_eq!(d.launch_security_types, vec!["sev", "sev-snp"]);
+    assert_eq!(d.tdx, Some(false));
+    assert_eq!(d.tpm.supported, Some(true));
     assert_eq!(d.tpm.models, vec!["tpm-tis", "tpm-crb"]);
     assert_eq!(
         d.tpm.backend_models,
@@ -119,7 +124,7 @@ fn domcaps_amdsev() {
     );
     assert_eq!(d.tpm.versions, vec!["2.0"]);
     assert_eq!(d.hyperv_features.len(), 16);
-    assert!(!d.sgx.supported);
+    assert_eq!(d.sgx.supported, Some(false));
     assert_eq!(d.memballoon, None);
 }
 
@@ -134,7 +139,7 @@ fn domcaps_aarch64() {
     assert_eq!(d.max_vcpus, Some(512));
     assert_eq!(d.firmware, vec!["efi"]);
     assert_eq!(d.loader_secure, vec!["no"]);
-    assert!(!d.host_model.as_ref().unwrap().supported);
+    assert_eq!(d.host_model.as_ref().unwrap().supported, Some(false));
     assert_eq!(d.usable_models.len(), 0);
     // usable='unknown' is neither usable nor unusable.
     assert!(d.unusable_models.is_empty());
@@ -142,7 +147,18 @@ fn domcaps_aarch64() {
     assert_eq!(d.secure_boot, Some(false));
     assert_eq!(d.gic_versions, vec!["3"]);
     assert_eq!(d.tpm.models, vec!["tpm-tis"]);
-    assert!(!d.sev.supported && !d.sgx.supported && d.launch_security_types.is_empty());
+    // <sev supported='no'/>, <sgx supported='no'/>, <launchSecurity supported='no'/>.
+    assert_eq!(
+        (d.sev.supported, d.sev.es, d.sev.snp, d.tdx, d.sgx.supported),
+        (
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false)
+        )
+    );
+    assert!(d.launch_security_types.is_empty());
 }
 
 #[test]
@@ -166,7 +182,17 @@ fn domcaps_tcg() {
     );
     assert_eq!((d.usable_models.len(), d.unusable_models.len()), (36, 109));
     assert!(d.disk_buses.iter().any(|b| b == "ide"));
-    assert!(!d.sev.supported && !d.sgx.supported && d.launch_security_types.is_empty());
+    assert_eq!(
+        (d.sev.supported, d.sev.es, d.sev.snp, d.tdx, d.sgx.supported),
+        (
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false)
+        )
+    );
+    assert!(d.launch_security_types.is_empty());
     assert!(!d.hyperv_features.is_empty());
 }
 
@@ -224,7 +250,14 @@ fn real_domcapabilities() {
     );
     assert_eq!((k.usable_models.len(), k.unusable_models.len()), (4, 49));
     assert_eq!(k.tpm.backend_models, vec!["passthrough"]);
-    assert!(k.launch_security_types.is_empty() && !k.sev.supported && !k.sgx.supported);
+    // libvirt 9.0: <sev supported='no'/> and <sgx supported='no'/>, no <launchSecurity>
+    // (SEV-SNP and TDX unknown, not "no").
+    assert!(k.launch_security_types.is_empty());
+    assert_eq!(
+        (k.sev.supported, k.sev.es, k.sev.snp, k.tdx, k.sgx.supported),
+        (Some(false), Some(false), None, None, Some(false))
+    );
+    assert_eq!(k.tpm.supported, Some(true));
     assert_eq!(k.hyperv_features, vec!["spinlocks", "vendor_id"]);
 
     let q = parse_domain_capabilities(&fixture("real/domcapabilities-qemu.xml")).unwrap();

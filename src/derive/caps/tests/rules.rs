@@ -92,6 +92,250 @@ fn secure_boot_is_null_when_the_document_is_silent() {
     assert_eq!(c.virt_info.max_vcpus, None);
 }
 
+/// What, the `<devices>` body, the `<features>` body (`None`: no such element), and the
+/// flags wanted.
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    [Option<bool>; 6],
+);
+
+/// SEV, SEV-ES, SEV-SNP, SGX, TDX, TPM as `[supported, es, snp, sgx, tdx, tpm]`.
+fn security_flags(
+    sev: &SevSupport,
+    sgx: &SgxSupport,
+    tdx: Option<bool>,
+    tpm: &TpmSupport,
+) -> [Option<bool>; 6] {
+    [
+        sev.supported,
+        sev.es,
+        sev.snp,
+        sgx.supported,
+        tdx,
+        tpm.supported,
+    ]
+}
+
+#[test]
+fn security_features_are_null_when_the_document_is_silent() {
+    const N: Option<bool> = None;
+    const F: Option<bool> = Some(false);
+    const T: Option<bool> = Some(true);
+    const SEV_YES: &str = "<sev supported='yes'><cbitpos>51</cbitpos><reducedPhysBits>1\
+        </reducedPhysBits><maxGuests>15</maxGuests><maxESGuests>494</maxESGuests></sev>";
+    // (what, <devices> body, <features> body, [sev, es, snp, sgx, tdx, tpm])
+    let cases: [Case; 16] = [
+        ("silent: no <devices>, no <features>", None, None, [N; 6]),
+        (
+            "silent: empty <devices>, <features>",
+            Some(""),
+            Some(""),
+            [N; 6],
+        ),
+        (
+            "supported='no' everywhere",
+            Some("<tpm supported='no'/>"),
+            Some(
+                "<sev supported='no'/><sgx supported='no'/><tdx supported='no'/>\
+                 <launchSecurity supported='no'/>",
+            ),
+            [F; 6],
+        ),
+        (
+            "supported='yes' everywhere",
+            Some("<tpm supported='yes'><enum name='model'><value>tpm-crb</value></enum></tpm>"),
+            Some(
+                "<sev supported='yes'><cbitpos>51</cbitpos><maxESGuests>494</maxESGuests></sev>\
+                 <sgx supported='yes'><flc>yes</flc></sgx><tdx supported='yes'/>\
+                 <launchSecurity supported='yes'><enum name='sectype'><value>sev</value>\
+                 <value>sev-snp</value><value>tdx</value></enum></launchSecurity>",
+            ),
+            [T; 6],
+        ),
+        (
+            "libvirt 9.0: sev and sgx no, no <launchSecurity>, no <tpm>",
+            Some(""),
+            Some("<sev supported='no'/><sgx supported='no'/>"),
+            [F, F, N, F, N, N],
+        ),
+        (
+            "SEV yes, no <launchSecurity>: SNP and TDX unknown",
+            None,
+            Some(SEV_YES),
+            [T, T, N, N, N, N],
+        ),
+        (
+            "SEV yes without maxESGuests: SEV-ES unknown",
+            None,
+            Some("<sev supported='yes'><cbitpos>47</cbitpos></sev>"),
+            [T, N, N, N, N, N],
+        ),
+        (
+            "SEV yes, maxESGuests 0",
+            None,
+            Some(
+                "<sev supported='yes'><maxGuests>15</maxGuests><maxESGuests>0</maxESGuests></sev>",
+            ),
+            [T, F, N, N, N, N],
+        ),
+        (
+            "launchSecurity sev only, no <sev>: SNP and TDX left out of the list",
+            None,
+            Some(
+                "<launchSecurity supported='yes'><enum name='sectype'><value>sev</value>\
+                 </enum></launchSecurity>",
+            ),
+            [T, N, F, N, F, N],
+        ),
+        (
+            "launchSecurity s390-pv only, no <sev>: no SEV of any kind, no TDX",
+            None,
+            Some(
+                "<launchSecurity supported='yes'><enum name='sectype'><value>s390-pv</value>\
+                 </enum></launchSecurity>",
+            ),
+            [F, F, F, N, F, N],
+        ),
+        (
+            "launchSecurity yes without a sectype enum: nothing listed",
+            None,
+            Some("<launchSecurity supported='yes'/>"),
+            [N; 6],
+        ),
+        (
+            "launchSecurity no, SEV yes: SNP and TDX no",
+            None,
+            Some(
+                "<sev supported='yes'><maxESGuests>494</maxESGuests></sev>\
+                 <launchSecurity supported='no'/>",
+            ),
+            [T, T, F, N, F, N],
+        ),
+        (
+            "<tdx supported='no'> alone",
+            None,
+            Some("<tdx supported='no'/>"),
+            [N, N, N, N, F, N],
+        ),
+        (
+            "<tdx supported='yes'> alone",
+            None,
+            Some("<tdx supported='yes'/>"),
+            [N, N, N, N, T, N],
+        ),
+        (
+            "elements without a supported attribute",
+            Some("<tpm/>"),
+            Some("<sev/><sgx/><tdx/><launchSecurity/>"),
+            [N; 6],
+        ),
+        (
+            "sgx yes, tpm no",
+            Some("<tpm supported='no'/>"),
+            Some("<sgx supported='yes'><sgx1>yes</sgx1></sgx>"),
+            [N, N, N, T, N, F],
+        ),
+    ];
+    for (what, devices, features, want) in cases {
+        let body = [("devices", devices), ("features", features)]
+            .iter()
+            .filter_map(|(tag, b)| b.map(|b| format!("<{tag}>{b}</{tag}>")))
+            .collect::<String>();
+        let text = dc("kvm", "x86_64", "pc-q35-7.2", &body);
+        let d = parse_domain_capabilities(&text).unwrap();
+        assert_eq!(
+            security_flags(&d.sev, &d.sgx, d.tdx, &d.tpm),
+            want,
+            "{what}"
+        );
+        let c = build_capabilities(&input(x86(), vec![answer("kvm", Some("q35"), text)]));
+        let s = &c.security_info;
+        assert_eq!(
+            security_flags(&s.sev, &s.sgx, s.tdx, &s.tpm),
+            want,
+            "built: {what}"
+        );
+        // As JSON: null, not false.
+        let json = serde_json::to_value(s).unwrap();
+        assert_eq!(
+            json["sev"]["snp"],
+            serde_json::json!(want[2]),
+            "json: {what}"
+        );
+        assert_eq!(json["tdx"], serde_json::json!(want[4]), "json: {what}");
+    }
+    // No domain capabilities at all: every one null.
+    for i in [input(x86(), vec![]), DiscoveryInput::unavailable("offline")] {
+        let s = build_capabilities(&i).security_info;
+        assert_eq!(security_flags(&s.sev, &s.sgx, s.tdx, &s.tpm), [N; 6]);
+    }
+    // A document that cannot describe the host (another arch) gives nothing either.
+    let c = build_capabilities(&input(
+        x86(),
+        vec![answer(
+            "kvm",
+            None,
+            dc(
+                "kvm",
+                "s390x",
+                "s390-ccw-virtio",
+                "<features><sev supported='no'/></features>",
+            ),
+        )],
+    ));
+    let s = &c.security_info;
+    assert_eq!(security_flags(&s.sev, &s.sgx, s.tdx, &s.tpm), [N; 6]);
+}
+
+#[test]
+fn host_model_supported_is_null_when_the_document_is_silent() {
+    // (what, <cpu> body, want HostModelCpu::supported, or None without a host-model mode)
+    let cases: [(&str, &str, Option<Option<bool>>); 5] = [
+        ("no <cpu>", "", None),
+        (
+            "no host-model mode",
+            "<cpu><mode name='host-passthrough' supported='yes'/></cpu>",
+            None,
+        ),
+        (
+            "host-model without a supported attribute",
+            "<cpu><mode name='host-model'><model>EPYC</model></mode></cpu>",
+            Some(None),
+        ),
+        (
+            "host-model no",
+            "<cpu><mode name='host-model' supported='no'/></cpu>",
+            Some(Some(false)),
+        ),
+        (
+            "host-model yes",
+            "<cpu><mode name='host-model' supported='yes'><model>EPYC</model></mode></cpu>",
+            Some(Some(true)),
+        ),
+    ];
+    for (what, body, want) in cases {
+        let text = dc("kvm", "x86_64", "pc-q35-7.2", body);
+        let d = parse_domain_capabilities(&text).unwrap();
+        assert_eq!(d.host_model.as_ref().map(|m| m.supported), want, "{what}");
+        assert_eq!(d.summary().host_model, want.flatten(), "{what}");
+        let c = build_capabilities(&input(x86(), vec![answer("kvm", None, text)]));
+        assert_eq!(
+            c.cpu_info.host_model.as_ref().map(|m| m.supported),
+            want,
+            "built: {what}"
+        );
+        // Only a supported host-model names svm through its model (EPYC).
+        let svm = if want == Some(Some(true)) {
+            Tri::Yes
+        } else {
+            Tri::Unknown
+        };
+        assert_eq!(c.cpu_info.svm.value, svm, "svm: {what}");
+    }
+}
+
 #[test]
 fn max_vcpus_of_the_kvm_document_only_and_no_int_max() {
     // (kvm <vcpu>, want host max, want the kvm machine's status reasons)
