@@ -26,13 +26,16 @@
 //!   backends' table statistics have arrived.
 //!
 //! Reported per phase: rows read per host and minute (`pg_stat_database` tup_returned +
-//! tup_fetched of the database), rows returned to clients per host and minute
-//! (`pg_stat_statements` rows), statements and transactions per host and second, server
+//! tup_fetched of the database, catalog reads included, index-fetched rows counted
+//! twice), rows of the VM tables read per host and minute (`vms` and `vm_fence`,
+//! `pg_stat_all_tables` seq_tup_read + idx_tup_fetch: each row read once), rows returned
+//! to clients per host and minute (`pg_stat_statements` rows), statements and transactions per host and second, server
 //! connections (client backends of the database, the most seen in 1 s samples; one of
 //! them is the harness's own),
 //! PostgreSQL CPU (postmaster and children, % of one core), PgBouncer's and this
 //! process's CPU, the time to settle, and for the starts the rows read as a multiple of
-//! the table size (raw, and net of the idle phase's rate over the same window).
+//! the table size (all rows read, raw and net of the idle phase's rate over the same
+//! window; and the VM tables' rows alone).
 //!
 //!   cargo bench --bench fleet -- [--hosts 100,500,1000,2000] [--pooler direct|pgbouncer|both]
 //!       [--seconds 60] [--vms 50] [--pool-size 20] [--refresh-interval 30s]
@@ -202,6 +205,22 @@ struct Row {
     tables: Vec<(String, [i64; 3])>,
     note: String,
 }
+
+impl Row {
+    /// Rows of the VM tables (`public.vms`, `virtsync.vm_fence`) read in the window:
+    /// sequential-scan rows plus rows fetched through an index (each row once; catalog
+    /// reads and index entries not counted).
+    fn vm_table_rows(&self) -> i64 {
+        self.tables
+            .iter()
+            .filter(|(t, _)| VM_TABLES.contains(&t.as_str()))
+            .map(|(_, [seq, _, fetch])| seq + fetch)
+            .sum()
+    }
+}
+
+/// The tables that grow with the fleet.
+const VM_TABLES: [&str; 2] = ["public.vms", "virtsync.vm_fence"];
 
 fn host_name(h: usize) -> String {
     format!("h{h:04}")
@@ -754,8 +773,10 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
         &diff[..diff.len().min(8)]
     );
 
-    // Restart of the whole fleet.
+    // Restart of the whole fleet, once the catch-up's statistics have arrived (a busy
+    // backend reports them up to 10 s late; they would count as the restart's).
     eprintln!("   restart");
+    tokio::time::sleep(STATS_GRACE).await;
     let w = watch.begin().await;
     let stopping = stop_all(&mut fleet).await;
     for inst in &mut fleet {
@@ -804,12 +825,13 @@ fn table(rows: &[Row], s: &Settings) -> String {
     let _ = writeln!(
         out,
         "| hosts | mode | phase | window s | rows read /host/min | rows returned /host/min | \
-         statements /host/s | transactions /host/s | server conns (max) | PostgreSQL CPU % | \
-         PgBouncer CPU % | fleet process CPU % | settled s | rows read × table (net of idle) | notes |"
+         VM-table rows read /host/min | statements /host/s | transactions /host/s | \
+         server conns (max) | PostgreSQL CPU % | PgBouncer CPU % | fleet process CPU % | \
+         settled s | rows read × table (net of idle) | VM-table rows read × table | notes |"
     );
     let _ = writeln!(
         out,
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
     );
     for r in rows {
         let d = &r.delta;
@@ -817,13 +839,14 @@ fn table(rows: &[Row], s: &Settings) -> String {
         let per_host = |v: i64| v as f64 / r.hosts as f64;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.3} | {:.3} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
             r.hosts,
             r.mode.name(),
             r.phase,
             secs,
             d.rows_read_per_host_minute(r.hosts),
             per_host(d.statement_rows) / (secs / 60.0),
+            per_host(r.vm_table_rows()) / (secs / 60.0),
             d.statements_per_host_second(r.hosts),
             per_host(d.transactions) / secs,
             r.max_connections,
@@ -834,6 +857,10 @@ fn table(rows: &[Row], s: &Settings) -> String {
                 .map_or("–".into(), |t| format!("{:.1}", t.as_secs_f64())),
             r.table_multiple
                 .map_or("–".into(), |(raw, net)| format!("{raw:.2} ({net:.2})")),
+            r.table_multiple.map_or("–".into(), |_| format!(
+                "{:.2}",
+                r.vm_table_rows() as f64 / (r.hosts * s.vms) as f64
+            )),
             r.note
         );
     }

@@ -204,3 +204,71 @@ async fn lock_timeout_holds_through_pgbouncer() {
     assert_eq!(rows["vm-o"][0].as_deref(), Some("10.0.0.5"));
     assert_eq!(lock(&store).outbox_stats().pending, 0);
 }
+
+/// Three hosts write their capability rows at once, 10 times each with a new
+/// fingerprint, through two server connections: every write works (an unnamed statement,
+/// nothing prepared on one server connection and run on another) and every row ends at
+/// its host's last fingerprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_capabilities_are_written_through_pgbouncer() {
+    use virtsync::sink::postgres::host;
+    use virtsync::source::libvirt::host::StoredCapabilities;
+    const HOSTS: usize = 3;
+    const ROUNDS: usize = 10;
+    let cluster = PgCluster::shared();
+    let db = Db::new(cluster, "pooler_caps", SchemaMode::Extended).await;
+    let bouncer = PgBouncer::start(cluster, "transaction", 2, 20);
+    let url = bouncer.url_for(&db.url);
+    let mut clients = Vec::new();
+    for _ in 0..HOSTS {
+        clients.push(pg::connect(&url).await);
+    }
+    let caps = |h: usize, round: usize| StoredCapabilities {
+        fingerprint: format!("{h:08x}{round:08x}"),
+        hostname: format!("host-{h}"),
+        discovered_at: Timestamp::now(),
+        canonical: format!("{{\"host\":{h},\"round\":{round}}}"),
+        available: true,
+    };
+    for round in 1..=ROUNDS {
+        let writes = clients.iter().enumerate().map(|(h, c)| {
+            let caps = caps(h, round);
+            async move { host::write(c, &format!("id-{h}"), &caps).await }
+        });
+        for (h, r) in futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let wrote = r.unwrap_or_else(|e| {
+                panic!(
+                    "round {round}, host-{h}: capabilities through PgBouncer: {e}\n{POOLER_HINT}"
+                )
+            });
+            assert!(
+                wrote,
+                "round {round}, host-{h}: a new fingerprint was not written"
+            );
+        }
+    }
+    // The same fingerprint again writes nothing.
+    assert!(
+        !host::write(&clients[0], "id-0", &caps(0, ROUNDS))
+            .await
+            .unwrap(),
+        "an unchanged fingerprint was written again"
+    );
+    let rows = db
+        .client
+        .query(
+            "SELECT host_id, fingerprint FROM virtsync.host_capabilities ORDER BY host_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let want: Vec<(String, String)> = (0..HOSTS)
+        .map(|h| (format!("id-{h}"), caps(h, ROUNDS).fingerprint))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -2,6 +2,7 @@
 //! fingerprint differs from the one stored there.
 
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use super::SinkError;
 use crate::source::libvirt::host::StoredCapabilities;
@@ -13,21 +14,25 @@ const UPSERT: &str = "INSERT INTO virtsync.host_capabilities AS h \
        fingerprint = EXCLUDED.fingerprint, discovered_at = EXCLUDED.discovered_at, updated_at = now() \
      WHERE h.fingerprint IS DISTINCT FROM EXCLUDED.fingerprint";
 
+/// The parameter types: an unnamed statement (`query_typed`) needs no prepare round
+/// trip, which a pooler in transaction mode may send to another server connection.
+const UPSERT_TYPES: [Type; 5] = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8];
+
 /// Writes the row when it differs; returns whether a row was written.
 pub async fn write(
     client: &Client,
     host_id: &str,
     caps: &StoredCapabilities,
 ) -> Result<bool, SinkError> {
-    let n = client
-        .execute(
-            UPSERT,
+    let written = client
+        .query_typed(
+            &format!("{UPSERT} RETURNING 1"),
             &[
-                &host_id,
-                &caps.hostname,
-                &caps.canonical,
-                &caps.fingerprint,
-                &caps.discovered_at.unix_millis,
+                (&host_id, UPSERT_TYPES[0].clone()),
+                (&caps.hostname, UPSERT_TYPES[1].clone()),
+                (&caps.canonical, UPSERT_TYPES[2].clone()),
+                (&caps.fingerprint, UPSERT_TYPES[3].clone()),
+                (&caps.discovered_at.unix_millis, UPSERT_TYPES[4].clone()),
             ],
         )
         .await
@@ -35,5 +40,5 @@ pub async fn write(
             step: "writing host capabilities",
             source: e,
         })?;
-    Ok(n > 0)
+    Ok(!written.is_empty())
 }

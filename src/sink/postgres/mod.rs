@@ -5,7 +5,7 @@ mod backoff;
 pub mod cluster_role;
 mod error;
 pub mod flush;
-mod host;
+pub mod host;
 pub mod managed;
 mod observe;
 pub mod schema;
