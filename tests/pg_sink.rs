@@ -353,6 +353,44 @@ async fn a_thousand_unmanaged_vms_create_no_outbox_entries_and_one_lookup() {
     );
 }
 
+/// The cluster-role holder with more new records than one page of keys (its first
+/// start, a takeover's lists) reads the table once instead of a lookup per page, each of
+/// which the planner may answer with a scan of the whole table.
+#[tokio::test]
+async fn a_holder_with_thousands_of_new_records_reads_the_table_once() {
+    const VMS: usize = 2500;
+    let db = Db::new(PgCluster::shared(), "holder_first", SchemaMode::Extended).await;
+    db.add_rows((0..VMS).map(|i| format!("vm-{i}"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let mut sink = virtsync::sink::postgres::PgSink::new(
+        db.settings(),
+        store.clone(),
+        virtsync::model::Timestamp::now,
+    )
+    .with_cluster_role(tokio::sync::watch::channel(true).1);
+    sink.connect().await.unwrap();
+    let batch: Vec<_> = (0..VMS)
+        .map(|i| running(&format!("vm-{i}"), 2, 2048, "10.0.0.1", 1))
+        .collect();
+    let r = ingest(&store, &batch);
+    assert_eq!(r.unchecked, VMS);
+    ssvirt::reset_statements(&db.client).await;
+    let report = sink.flush_pending().await.unwrap();
+    assert_eq!(report.applied, VMS, "{report:?}");
+    assert_eq!(lock(&store).managed_count(), VMS);
+    assert_eq!(lock(&store).unchecked_count(), 0);
+    assert_eq!(
+        ssvirt::statements_touching(
+            &db.client,
+            "JOIN unnest($1::text[], $2::text[]) AS k(ns, n)"
+        )
+        .await,
+        0,
+        "no lookups by key page"
+    );
+}
+
 #[tokio::test]
 async fn anti_entropy_corrects_and_counts_rows_changed_behind_our_back() {
     let db = Db::new(PgCluster::shared(), "drift", SchemaMode::Extended).await;
