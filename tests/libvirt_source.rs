@@ -566,6 +566,51 @@ async fn discovery_on_real_libvirtd() {
         "kvm host-usable CPU models"
     );
     eprintln!("capabilities: {}", from_api.to_canonical_json());
+
+    // Free 4 KiB pages of cell 0 (`virNodeGetFreePages`): more than none, at most the
+    // cell's 4 KiB pages as `virsh capabilities` counts them, and what `virsh freepages`
+    // says within a tolerance (free memory moves). Read from virsh's text, not parsed.
+    let caps_text = virsh(&["capabilities"]);
+    let cell0 = between(&caps_text, "<cell id='0'>", "</cell>").expect("NUMA cell 0");
+    let count: u64 = between(cell0, "<pages unit='KiB' size='4'>", "</pages>")
+        .expect("cell 0's 4 KiB pages")
+        .trim()
+        .parse()
+        .unwrap();
+    let freepages = virsh(&["freepages", "--cellno", "0", "--pagesize", "4"]);
+    let virsh_free: u64 = freepages
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("4KiB:"))
+        .unwrap_or_else(|| panic!("virsh freepages: {freepages:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let asked = from_api
+        .cpu_info
+        .numa_cells
+        .iter()
+        .find(|c| c.id == 0)
+        .unwrap();
+    let page = asked.pages.iter().find(|p| p.size_kib == 4).unwrap();
+    let free = page.free.expect("free 4 KiB pages of cell 0");
+    eprintln!("cell 0, 4 KiB pages: {free} free of {count} (virsh freepages: {virsh_free})");
+    assert_eq!(page.count, count);
+    assert!(free > 0 && free <= count, "{free} free of {count}");
+    let tolerance = (count / 20).max(65_536);
+    assert!(
+        free.abs_diff(virsh_free) <= tolerance,
+        "discovery {free}, virsh {virsh_free}, tolerance {tolerance}"
+    );
+    assert!(
+        !from_api
+            .memory_info
+            .status
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("free pages")),
+        "{:?}",
+        from_api.memory_info.status
+    );
 }
 
 /// The guests' machine on this host is q35 (libvirt's default machine, asked without

@@ -622,6 +622,28 @@ mod tests {
             row(&text, "  cell 0"),
             Some("7.96 GiB, 2 CPUs; pages 2087475 x 4 KiB, 0 x 2 MiB, 0 x 1 GiB")
         );
+        // Free pages are not in the capabilities: asked of libvirt, not given here.
+        assert_eq!(
+            row(&text, "memory_info"),
+            Some("partial: node info, free pages: not given to inspect")
+        );
+        // Given (the 1 GiB pages not answered): shown per size.
+        input.free_pages = Ok(vec![crate::derive::caps::CellFreePages {
+            cell: 0,
+            pages: vec![(4, 1_500_000), (2048, 0)],
+        }]);
+        let with_free = render(&build_capabilities(&input));
+        assert_eq!(
+            row(&with_free, "  cell 0"),
+            Some(
+                "7.96 GiB, 2 CPUs; pages 2087475 x 4 KiB (1500000 free), 0 x 2 MiB (0 free), \
+                 0 x 1 GiB"
+            )
+        );
+        assert_eq!(
+            row(&with_free, "memory_info"),
+            Some("partial: node info: not given to inspect")
+        );
         // Intel host whose kvm host-model (kvm64) names no vmx: unknown, never "no".
         assert_eq!(row(&text, "  vmx"), Some("unknown"));
         assert_eq!(

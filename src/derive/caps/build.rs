@@ -19,6 +19,16 @@ pub struct DomCapsAnswer {
     pub answer: Result<String, String>,
 }
 
+/// `virNodeGetFreePages` for one NUMA cell: each page size asked (KiB) with its free
+/// pages, as the driver answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellFreePages {
+    /// The cell's id (`<cell id>` in the capabilities).
+    pub cell: u32,
+    /// (page size in KiB, free pages).
+    pub pages: Vec<(u64, u64)>,
+}
+
 /// What the libvirt source got from each call; `Err` holds the driver's reason
 /// (e.g. "this function is not supported by the connection driver").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +44,9 @@ pub struct DiscoveryInput {
     pub guest_machine: Option<String>,
     /// `virNodeGetInfo`.
     pub node_info: Result<NodeInfo, String>,
+    /// `virNodeGetFreePages` for the NUMA cells of the capabilities and their page
+    /// sizes; `Err` when not asked (no cells) or refused.
+    pub free_pages: Result<Vec<CellFreePages>, String>,
     /// `virConnectGetType`.
     pub hypervisor_type: Result<String, String>,
     /// `virConnectGetVersion` (major·10⁶ + minor·10³ + release).
@@ -65,6 +78,7 @@ impl DiscoveryInput {
             domcaps: Vec::new(),
             guest_machine: None,
             node_info: Err(r.clone()),
+            free_pages: Err(r.clone()),
             hypervisor_type: Err(r.clone()),
             hypervisor_version: Err(r.clone()),
             libvirt_version: Err(r.clone()),
@@ -502,6 +516,26 @@ fn ksm(run: &Result<String, String>) -> TriFact {
     }
 }
 
+/// The NUMA cells with the free pages `virNodeGetFreePages` gave for each cell and page
+/// size; a size (or cell) it did not answer keeps the document's value (`null`).
+fn with_free_pages(cells: &[NumaCell], free: &Result<Vec<CellFreePages>, String>) -> Vec<NumaCell> {
+    let answers = free.as_ref().map_or(&[][..], Vec::as_slice);
+    cells
+        .iter()
+        .map(|cell| {
+            let mut cell = cell.clone();
+            let answer = answers.iter().find(|a| a.cell == cell.id);
+            for page in &mut cell.pages {
+                let given = answer
+                    .and_then(|a| a.pages.iter().find(|(size, _)| *size == page.size_kib))
+                    .map(|&(_, n)| n);
+                page.free = given.or(page.free);
+            }
+            cell
+        })
+        .collect()
+}
+
 /// Combines the answers into the seven groups. Never fails: whatever is missing or
 /// unreadable is a reason in the group that needed it.
 pub fn build_capabilities(input: &DiscoveryInput) -> HostCapabilities {
@@ -566,7 +600,7 @@ pub fn build_capabilities(input: &DiscoveryInput) -> HostCapabilities {
         tsc_frequency_hz: c.tsc_frequency_hz,
         topology: c.topology.clone(),
         logical_cpus,
-        numa_cells: c.numa_cells.clone(),
+        numa_cells: with_free_pages(&c.numa_cells, &input.free_pages),
         host_features: c.features.clone(),
         host_passthrough_supported: k.and_then(|k| k.host_passthrough),
         usable_models: k.map(|k| k.usable_models.clone()).unwrap_or_default(),
@@ -583,6 +617,9 @@ pub fn build_capabilities(input: &DiscoveryInput) -> HostCapabilities {
     let n = d.use_("node info", &input.node_info);
     let c = d.use_("capabilities", &caps).unwrap_or(&empty);
     let p = d.take(&chosen.primary);
+    if let (false, Err(e)) = (c.numa_cells.is_empty(), &input.free_pages) {
+        d.note(format!("free pages: {e}"));
+    }
     let cells_total: Option<u64> =
         (!c.numa_cells.is_empty()).then(|| c.numa_cells.iter().filter_map(|x| x.memory_kib).sum());
     let mut page_sizes: Vec<u64> = c

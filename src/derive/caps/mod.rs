@@ -53,7 +53,14 @@
 //!   "unknown" (every aarch64, ppc64 and loongarch64 kvm document) is not "unusable".
 //! - Memory and topology: page sizes come from `host/cpu/pages` and every NUMA cell;
 //!   per-cell memory and pages (size, count, free where given) are in
-//!   `cpu_info.numa_cells` only. Topology includes `clusters` (1 when not named).
+//!   `cpu_info.numa_cells` only. The capabilities give page counts, not free ones:
+//!   `free` is `virNodeGetFreePages`' answer for that cell and size
+//!   (`DiscoveryInput::free_pages`), `null` for a cell or size it did not answer. Its
+//!   refusal (or "not given to inspect" offline) is a reason in `memory_info`'s status
+//!   (`partial`, never `unavailable`: the counts are still there) only when the host has
+//!   NUMA cells; without cells there is nothing to ask and no reason. The cpu group,
+//!   which lists the cells, is not changed by it.
+//!   Topology includes `clusters` (1 when not named).
 //!   `logical_cpus` counts the CPU ids of all NUMA cells, else multiplies the topology;
 //!   a mismatch with `virNodeGetInfo`'s CPUs is a reason (cpu group `partial`).
 //! - The memory balloon is `null` unless domain capabilities list `<memballoon>` (none
@@ -94,7 +101,9 @@ pub mod xml;
 #[cfg(test)]
 mod tests;
 
-pub use build::{DiscoveryInput, DomCapsAnswer, build_capabilities, fingerprint_of, fnv1a64};
+pub use build::{
+    CellFreePages, DiscoveryInput, DomCapsAnswer, build_capabilities, fingerprint_of, fnv1a64,
+};
 pub use domain::{HypervisorType, hypervisor_type};
 pub use domcaps::{DomCapsDoc, no_limit, parse_domain_capabilities};
 pub use host::{CapsDoc, parse_capabilities};

@@ -157,7 +157,8 @@ pub struct CpuSignature {
 pub struct PageCount {
     pub size_kib: u64,
     pub count: u64,
-    /// Free pages, `null` unless the document gives them.
+    /// Free pages: `virNodeGetFreePages`' answer for this cell and size; `null` when
+    /// not answered (the capabilities give only counts).
     #[serde(default)]
     pub free: Option<u64>,
 }

@@ -10,6 +10,12 @@
 //! [`MAX_RUNNING_MACHINES`]), then `capabilities.machines` of the host's architecture,
 //! each once by its canonical machine, each asked for kvm and for qemu (TCG). The guests'
 //! machine is the first of them the capabilities list ([`MachinePlan::guest`]).
+//!
+//! Free pages per NUMA cell (the capabilities give only the counts) come from
+//! `virNodeGetFreePages` ([`FreePagesPlan`]): every page size of the host CPU and of the
+//! cells, over all cells in one call when the cells are numbered 0..n-1; else, or when
+//! that call is refused for another reason than "not supported", one call per cell for
+//! the sizes that cell lists.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +24,9 @@ use virt::connect::Connect;
 
 use super::connection::{LibvirtConnection, LibvirtError};
 use crate::derive::caps::build::DomCapsAnswer;
-use crate::derive::caps::{CapsDoc, DiscoveryInput, Fetched, NodeInfo, parse_capabilities};
+use crate::derive::caps::{
+    CapsDoc, CellFreePages, DiscoveryInput, Fetched, NodeInfo, parse_capabilities,
+};
 
 /// The driver's answer or its reason for not giving one.
 pub type Answer<T> = Result<T, String>;
@@ -154,6 +162,9 @@ pub struct RawDiscovery {
     /// The sysfs files of the host the daemon runs on.
     pub host_files: HostFiles,
     pub node_info: Answer<NodeInfo>,
+    /// `virNodeGetFreePages` per NUMA cell ([`FreePagesPlan`]); "not asked" without
+    /// cells.
+    pub free_pages: Answer<Vec<CellFreePages>>,
     /// `virConnectGetType`, e.g. `QEMU`, `TEST`.
     pub driver_type: Answer<String>,
     /// `virConnectGetVersion` (hypervisor) and `virConnectGetLibVersion`, as
@@ -165,6 +176,125 @@ pub struct RawDiscovery {
     pub networks: Answer<Vec<NamedXml>>,
     /// PCI node devices (SR-IOV PFs/VFs are among them).
     pub pci_devices: Answer<Vec<NamedXml>>,
+}
+
+/// The free-pages answer when the capabilities list no NUMA cells (or are unreadable).
+const NOT_ASKED: &str = "not asked";
+
+/// libvirt's remote driver refuses more than this many cells × page sizes in one call
+/// (`REMOTE_NODE_MAX_CELLS`).
+const MAX_FREE_PAGE_ENTRIES: usize = 1024;
+
+/// Which free-page counts discovery asks `virNodeGetFreePages` for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FreePagesPlan {
+    /// Every page size (KiB) of the host CPU and of the cells, ascending.
+    pub sizes: Vec<u32>,
+    /// Each cell's id and the page sizes it lists, in document order.
+    pub cells: Vec<(u32, Vec<u32>)>,
+}
+
+impl FreePagesPlan {
+    /// The cells and page sizes of the capabilities. Sizes beyond `u32` KiB and cell ids
+    /// beyond `i32` (what the call takes) are left out.
+    pub fn of(caps: &CapsDoc) -> FreePagesPlan {
+        let size = |kib: u64| u32::try_from(kib).ok().filter(|&k| k > 0);
+        let cells: Vec<(u32, Vec<u32>)> = caps
+            .numa_cells
+            .iter()
+            .filter(|c| i32::try_from(c.id).is_ok())
+            .map(|c| {
+                let mut sizes: Vec<u32> = c.pages.iter().filter_map(|p| size(p.size_kib)).collect();
+                sizes.sort_unstable();
+                sizes.dedup();
+                (c.id, sizes)
+            })
+            .collect();
+        let mut sizes: Vec<u32> = caps
+            .page_sizes_kib
+            .iter()
+            .copied()
+            .filter_map(size)
+            .chain(cells.iter().flat_map(|(_, s)| s.iter().copied()))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        FreePagesPlan { sizes, cells }
+    }
+
+    /// The number of cells when one call can ask every cell: the ids are 0..n-1, and
+    /// n × sizes is within what the remote driver takes.
+    fn all_at_once(&self) -> Option<u32> {
+        let mut ids: Vec<u32> = self.cells.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        let numbered = ids.iter().enumerate().all(|(i, &id)| id as usize == i);
+        let entries = ids.len().saturating_mul(self.sizes.len());
+        (numbered && entries > 0 && entries <= MAX_FREE_PAGE_ENTRIES)
+            .then(|| u32::try_from(ids.len()).ok())
+            .flatten()
+    }
+
+    /// Asks the driver. The outer `Err`: the connection died (the whole discovery
+    /// fails); the inner one: the driver's reason.
+    fn ask(&self, c: &Connect) -> Result<Answer<Vec<CellFreePages>>, virt::error::Error> {
+        if self.cells.is_empty() {
+            return Ok(Err(NOT_ASKED.to_owned()));
+        }
+        let wide = |sizes: &[u32], counts: &[u64]| -> Vec<(u64, u64)> {
+            sizes
+                .iter()
+                .zip(counts)
+                .map(|(&s, &n)| (u64::from(s), n))
+                .collect()
+        };
+        if let Some(n) = self.all_at_once() {
+            match c.free_pages(&self.sizes, 0, n, 0) {
+                Ok(counts) => {
+                    return Ok(Ok(counts
+                        .chunks(self.sizes.len())
+                        .zip(0..n)
+                        .map(|(counts, cell)| CellFreePages {
+                            cell,
+                            pages: wide(&self.sizes, counts),
+                        })
+                        .collect()));
+                }
+                Err(e) => {
+                    fail_if_dead(c)?;
+                    // Asked per cell instead (a size one cell lacks fails the call),
+                    // unless the driver has no such call at all.
+                    if e.code().is(virt::error::ErrorNumber::NoSupport) {
+                        return Ok(Err(reason(e)));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(self.cells.len());
+        let mut refused = Vec::new();
+        for (cell, sizes) in &self.cells {
+            if sizes.is_empty() {
+                continue;
+            }
+            match c.free_pages(sizes, *cell, 1, 0) {
+                Ok(counts) => out.push(CellFreePages {
+                    cell: *cell,
+                    pages: wide(sizes, &counts),
+                }),
+                Err(e) => {
+                    fail_if_dead(c)?;
+                    if e.code().is(virt::error::ErrorNumber::NoSupport) {
+                        return Ok(Err(reason(e)));
+                    }
+                    refused.push(format!("cell {cell}: {}", reason(e)));
+                }
+            }
+        }
+        Ok(if refused.is_empty() {
+            Ok(out)
+        } else {
+            Err(refused.join("; "))
+        })
+    }
 }
 
 fn reason(e: virt::error::Error) -> String {
@@ -233,6 +363,7 @@ fn read_only_part(c: &Connect) -> Result<RawDiscovery, virt::error::Error> {
         guest_machine: None,
         host_files: HostFiles::read(Path::new("/")),
         node_info,
+        free_pages: Err(NOT_ASKED.to_owned()),
         driver_type: c.driver_type().map_err(reason),
         hypervisor_version: c.hyp_version().map_err(reason),
         lib_version: c.lib_version().map_err(reason),
@@ -282,6 +413,13 @@ async fn discover_once(
         .as_ref()
         .ok()
         .and_then(|text| parse_capabilities(text).ok());
+    let free = caps.as_ref().map(FreePagesPlan::of).unwrap_or_default();
+    raw.free_pages = match conn.call(move |c| free.ask(c)).await {
+        Ok(answer) => answer,
+        // A lost connection fails the whole discovery.
+        Err(e) if e.connection_lost() => return Err(e),
+        Err(e) => Err(e.reason().to_owned()),
+    };
     let arch = caps.as_ref().and_then(|c| c.arch.clone());
     let machines = plan.machines(caps.as_ref());
     raw.guest_machine = MachinePlan::guest(&machines, caps.as_ref());
@@ -363,6 +501,7 @@ impl RawDiscovery {
             kvm_amd_nested: self.host_files.kvm_amd_nested,
             ksm_run: self.host_files.ksm_run,
             node_info: self.node_info,
+            free_pages: self.free_pages,
             hypervisor_type: self.driver_type,
             hypervisor_version: self.hypervisor_version.map(u64::from),
             libvirt_version: self.lib_version.map(u64::from),
@@ -522,6 +661,35 @@ mod tests {
         assert_eq!(files.ksm_run.as_deref(), Ok("0\n"));
         let missing = files.kvm_intel_nested.unwrap_err();
         assert!(missing.contains("No such file"), "{missing}");
+    }
+
+    #[test]
+    fn free_pages_asked_for_every_size_and_cell() {
+        let doc = |cells: &str| {
+            parse_capabilities(&format!(
+                "<capabilities><host><cpu><arch>x86_64</arch>\
+                 <pages unit='KiB' size='4'/><pages unit='KiB' size='1048576'/></cpu>\
+                 <topology><cells num='2'>{cells}</cells></topology></host></capabilities>"
+            ))
+            .unwrap()
+        };
+        let cell = |id: u32, sizes: &str| format!("<cell id='{id}'>{sizes}</cell>");
+        let pages = "<pages unit='KiB' size='4'>100</pages><pages unit='MiB' size='2'>8</pages>";
+        // The host CPU's sizes and the cells', over cells 0..n-1: one call.
+        let plan = FreePagesPlan::of(&doc(&(cell(0, pages) + &cell(1, pages))));
+        assert_eq!(plan.sizes, [4, 2048, 1_048_576]);
+        assert_eq!(plan.cells, [(0, vec![4, 2048]), (1, vec![4, 2048])]);
+        assert_eq!(plan.all_at_once(), Some(2));
+        // Cells not numbered 0..n-1: per cell.
+        let plan = FreePagesPlan::of(&doc(&(cell(0, pages) + &cell(2, pages))));
+        assert_eq!(plan.all_at_once(), None);
+        // No cells: nothing asked.
+        let plan = FreePagesPlan::of(&doc(""));
+        assert!(plan.cells.is_empty());
+        assert_eq!(plan.all_at_once(), None);
+        // More cells × sizes than the remote driver takes: per cell.
+        let many: String = (0..400).map(|i| cell(i, pages)).collect();
+        assert_eq!(FreePagesPlan::of(&doc(&many)).all_at_once(), None);
     }
 
     #[test]

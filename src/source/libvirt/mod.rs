@@ -10,7 +10,9 @@ pub mod locator;
 pub mod pool;
 
 pub use connection::{ConnState, LibvirtConnection, LibvirtError};
-pub use discovery::{HostFiles, MachinePlan, NamedXml, RawDiscovery, discover, discover_with};
+pub use discovery::{
+    FreePagesPlan, HostFiles, MachinePlan, NamedXml, RawDiscovery, discover, discover_with,
+};
 pub use domain::{domain_type, domain_type_on};
 pub use hypervisor::{HypervisorFound, HypervisorProbe, ProbeSettings, TargetUpdate};
 pub use locator::{DomainLocation, LocateError, locate, locate_on_host};

@@ -44,6 +44,7 @@ fn full() -> DiscoveryInput {
             cpus: 16,
             ..parse_nodeinfo(&fixture("real/nodeinfo.txt")).unwrap()
         }),
+        free_pages: Ok(free_pages()),
         hypervisor_type: Ok("QEMU".into()),
         hypervisor_version: Ok(7_002_022),
         libvirt_version: Ok(9_000_000),
@@ -68,6 +69,21 @@ fn full() -> DiscoveryInput {
     }
 }
 
+/// `virNodeGetFreePages` for both cells of `caps-qemu-kvm.xml`: cell 1's 1 GiB pages
+/// not answered.
+fn free_pages() -> Vec<CellFreePages> {
+    vec![
+        CellFreePages {
+            cell: 0,
+            pages: vec![(4, 1_000_000), (2048, 0), (1_048_576, 0)],
+        },
+        CellFreePages {
+            cell: 1,
+            pages: vec![(4, 2_000_000), (2048, 0)],
+        },
+    ]
+}
+
 fn states(c: &HostCapabilities) -> [GroupState; 7] {
     [
         c.host_info.status.state,
@@ -78,6 +94,84 @@ fn states(c: &HostCapabilities) -> [GroupState; 7] {
         c.network_info.status.state,
         c.virt_info.status.state,
     ]
+}
+
+#[test]
+fn free_pages_per_cell_and_size() {
+    let c = build_capabilities(&full());
+    let free: Vec<Vec<(u64, u64, Option<u64>)>> = c
+        .cpu_info
+        .numa_cells
+        .iter()
+        .map(|cell| {
+            cell.pages
+                .iter()
+                .map(|p| (p.size_kib, p.count, p.free))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        free,
+        [
+            vec![
+                (4, 4_043_885, Some(1_000_000)),
+                (2048, 0, Some(0)),
+                (1_048_576, 0, Some(0))
+            ],
+            // A size the driver did not answer stays null.
+            vec![
+                (4, 4_127_515, Some(2_000_000)),
+                (2048, 0, Some(0)),
+                (1_048_576, 0, None)
+            ],
+        ]
+    );
+    assert_eq!(c.memory_info.status, GroupStatus::complete());
+
+    // A cell not answered at all: every size null, the others filled.
+    let mut i = full();
+    i.free_pages = Ok(free_pages().split_off(1));
+    let c = build_capabilities(&i);
+    assert!(
+        c.cpu_info.numa_cells[0]
+            .pages
+            .iter()
+            .all(|p| p.free.is_none())
+    );
+    assert_eq!(c.cpu_info.numa_cells[1].pages[0].free, Some(2_000_000));
+
+    // Refused: every free count null, the driver's reason in memory_info's status.
+    let mut i = full();
+    i.free_pages = Err("this function is not supported by the connection driver".into());
+    let c = build_capabilities(&i);
+    assert!(
+        c.cpu_info
+            .numa_cells
+            .iter()
+            .flat_map(|cell| &cell.pages)
+            .all(|p| p.free.is_none())
+    );
+    assert_eq!(
+        c.memory_info.status,
+        GroupStatus {
+            state: GroupState::Partial,
+            reasons: vec![
+                "free pages: this function is not supported by the connection driver".into()
+            ],
+        }
+    );
+    // The cpu group, where the cells are, is not changed by it.
+    assert_eq!(c.cpu_info.status.state, GroupState::Complete);
+
+    // No cells: nothing to fill, "not asked" is no reason.
+    let mut i = full();
+    i.capabilities = Ok(fixture("caps/caps-qemu-kvm.xml")
+        .replace("<cells num='2'>", "<nocells>")
+        .replace("</cells>", "</nocells>"));
+    i.free_pages = Err("not asked".into());
+    let c = build_capabilities(&i);
+    assert!(c.cpu_info.numa_cells.is_empty());
+    assert_eq!(c.memory_info.status.state, GroupState::Complete);
 }
 
 #[test]
