@@ -567,20 +567,22 @@ async fn discovery_on_real_libvirtd() {
     );
     eprintln!("capabilities: {}", from_api.to_canonical_json());
 
-    // Free 4 KiB pages of cell 0 (`virNodeGetFreePages`): more than none, at most the
-    // cell's 4 KiB pages as `virsh capabilities` counts them, and what `virsh freepages`
-    // says within a tolerance (free memory moves). Read from virsh's text, not parsed.
+    // Free 2 MiB pages of cell 0 (`virNodeGetFreePages`): what `virsh freepages` says
+    // (hugepages move only when guests take them), at most the cell's 2 MiB pages as
+    // `virsh capabilities` counts them. The base 4 KiB pages get no free count: it moves
+    // every second and would change the capabilities' fingerprint at every discovery.
+    // Read from virsh's text, not parsed.
     let caps_text = virsh(&["capabilities"]);
     let cell0 = between(&caps_text, "<cell id='0'>", "</cell>").expect("NUMA cell 0");
-    let count: u64 = between(cell0, "<pages unit='KiB' size='4'>", "</pages>")
-        .expect("cell 0's 4 KiB pages")
+    let count: u64 = between(cell0, "<pages unit='KiB' size='2048'>", "</pages>")
+        .expect("cell 0's 2 MiB pages")
         .trim()
         .parse()
         .unwrap();
-    let freepages = virsh(&["freepages", "--cellno", "0", "--pagesize", "4"]);
+    let freepages = virsh(&["freepages", "--cellno", "0", "--pagesize", "2048"]);
     let virsh_free: u64 = freepages
         .lines()
-        .find_map(|l| l.trim().strip_prefix("4KiB:"))
+        .find_map(|l| l.trim().strip_prefix("2048KiB:"))
         .unwrap_or_else(|| panic!("virsh freepages: {freepages:?}"))
         .trim()
         .parse()
@@ -591,15 +593,18 @@ async fn discovery_on_real_libvirtd() {
         .iter()
         .find(|c| c.id == 0)
         .unwrap();
-    let page = asked.pages.iter().find(|p| p.size_kib == 4).unwrap();
-    let free = page.free.expect("free 4 KiB pages of cell 0");
-    eprintln!("cell 0, 4 KiB pages: {free} free of {count} (virsh freepages: {virsh_free})");
-    assert_eq!(page.count, count);
-    assert!(free > 0 && free <= count, "{free} free of {count}");
-    let tolerance = (count / 20).max(65_536);
-    assert!(
-        free.abs_diff(virsh_free) <= tolerance,
-        "discovery {free}, virsh {virsh_free}, tolerance {tolerance}"
+    let page = |size: u64| asked.pages.iter().find(|p| p.size_kib == size).unwrap();
+    eprintln!(
+        "cell 0, 2 MiB pages: {:?} free of {count} (virsh freepages: {virsh_free})",
+        page(2048).free
+    );
+    assert_eq!(page(2048).count, count);
+    assert_eq!(page(2048).free, Some(virsh_free));
+    assert!(virsh_free <= count);
+    assert_eq!(
+        page(4).free,
+        None,
+        "the base pages' free count moves every second"
     );
     assert!(
         !from_api

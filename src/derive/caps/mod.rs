@@ -55,7 +55,10 @@
 //!   per-cell memory and pages (size, count, free where given) are in
 //!   `cpu_info.numa_cells` only. The capabilities give page counts, not free ones:
 //!   `free` is `virNodeGetFreePages`' answer for that cell and size
-//!   (`DiscoveryInput::free_pages`), `null` for a cell or size it did not answer. Its
+//!   (`DiscoveryInput::free_pages`), `null` for a cell or size it did not answer.
+//!   Discovery asks only the hugepage sizes: the base pages' free count moves every
+//!   second, and the capabilities would differ (and be written again) at every
+//!   discovery. Its
 //!   refusal (or "not given to inspect" offline) is a reason in `memory_info`'s status
 //!   (`partial`, never `unavailable`: the counts are still there) only when the host has
 //!   NUMA cells; without cells there is nothing to ask and no reason. The cpu group,

@@ -158,7 +158,8 @@ pub struct PageCount {
     pub size_kib: u64,
     pub count: u64,
     /// Free pages: `virNodeGetFreePages`' answer for this cell and size; `null` when
-    /// not answered (the capabilities give only counts).
+    /// not answered (the capabilities give only counts) and for the base page size,
+    /// whose free count moves every second.
     #[serde(default)]
     pub free: Option<u64>,
 }

@@ -188,7 +188,9 @@ const MAX_FREE_PAGE_ENTRIES: usize = 1024;
 /// Which free-page counts discovery asks `virNodeGetFreePages` for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FreePagesPlan {
-    /// Every page size (KiB) of the host CPU and of the cells, ascending.
+    /// Every hugepage size (KiB) of the host CPU and of the cells, ascending. The base
+    /// page size is not asked: its free count moves every second, and the capabilities
+    /// would differ (and be written again) at every discovery.
     pub sizes: Vec<u32>,
     /// Each cell's id and the page sizes it lists, in document order.
     pub cells: Vec<(u32, Vec<u32>)>,
@@ -198,7 +200,22 @@ impl FreePagesPlan {
     /// The cells and page sizes of the capabilities. Sizes beyond `u32` KiB and cell ids
     /// beyond `i32` (what the call takes) are left out.
     pub fn of(caps: &CapsDoc) -> FreePagesPlan {
-        let size = |kib: u64| u32::try_from(kib).ok().filter(|&k| k > 0);
+        let base = caps
+            .page_sizes_kib
+            .iter()
+            .chain(
+                caps.numa_cells
+                    .iter()
+                    .flat_map(|c| c.pages.iter().map(|p| &p.size_kib)),
+            )
+            .copied()
+            .min()
+            .unwrap_or(0);
+        let size = |kib: u64| {
+            u32::try_from(kib)
+                .ok()
+                .filter(|&k| k > 0 && u64::from(k) > base)
+        };
         let cells: Vec<(u32, Vec<u32>)> = caps
             .numa_cells
             .iter()
@@ -675,10 +692,11 @@ mod tests {
         };
         let cell = |id: u32, sizes: &str| format!("<cell id='{id}'>{sizes}</cell>");
         let pages = "<pages unit='KiB' size='4'>100</pages><pages unit='MiB' size='2'>8</pages>";
-        // The host CPU's sizes and the cells', over cells 0..n-1: one call.
+        // The host CPU's hugepage sizes and the cells', over cells 0..n-1: one call. The
+        // base (smallest) size is not asked: its free count moves all the time.
         let plan = FreePagesPlan::of(&doc(&(cell(0, pages) + &cell(1, pages))));
-        assert_eq!(plan.sizes, [4, 2048, 1_048_576]);
-        assert_eq!(plan.cells, [(0, vec![4, 2048]), (1, vec![4, 2048])]);
+        assert_eq!(plan.sizes, [2048, 1_048_576]);
+        assert_eq!(plan.cells, [(0, vec![2048]), (1, vec![2048])]);
         assert_eq!(plan.all_at_once(), Some(2));
         // Cells not numbered 0..n-1: per cell.
         let plan = FreePagesPlan::of(&doc(&(cell(0, pages) + &cell(2, pages))));
@@ -688,8 +706,21 @@ mod tests {
         assert!(plan.cells.is_empty());
         assert_eq!(plan.all_at_once(), None);
         // More cells × sizes than the remote driver takes: per cell.
-        let many: String = (0..400).map(|i| cell(i, pages)).collect();
+        let many: String = (0..600).map(|i| cell(i, pages)).collect();
         assert_eq!(FreePagesPlan::of(&doc(&many)).all_at_once(), None);
+        // Only base pages: nothing to ask of any cell.
+        let base_only = "<pages unit='KiB' size='4'>100</pages>";
+        let plan = FreePagesPlan::of(
+            &parse_capabilities(&format!(
+                "<capabilities><host><cpu><arch>x86_64</arch><pages unit='KiB' size='4'/></cpu>\
+                 <topology><cells num='1'>{}</cells></topology></host></capabilities>",
+                cell(0, base_only)
+            ))
+            .unwrap(),
+        );
+        assert!(plan.sizes.is_empty());
+        assert_eq!(plan.cells, [(0, vec![])]);
+        assert_eq!(plan.all_at_once(), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! only when it changed, and the PostgreSQL sink writes it to
 //! `virtsync.host_capabilities` when its fingerprint differs from the one last written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use super::connection::LibvirtConnection;
-use super::discovery::{MachinePlan, discover_with};
+use super::discovery::{MAX_RUNNING_MACHINES, MachinePlan, discover_with};
 use super::pool::ConnectionPool;
 use crate::derive::caps::{DiscoveryInput, build_capabilities, fingerprint_of};
 use crate::health::{Health, LIBVIRT_CONNECTED};
@@ -92,12 +92,24 @@ pub fn machine_types_on<'a>(
 /// How often the machine types of this node's VMIs are looked at between discoveries.
 const MACHINES_CHECK: Duration = Duration::from_secs(30);
 
-/// Returns once the machine types the VMIs on this node run differ from `before` (the
-/// guests' machine may have changed: discovery asks again). Looking costs no I/O.
+/// What of the VMIs' machine types decides a discovery: the most used one (the guests'
+/// machine candidate) and the set of those asked. A change in the counts that keeps
+/// both is no reason to ask libvirt again (VMIs come and go all the time).
+pub fn machines_asked(running: &[String]) -> (Option<&str>, BTreeSet<&str>) {
+    let asked = running.iter().take(MAX_RUNNING_MACHINES);
+    (
+        running.first().map(String::as_str),
+        asked.map(String::as_str).collect(),
+    )
+}
+
+/// Returns once the machine types the VMIs on this node run differ from `before` in what
+/// discovery asks (the guests' machine may have changed: discovery asks again). Looking
+/// costs no I/O.
 async fn machines_changed(settings: &MachineSettings, store: &SharedStore, before: Vec<String>) {
     loop {
         tokio::time::sleep(MACHINES_CHECK).await;
-        if plan_for(settings, store).await.running != before {
+        if machines_asked(&plan_for(settings, store).await.running) != machines_asked(&before) {
             return;
         }
     }
@@ -369,5 +381,28 @@ mod tests {
         );
         assert_eq!(machine_types_on(vmis.iter(), "node-b"), ["pc-i440fx-7.2"]);
         assert!(machine_types_on(vmis.iter(), "node-c").is_empty());
+    }
+
+    #[test]
+    fn only_the_most_used_machine_and_the_set_asked_call_for_a_new_discovery() {
+        let list = |ms: &[&str]| ms.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        let before = list(&["a", "b", "c", "d", "e"]);
+        let cases: [(&[&str], bool); 6] = [
+            (&["a", "b", "c", "d", "e"], false),
+            // b and c swapped places: the same machines are asked, a stays the most used.
+            (&["a", "c", "b", "d", "e"], false),
+            // e is beyond the machines asked.
+            (&["a", "b", "c", "d", "f"], false),
+            (&["b", "a", "c", "d", "e"], true),
+            (&["a", "b", "c", "e", "d"], true),
+            (&["a", "b", "c"], true),
+        ];
+        for (after, changed) in cases {
+            assert_eq!(
+                machines_asked(&list(after)) != machines_asked(&before),
+                changed,
+                "{after:?}"
+            );
+        }
     }
 }
