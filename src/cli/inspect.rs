@@ -328,16 +328,10 @@ const OFFLINE: &str = "not read: offline";
 /// canonical='pc-q35-7.2'>q35</machine>`), looked up among the guests of `arch` first;
 /// `name` itself when it is no alias.
 fn canonical_machine(caps: &CapsDoc, arch: Option<&str>, name: &str) -> String {
-    let of_arch = caps
-        .guests
-        .iter()
-        .filter(|g| arch.is_none_or(|a| g.arch == a));
-    of_arch
-        .chain(caps.guests.iter())
-        .flat_map(|g| g.machines.iter())
-        .find(|m| m.name == name)
-        .and_then(|m| m.canonical.clone())
-        .unwrap_or_else(|| name.to_owned())
+    caps.canonical_machine(arch, name)
+        .or_else(|| caps.canonical_machine(None, name))
+        .unwrap_or(name)
+        .to_owned()
 }
 
 /// One `--domcapabilities` file.

@@ -29,6 +29,19 @@ pub struct CapsDoc {
     pub guests: Vec<GuestType>,
 }
 
+impl CapsDoc {
+    /// The canonical machine of alias `name` (`<machine canonical='pc-q35-7.2'>q35</machine>`)
+    /// among the guests of `arch` (`None`: of every arch); `None` when `name` is no alias.
+    pub fn canonical_machine(&self, arch: Option<&str>, name: &str) -> Option<&str> {
+        self.guests
+            .iter()
+            .filter(|g| arch.is_none_or(|a| g.arch == a))
+            .flat_map(|g| &g.machines)
+            .find(|m| m.name == name)
+            .and_then(|m| m.canonical.as_deref())
+    }
+}
+
 /// Parses a `<capabilities>` document.
 pub fn parse_capabilities(text: &str) -> Result<CapsDoc, ParseError> {
     let root = xml::parse(text)?;

@@ -74,13 +74,9 @@ impl MachinePlan {
     pub fn machines(&self, caps: Option<&CapsDoc>) -> Vec<Option<String>> {
         let arch = caps.and_then(|c| c.arch.as_deref());
         let canonical = |name: &str| -> String {
-            caps.into_iter()
-                .flat_map(|c| c.guests.iter())
-                .filter(|g| arch.is_none_or(|a| g.arch == a))
-                .flat_map(|g| g.machines.iter())
-                .find(|m| m.name == name)
-                .and_then(|m| m.canonical.clone())
-                .unwrap_or_else(|| name.to_owned())
+            caps.and_then(|c| c.canonical_machine(arch, name))
+                .unwrap_or(name)
+                .to_owned()
         };
         let configured = arch
             .and_then(|a| self.configured.get(a))

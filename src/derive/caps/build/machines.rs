@@ -44,17 +44,6 @@ fn label(virttype: &str, machine: Option<&str>) -> String {
     }
 }
 
-/// The canonical name of machine alias `name` in the capabilities' guests of `arch`.
-fn canonical_of(caps: Option<&CapsDoc>, arch: Option<&str>, name: &str) -> Option<String> {
-    caps?
-        .guests
-        .iter()
-        .filter(|g| arch.is_none_or(|a| g.arch == a))
-        .flat_map(|g| &g.machines)
-        .find(|m| m.name == name)
-        .and_then(|m| m.canonical.clone())
-}
-
 pub(super) fn entries<'a>(input: &'a DiscoveryInput, caps: Option<&CapsDoc>) -> Vec<Entry<'a>> {
     let host_arch = caps.and_then(|c| c.arch.as_deref());
     let driver = input
@@ -98,7 +87,7 @@ pub(super) fn entries<'a>(input: &'a DiscoveryInput, caps: Option<&CapsDoc>) -> 
                 answer
                     .machine
                     .as_deref()
-                    .and_then(|m| canonical_of(caps, host_arch, m))
+                    .and_then(|m| caps?.canonical_machine(host_arch, m).map(str::to_owned))
             });
             let status = match &doc {
                 Err(e) => GroupStatus {
