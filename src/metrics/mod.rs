@@ -39,6 +39,7 @@ pub enum MetricsError {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    described: std::sync::Arc<[MetricDescription]>,
     pub hypervisor: HypervisorInfo,
     /// `{source,kind}`: events received (kubernetes vm/vmi, libvirt domain looks).
     pub events: IntCounterVec,
@@ -73,9 +74,23 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Registers metrics in one registry, naming the metric in any error.
+/// One metric the daemon may export, from its collector's descriptor: present in a
+/// scrape only once it has a sample (a labelled vector without children is left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricDescription {
+    pub name: String,
+    pub help: String,
+    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`, as in `# TYPE`.
+    pub kind: &'static str,
+    /// The variable label names (none for a plain metric).
+    pub labels: Vec<String>,
+}
+
+/// Registers metrics in one registry, naming the metric in any error, and describes
+/// each.
 struct Builder {
     registry: Registry,
+    described: std::cell::RefCell<Vec<MetricDescription>>,
 }
 
 impl Builder {
@@ -84,11 +99,29 @@ impl Builder {
         name: &'static str,
         made: Result<M, prometheus::Error>,
     ) -> Result<M, MetricsError> {
-        made.and_then(|m| {
-            self.registry.register(Box::new(m.clone()))?;
-            Ok(m)
-        })
-        .map_err(|source| MetricsError::Register { name, source })
+        let m = made
+            .and_then(|m| {
+                self.registry.register(Box::new(m.clone()))?;
+                Ok(m)
+            })
+            .map_err(|source| MetricsError::Register { name, source })?;
+        let kinds = m.collect();
+        for (desc, family) in m.desc().into_iter().zip(&kinds) {
+            use prometheus::proto::MetricType;
+            self.described.borrow_mut().push(MetricDescription {
+                name: desc.fq_name.clone(),
+                help: desc.help.clone(),
+                kind: match family.get_field_type() {
+                    MetricType::COUNTER => "counter",
+                    MetricType::GAUGE => "gauge",
+                    MetricType::HISTOGRAM => "histogram",
+                    MetricType::SUMMARY => "summary",
+                    MetricType::UNTYPED => "untyped",
+                },
+                labels: desc.variable_labels.clone(),
+            });
+        }
+        Ok(m)
     }
 }
 
@@ -112,6 +145,7 @@ impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let b = Builder {
             registry: Registry::new(),
+            described: std::cell::RefCell::new(Vec::new()),
         };
         let info = b.add(
                 HYPERVISOR_INFO,
@@ -275,8 +309,16 @@ impl Metrics {
                     "Attempts to store events in the state file that failed (e.g. a full disk); retried",
                 )),
             )?,
+            described: b.described.take().into(),
             registry: b.registry.clone(),
         })
+    }
+
+    /// Every metric registered, whether or not it has a sample yet, in registration
+    /// order (from the collectors' descriptors; the dashboards and alert rules of
+    /// `packaging/` are checked against this list).
+    pub fn descriptions(&self) -> &[MetricDescription] {
+        &self.described
     }
 
     /// The text exposition of every metric.
@@ -368,6 +410,30 @@ impl HypervisorInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptions_list_metrics_without_samples_too() {
+        let m = Metrics::new().unwrap();
+        let d = m.descriptions();
+        let find = |name: &str| d.iter().find(|d| d.name == name).unwrap();
+        let info = find(HYPERVISOR_INFO);
+        assert_eq!(info.kind, "gauge");
+        assert_eq!(
+            info.labels,
+            ["namespace", "name", "node", "hypervisor_type"]
+        );
+        assert_eq!(find("virtsync_source_up").labels, ["source"]);
+        assert_eq!(find("virtsync_event_to_commit_seconds").kind, "histogram");
+        assert_eq!(find("virtsync_state_write_errors_total").kind, "counter");
+        assert!(find("virtsync_outbox_pending").labels.is_empty());
+        // Every family of a scrape is described, with the same type.
+        let text = m.encode().unwrap();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').unwrap();
+            assert_eq!(find(name).kind, kind, "{line}");
+        }
+        assert!(!text.contains(HYPERVISOR_INFO), "no child yet: {text}");
+    }
 
     #[test]
     fn hypervisor_series_are_set_replaced_and_removed() {
