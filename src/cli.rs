@@ -81,32 +81,36 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing();
+    // The daemon's log starts once its configuration (log.format) is read.
+    if !matches!(args.command, Command::Daemon) {
+        init_tracing(config::LogFormat::Text);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Under systemd, journald reads "<3>" as priority err and drops it.
+            let err = if crate::logging::StderrInfo::of_process().is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
             match &e {
                 // Every configuration problem on a line of its own.
                 Error::Config(c) => {
                     for (key, problem) in c.problems() {
-                        eprintln!("virtsync: configuration: {key}: {problem}");
+                        eprintln!("{err}virtsync: configuration: {key}: {problem}");
                     }
                 }
-                _ => eprintln!("virtsync: {e}"),
+                _ => eprintln!("{err}virtsync: {e}"),
             }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs to stderr as `format` says (`crate::logging`); RUST_LOG filters (default info).
+fn init_tracing(format: config::LogFormat) {
+    crate::logging::init(format, &crate::logging::journal_socket_path());
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -142,6 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Daemon => {
             let (cfg, path) = load_config(&args)?;
+            init_tracing(cfg.log.format);
             let password = password(&cfg)?;
             match path {
                 Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),

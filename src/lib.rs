@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod derive;
 pub mod failpoint;
 pub mod health;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod model;

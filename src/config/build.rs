@@ -380,5 +380,12 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
             ),
         }
     }
+
+    // [log]
+    if let Some(v) = raw.log.format
+        && let Some(format) = k.check("log.format", parse_choice(&v))
+    {
+        c.log.format = format;
+    }
     c
 }

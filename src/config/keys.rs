@@ -8,7 +8,13 @@ use toml::{Table, Value};
 use super::{ConfigError, Problems};
 
 /// `VIRTSYNC_*` variables that belong to other code.
-pub(super) const IGNORED_ENV: &[&str] = &["VIRTSYNC_FAILPOINT", "VIRTSYNC_CONFIG", "VIRTSYNC_LOG"];
+/// `VIRTSYNC_JOURNAL_SOCKET` is the journal socket's path (`crate::logging`; for tests).
+pub(super) const IGNORED_ENV: &[&str] = &[
+    "VIRTSYNC_FAILPOINT",
+    "VIRTSYNC_CONFIG",
+    "VIRTSYNC_LOG",
+    "VIRTSYNC_JOURNAL_SOCKET",
+];
 pub(super) const ENV_PREFIX: &str = "VIRTSYNC_";
 
 /// How an override value (environment or `--set`) is turned into TOML.
@@ -36,6 +42,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "api",
     "metrics",
     "capabilities",
+    "log",
 ];
 
 /// Every configuration key. Keep in sync with the Raw* structs and
@@ -78,6 +85,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("metrics.listen", Kind::Str),
     ("capabilities.refresh_interval", Kind::Duration),
     ("capabilities.machines", Kind::ArchLists),
+    ("log.format", Kind::Str),
 ];
 
 pub(super) fn key_kind(key: &str) -> Option<(&'static str, Kind)> {

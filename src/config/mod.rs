@@ -90,6 +90,20 @@ pub enum Locator {
     Kubevirt,
 }
 
+/// How log lines are written (`log.format`). TOML: `"auto" | "text" | "journal" | "json"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `journal` when stderr is connected to the journal (`$JOURNAL_STREAM`), else `text`.
+    #[default]
+    Auto,
+    /// Human-readable lines on stderr, with timestamps (colours only on a terminal).
+    Text,
+    /// The journal's native protocol: a priority per level and the fields as journal fields.
+    Journal,
+    /// One JSON object per line on stderr.
+    Json,
+}
+
 /// Enums written as lowercase strings in the configuration.
 trait Choice: Copy + 'static {
     const CHOICES: &'static [(&'static str, Self)];
@@ -107,6 +121,15 @@ impl Choice for SchemaMode {
     const CHOICES: &'static [(&'static str, Self)] = &[
         ("compat", SchemaMode::Compat),
         ("extended", SchemaMode::Extended),
+    ];
+}
+
+impl Choice for LogFormat {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("auto", LogFormat::Auto),
+        ("text", LogFormat::Text),
+        ("journal", LogFormat::Journal),
+        ("json", LogFormat::Json),
     ];
 }
 
@@ -138,6 +161,13 @@ pub struct Config {
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub capabilities: CapabilitiesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Read by `virtsync daemon` only (see `crate::logging`); the other commands log text.
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +388,7 @@ impl Config {
         check("api", self.api == other.api);
         check("metrics", self.metrics == other.metrics);
         check("capabilities", self.capabilities == other.capabilities);
+        check("log", self.log == other.log);
         changed
     }
 
@@ -415,6 +446,9 @@ impl Config {
             capabilities: CapabilitiesConfig {
                 refresh_interval: Duration::from_secs(3600),
                 machines: default_machines(),
+            },
+            log: LogConfig {
+                format: LogFormat::Auto,
             },
         }
     }

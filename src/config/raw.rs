@@ -78,6 +78,8 @@ pub(super) struct RawConfig {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) capabilities: RawCapabilities,
+    #[serde(default)]
+    pub(super) log: RawLog,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +160,12 @@ pub(super) struct RawCapabilities {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) refresh_interval: Option<Duration>,
     pub(super) machines: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: Option<String>,
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

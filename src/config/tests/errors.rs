@@ -63,6 +63,12 @@ const ERRORS: &[ErrorCase] = &[
     ("owns = []", &[], &[], "owns", &["must not be empty"]),
     ("owns = [\"status\", \"status\"]", &[], &[], "owns", &["duplicate", "status"]),
     ("owns = [\"everything\"]", &[], &[], "owns", &["invalid value \"everything\""]),
+    ("[log]\nformat = \"syslog\"", &[], &[], "log.format", &["invalid value \"syslog\"", "(expected \"auto\", \"text\", \"journal\", \"json\")"]),
+    ("[log]\nformat = \"JSON\"", &[], &[], "log.format", &["invalid value \"JSON\""]),
+    ("[log]\nformat = 1", &[], &[], "log.format", &["expected a string, found an integer"]),
+    ("[log]\nlevel = \"debug\"", &[], &[], "log.level", &["unknown key (known keys: format)"]),
+    ("", &[("VIRTSYNC_LOG_FORMAT", "journald")], &[], "VIRTSYNC_LOG_FORMAT (log.format)", &["invalid value \"journald\""]),
+    ("", &[], &[("log.format", "")], "--set log.format", &["invalid value \"\""]),
     // capabilities.machines.
     ("[capabilities]\nmachines = [\"q35\"]", &[], &[], "capabilities.machines", &["expected a table of machine lists per architecture", "found an array"]),
     ("[capabilities.machines]\nx86_64 = \"q35\"", &[], &[], "capabilities.machines", &["expected a table of machine lists", "found x86_64 = a string"]),

@@ -57,6 +57,7 @@ fn environment_handling() {
         ("VIRTSYNC_FAILPOINT", "db_write=panic"),
         ("VIRTSYNC_CONFIG", "/etc/virtsync/virtsync.toml"),
         ("VIRTSYNC_LOG", "debug"),
+        ("VIRTSYNC_JOURNAL_SOCKET", "/run/systemd/journal/socket"),
         ("virtsync_log", "debug"),
         ("PATH", "/usr/bin"),
         ("VIRTSYNCX_ROLE", "bogus"),

@@ -73,6 +73,7 @@ fn defaults() {
     );
     assert_eq!(c.capabilities.machines_for("x86_64"), ["q35"]);
     assert!(c.capabilities.machines_for("loongarch64").is_empty());
+    assert_eq!(c.log.format, LogFormat::Auto);
     // No file at all gives the defaults too.
     assert_eq!(parse_ok("", &[], &[]), c);
     assert_eq!(parse_ok("\n# nothing\n", &[], &[]), c);
@@ -118,6 +119,7 @@ const FULL: &[(&str, &str, &str)] = &[
     ("metrics.listen", r#""[::1]:9100""#, "[::1]:9100"),
     ("capabilities.refresh_interval", r#""5m""#, "5m"),
     ("capabilities.machines", r#"{ x86_64 = ["pc-q35-rhel9.2.0", "q35"], loongarch64 = ["virt"] }"#, "x86_64=pc-q35-rhel9.2.0, q35;loongarch64=virt"),
+    ("log.format", r#""json""#, "json"),
 ];
 
 fn full_expected() -> Config {
@@ -186,6 +188,9 @@ fn full_expected() -> Config {
                 m
             },
         },
+        log: LogConfig {
+            format: LogFormat::Json,
+        },
     }
 }
 
@@ -229,6 +234,39 @@ fn every_key_settable_from_file_env_and_set() {
     assert_eq!(parse_ok("", &vars, &[]), expected, "from the environment");
     let sets: Vec<(&str, &str)> = FULL.iter().map(|(k, _, v)| (*k, *v)).collect();
     assert_eq!(parse_ok("", &[], &sets), expected, "from --set");
+}
+
+#[test]
+fn log_format_values() {
+    for (value, expected) in [
+        ("auto", LogFormat::Auto),
+        ("text", LogFormat::Text),
+        ("journal", LogFormat::Journal),
+        ("json", LogFormat::Json),
+    ] {
+        let file = parse_ok(&format!("[log]\nformat = {value:?}\n"), &[], &[]);
+        assert_eq!(file.log.format, expected, "file: {value}");
+        let env = parse_ok("", &[("VIRTSYNC_LOG_FORMAT", value)], &[]);
+        assert_eq!(env.log.format, expected, "environment: {value}");
+        let set = parse_ok("[log]\nformat = \"text\"\n", &[], &[("log.format", value)]);
+        assert_eq!(set.log.format, expected, "--set: {value}");
+    }
+    // The environment overrides the file, --set overrides both.
+    let c = parse_ok(
+        "[log]\nformat = \"text\"\n",
+        &[("VIRTSYNC_LOG_FORMAT", "journal")],
+        &[],
+    );
+    assert_eq!(c.log.format, LogFormat::Journal);
+    let c = parse_ok(
+        "[log]\nformat = \"text\"\n",
+        &[("VIRTSYNC_LOG_FORMAT", "journal")],
+        &[("log.format", "json")],
+    );
+    assert_eq!(c.log.format, LogFormat::Json);
+    // A changed format is reported by SIGHUP like every other setting.
+    let before = parse_ok("", &[], &[]);
+    assert_eq!(c.changed_sections(&before), ["log"]);
 }
 
 #[test]

@@ -344,7 +344,7 @@ impl Tracker {
                     Err(problem) => return self.reject(kind, obj, &problem),
                 };
                 for warning in &part.warnings {
-                    tracing::warn!(vmi = %part.key, warning, "field ignored");
+                    tracing::warn!(vm = %part.key, warning, "field ignored");
                 }
                 part.key = self.held_key(part.key);
                 let key = part.key.clone();
@@ -414,8 +414,11 @@ impl Tracker {
         let meta = &obj.metadata;
         tracing::warn!(
             kind = kind.name(),
-            namespace = meta.namespace.as_deref().unwrap_or(""),
-            name = meta.name.as_deref().unwrap_or(""),
+            vm = %format_args!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or(""),
+                meta.name.as_deref().unwrap_or("")
+            ),
             problem,
             "object rejected; its last good record is kept"
         );

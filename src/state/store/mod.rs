@@ -392,7 +392,7 @@ impl Store {
             let arrival = *arrival;
             let key = obs.record.key();
             if let Err(problem) = key.validate() {
-                tracing::warn!(namespace = %key.namespace, name = %key.name, problem, "record rejected");
+                tracing::warn!(vm = %key, problem, "record rejected");
                 report.rejected += 1;
                 continue;
             }
@@ -903,7 +903,7 @@ impl Drop for Store {
 fn stored_key(text: &str) -> Option<VmKey> {
     let key = VmKey::parse(text).filter(|k| k.validate().is_ok());
     if key.is_none() {
-        tracing::warn!(key = text, "skipping an invalid key in the state file");
+        tracing::warn!(vm = text, "skipping an invalid key in the state file");
     }
     key
 }
