@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pg;
 pub mod pgbouncer;
 pub mod pgstats;
+pub mod prometheus;
 pub mod ssvirt;
 pub mod sync;
 pub mod truth;
