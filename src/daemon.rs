@@ -373,11 +373,15 @@ fn reread_config(running: &Config, reload: &Reload, notifier: &Notifier) {
             tracing::error!(error = %e, "SIGHUP: the configuration does not load; still running with the one from the start")
         }
         Ok(new) => {
-            let changed = running.changed_sections(&new);
+            let changed = running.changed_keys(&new);
             if changed.is_empty() {
                 tracing::info!("SIGHUP: configuration re-read; nothing changed");
             } else {
-                tracing::warn!(changed = ?changed, "SIGHUP: configuration re-read; these settings changed and take effect only after a restart (systemctl restart virtsync)");
+                let changed = changed.join(", ");
+                tracing::warn!(
+                    changed,
+                    "SIGHUP: configuration re-read; these settings changed and take effect only after a restart (systemctl restart virtsync)"
+                );
             }
         }
     }

@@ -617,7 +617,7 @@ async fn sighup_rereads_the_config_and_names_what_needs_a_restart() {
     )
     .unwrap();
     d.signal(libc::SIGHUP);
-    d.wait_for("changed=[\"capabilities\"]", WAIT).await;
+    d.wait_for("capabilities.refresh_interval", WAIT).await;
     std::fs::write(
         &d.config,
         format!("{cfg}[capabilities]\nrefresh_interval = \"soon\"\n"),

@@ -16,6 +16,7 @@
 //! problems and goes on, so that one run names every problem.
 
 mod build;
+mod changes;
 mod checks;
 mod keys;
 mod overrides;
@@ -369,29 +370,6 @@ const DEFAULT_SOCKET_TEMPLATE: &str =
     "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock";
 
 impl Config {
-    /// The top-level keys and sections whose values differ between `self` and `other`
-    /// (for SIGHUP: each of them needs a restart to take effect).
-    pub fn changed_sections(&self, other: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        let mut check = |name: &'static str, same: bool| {
-            if !same {
-                changed.push(name);
-            }
-        };
-        check("node_name", self.node_name == other.node_name);
-        check("role", self.role == other.role);
-        check("owns", self.owns == other.owns);
-        check("kubernetes", self.kubernetes == other.kubernetes);
-        check("libvirt", self.libvirt == other.libvirt);
-        check("postgres", self.postgres == other.postgres);
-        check("cache", self.cache == other.cache);
-        check("api", self.api == other.api);
-        check("metrics", self.metrics == other.metrics);
-        check("capabilities", self.capabilities == other.capabilities);
-        check("log", self.log == other.log);
-        changed
-    }
-
     pub fn defaults(env: &Env) -> Config {
         Config {
             node_name: env.hostname.trim().to_ascii_lowercase(),

@@ -165,19 +165,9 @@ impl DaemonProcess {
     /// `GET /metrics` of the running daemon.
     pub async fn scrape(&mut self) -> String {
         let addr = self.metrics_addr().await;
-        tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-            out[out.find("\r\n\r\n").unwrap() + 4..].to_owned()
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || super::metrics::scrape(&addr))
+            .await
+            .unwrap()
     }
 
     pub fn pid(&self) -> i32 {

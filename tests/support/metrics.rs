@@ -7,6 +7,20 @@ use std::process::{Command, Stdio};
 
 /// The value of the sample `name{labels}` (labels as printed, e.g.
 /// `source="kubernetes"`; empty for none); `None` when absent.
+/// `GET /metrics` of a daemon listening on `addr` (`host:port`); blocking.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out[out.find("\r\n\r\n").unwrap() + 4..].to_owned()
+}
+
 pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let head = if labels.is_empty() {
         format!("{name} ")

@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod libvirtd;
 pub mod measure;
 pub mod metrics;
+pub mod nspawn;
 pub mod pg;
 pub mod pgbouncer;
 pub mod pgstats;

@@ -266,7 +266,22 @@ fn log_format_values() {
     assert_eq!(c.log.format, LogFormat::Json);
     // A changed format is reported by SIGHUP like every other setting.
     let before = parse_ok("", &[], &[]);
-    assert_eq!(c.changed_sections(&before), ["log"]);
+    assert_eq!(c.changed_keys(&before), ["log.format"]);
+}
+
+#[test]
+fn sighup_names_the_changed_keys() {
+    let before = parse_ok("", &[], &[]);
+    let after = parse_ok(
+        "node_name = \"other\"\n[postgres]\nbatch_size = 77\n[metrics]\nlisten = \"127.0.0.1:9999\"\n",
+        &[],
+        &[],
+    );
+    assert_eq!(
+        after.changed_keys(&before),
+        ["node_name", "postgres.batch_size", "metrics.listen"]
+    );
+    assert!(before.changed_keys(&before.clone()).is_empty());
 }
 
 #[test]
