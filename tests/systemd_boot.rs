@@ -393,6 +393,29 @@ async fn the_package_under_systemd() {
     let exposure = c.ok("systemd-analyze security virtsync 2>&1 | tail -1");
     println!("   {}", exposure.trim());
 
+    // 9. A configuration error: the start fails, says which key at error priority in
+    // one line, and systemd does not restart it in a loop (exit status 2).
+    let bad = config(
+        &kube,
+        cluster.port(),
+        &db_name,
+        metrics,
+        "batch_size = \"many\"\n",
+    );
+    write_config(&root, &bad);
+    let restarts: u32 = c.property(UNIT, "NRestarts").parse().unwrap();
+    assert!(!c.sh("systemctl restart virtsync").status.success());
+    let said = wait_journal(&c, "postgres.batch_size", "-p err", START);
+    print_journal("configuration error", &said);
+    std::thread::sleep(Duration::from_secs(7)); // RestartSec=5s
+    assert_eq!(c.property(UNIT, "ActiveState"), "failed");
+    assert_eq!(c.property(UNIT, "ExecMainStatus"), "2");
+    assert_eq!(
+        c.property(UNIT, "NRestarts").parse::<u32>().unwrap(),
+        restarts,
+        "restarted after a configuration error"
+    );
+
     drop(c);
     drop(guest);
 }
