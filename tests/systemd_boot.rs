@@ -232,6 +232,25 @@ async fn the_package_under_systemd() {
         .unwrap_or_else(|| panic!("no start line:\n{running}"));
     assert!(!line.starts_with("20"), "a second timestamp: {line}");
     print_journal("start", &wait_journal(&c, "virtsync running", "", START));
+    // Native journal fields: the VM and the component of a warning about one VM.
+    let entry: Value = c.wait_until("a warning with a VM field", START, |c| {
+        c.journal(UNIT, "-p warning -o json")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["VM"].is_string())
+    });
+    assert_eq!(entry["PRIORITY"], "4", "{entry:#}");
+    assert_eq!(entry["SYSLOG_IDENTIFIER"], "virtsync", "{entry:#}");
+    assert!(
+        entry["COMPONENT"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("virtsync::")),
+        "{entry:#}"
+    );
+    println!(
+        "   journal fields: VM={} COMPONENT={} PRIORITY={}",
+        entry["VM"], entry["COMPONENT"], entry["PRIORITY"]
+    );
 
     // 2. The password as a credential; group libvirt: PostgreSQL reaches the truth, the
     // hardened unit reads the host's libvirt (capabilities and the guest's domain type).
@@ -389,7 +408,9 @@ async fn the_package_under_systemd() {
     assert_eq!(uid.trim(), "0", "the drop-in runs it as root");
     let found = c.wait_until("the domain type through the launcher", START, hv("kvm"));
     println!("8. KubeVirt-node drop-in (root, CAP_DAC_OVERRIDE only): {found}");
-    assert_eq!(status(&c)["outbox"]["pending"], 0);
+    c.wait_until("the outbox drained", START, |c| {
+        (status(c)["outbox"]["pending"] == 0).then_some(())
+    });
     let exposure = c.ok("systemd-analyze security virtsync 2>&1 | tail -1");
     println!("   {}", exposure.trim());
 
