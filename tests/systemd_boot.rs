@@ -261,6 +261,12 @@ async fn the_package_under_systemd() {
     let pid = wait_active(&c, pid);
     let took = truth::wait_converged(&kube, &db, START).await;
     println!("2. password credential: PostgreSQL holds the truth after {took:?}");
+    print_journal(
+        "start with the credential",
+        &c.ok(&format!(
+            "journalctl -b -q --no-pager -o short-iso _PID={pid} | head -9"
+        )),
+    );
     let hv = c.wait_until("the guest's hypervisor type", START, |_| {
         let rows = hypervisor_type(&db, &name);
         (rows.as_deref() == Some("kvm")).then_some(rows)
@@ -331,6 +337,11 @@ async fn the_package_under_systemd() {
     let pid = wait_active(&c, stalled);
     assert!(c.property(UNIT, "NRestarts").parse::<u32>().unwrap() > restarts);
     print_journal("watchdog", &timeout);
+    let text = c.journal(UNIT, "-o short-iso");
+    let at = text.rfind("Watchdog timeout").unwrap();
+    let from = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let restart: Vec<&str> = text[from..].lines().take(7).collect();
+    print_journal("watchdog restart", &(restart.join("\n") + "\n"));
     print_journal(
         "watchdog, the daemon's side",
         &wait_journal(&c, "watchdog pings stopped", "", START),
