@@ -24,13 +24,21 @@ pub enum Kind {
 }
 
 macro_rules! columns {
-    ($($variant:ident => $name:literal, $group:ident, $kind:ident;)*) => {
+    ($($variant:ident = $id:literal => $name:literal, $group:ident, $kind:ident;)*) => {
         /// A writable column of the `vms` table.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Column { $($variant),* }
 
         impl Column {
+            /// Every column, in the table's order (iteration, display and SQL order; not
+            /// the persisted ids, see `id`).
             pub const ALL: &'static [Column] = &[$(Column::$variant),*];
+
+            /// The column's stable id: its bit in a `ColumnSet`, which outbox entries in
+            /// the state file persist. Pinned by `tests/fixtures/persisted/column-ids.txt`.
+            pub const fn id(self) -> u8 {
+                match self { $(Column::$variant => $id),* }
+            }
 
             pub fn name(self) -> &'static str {
                 match self { $(Column::$variant => $name),* }
@@ -44,41 +52,65 @@ macro_rules! columns {
                 match self { $(Column::$variant => Kind::$kind),* }
             }
         }
+
+        // Checked when the crate compiles: every id fits a u64 mask and no two columns
+        // share one.
+        const _: () = {
+            let ids: &[u8] = &[$($id),*];
+            let mut i = 0;
+            while i < ids.len() {
+                assert!(ids[i] < 64, "a column id must be below 64 (ColumnSet is a u64)");
+                let mut j = i + 1;
+                while j < ids.len() {
+                    assert!(ids[i] != ids[j], "two columns share an id");
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
     };
 }
 
+// The writable columns: `Variant = id => "name", group, kind;`.
+//
+// The id is **persisted** (as a bit of the column masks in the state file's outbox
+// entries): never change or reuse one; a new column takes a new id (the next free one)
+// and is appended to `tests/fixtures/persisted/column-ids.txt`. Changing an id needs a
+// migration of the state file (docs/ARCHITECTURE.md, "State and outbox"). The order of
+// the lines is `Column::ALL`'s and may change; the ids may not.
 columns! {
-    Status => "status", Status, Text;
-    CpuCount => "cpu_count", Legacy, Int;
-    MemoryMb => "memory_mb", Legacy, Int;
-    GuestOs => "guest_os", Legacy, Text;
-    RuntimeCpuCores => "runtime_cpu_cores", Runtime, Int;
-    RuntimeCpuSockets => "runtime_cpu_sockets", Runtime, Int;
-    RuntimeCpuThreads => "runtime_cpu_threads", Runtime, Int;
-    RuntimeCpuModel => "runtime_cpu_model", Runtime, Text;
-    RuntimeMemoryGuest => "runtime_memory_guest", Runtime, Text;
-    RuntimeMemoryCurrent => "runtime_memory_current", Runtime, Text;
-    RuntimeMemoryRequested => "runtime_memory_requested", Runtime, Text;
-    RuntimePrimaryIp => "runtime_primary_ip", Runtime, Text;
-    RuntimeNetworkInterfaces => "runtime_network_interfaces", Runtime, Text;
-    RuntimeGuestOsId => "runtime_guest_os_id", Runtime, Text;
-    RuntimeGuestOsName => "runtime_guest_os_name", Runtime, Text;
-    RuntimeGuestOsVersion => "runtime_guest_os_version", Runtime, Text;
-    RuntimeGuestOsKernel => "runtime_guest_os_kernel", Runtime, Text;
-    RuntimePhase => "runtime_phase", Runtime, Text;
-    RuntimeNodeName => "runtime_node_name", Runtime, Text;
-    RuntimeQosClass => "runtime_qos_class", Runtime, Text;
-    RuntimeMachineType => "runtime_machine_type", Runtime, Text;
-    RuntimeArchitecture => "runtime_architecture", Runtime, Text;
-    RuntimeVolumeDetails => "runtime_volume_details", Runtime, Text;
-    RuntimeAgentConnected => "runtime_agent_connected", Runtime, Bool;
-    RuntimeHypervisorType => "runtime_hypervisor_type", Runtime, Text;
-    RuntimeVmiUpdatedAt => "runtime_vmi_updated_at", Runtime, Time;
+    Status = 0 => "status", Status, Text;
+    CpuCount = 1 => "cpu_count", Legacy, Int;
+    MemoryMb = 2 => "memory_mb", Legacy, Int;
+    GuestOs = 3 => "guest_os", Legacy, Text;
+    RuntimeCpuCores = 4 => "runtime_cpu_cores", Runtime, Int;
+    RuntimeCpuSockets = 5 => "runtime_cpu_sockets", Runtime, Int;
+    RuntimeCpuThreads = 6 => "runtime_cpu_threads", Runtime, Int;
+    RuntimeCpuModel = 7 => "runtime_cpu_model", Runtime, Text;
+    RuntimeMemoryGuest = 8 => "runtime_memory_guest", Runtime, Text;
+    RuntimeMemoryCurrent = 9 => "runtime_memory_current", Runtime, Text;
+    RuntimeMemoryRequested = 10 => "runtime_memory_requested", Runtime, Text;
+    RuntimePrimaryIp = 11 => "runtime_primary_ip", Runtime, Text;
+    RuntimeNetworkInterfaces = 12 => "runtime_network_interfaces", Runtime, Text;
+    RuntimeGuestOsId = 13 => "runtime_guest_os_id", Runtime, Text;
+    RuntimeGuestOsName = 14 => "runtime_guest_os_name", Runtime, Text;
+    RuntimeGuestOsVersion = 15 => "runtime_guest_os_version", Runtime, Text;
+    RuntimeGuestOsKernel = 16 => "runtime_guest_os_kernel", Runtime, Text;
+    RuntimePhase = 17 => "runtime_phase", Runtime, Text;
+    RuntimeNodeName = 18 => "runtime_node_name", Runtime, Text;
+    RuntimeQosClass = 19 => "runtime_qos_class", Runtime, Text;
+    RuntimeMachineType = 20 => "runtime_machine_type", Runtime, Text;
+    RuntimeArchitecture = 21 => "runtime_architecture", Runtime, Text;
+    RuntimeVolumeDetails = 22 => "runtime_volume_details", Runtime, Text;
+    RuntimeAgentConnected = 23 => "runtime_agent_connected", Runtime, Bool;
+    RuntimeHypervisorType = 24 => "runtime_hypervisor_type", Runtime, Text;
+    RuntimeVmiUpdatedAt = 25 => "runtime_vmi_updated_at", Runtime, Time;
 }
 
 impl Column {
+    /// The column's bit in a `ColumnSet`: `1 << id` (stable across versions).
     pub fn bit(self) -> u64 {
-        1 << (self as u32)
+        1 << self.id()
     }
 
     /// The SQL type of the extended-mode column (`virtsync migrate` creates it so).
@@ -337,6 +369,102 @@ mod tests {
             ..RuntimeDetails::default()
         }));
         r
+    }
+
+    #[test]
+    fn ids_are_unique_below_64_and_are_the_bits() {
+        let mut seen = 0u64;
+        for c in Column::ALL {
+            assert!(c.id() < 64, "{} has id {}", c.name(), c.id());
+            assert_eq!(c.bit(), 1u64 << c.id(), "{}", c.name());
+            assert_eq!(seen & c.bit(), 0, "{} reuses id {}", c.name(), c.id());
+            seen |= c.bit();
+        }
+        assert_eq!(ColumnSet::all().0, seen);
+    }
+
+    /// The ids are persisted (outbox entries' column masks in the state file): the code
+    /// must give every column of `tests/fixtures/persisted/column-ids.txt` the id pinned
+    /// there. A new column with a new id passes (`VIRTSYNC_BLESS=1` appends it to the
+    /// file); a changed, reused or dropped id fails: that needs a migration.
+    #[test]
+    fn persisted_column_ids_are_pinned() {
+        let rel = "persisted/column-ids.txt";
+        let path = crate::test_fixtures::path(rel);
+        let text = crate::test_fixtures::text(rel);
+        let mut pinned: Vec<(String, u8, bool)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (name, id, retired) = match parts.as_slice() {
+                [name, id] => (*name, *id, false),
+                [name, id, "retired"] => (*name, *id, true),
+                _ => panic!("{}:{}: expected `name id [retired]`", path.display(), n + 1),
+            };
+            let id: u8 = id
+                .parse()
+                .unwrap_or_else(|e| panic!("{}:{}: id {id:?}: {e}", path.display(), n + 1));
+            assert!(
+                pinned.iter().all(|(p, i, _)| p != name && *i != id),
+                "{}:{}: {name} {id} repeats a name or an id of an earlier line",
+                path.display(),
+                n + 1
+            );
+            pinned.push((name.to_string(), id, retired));
+        }
+
+        let mut problems = Vec::new();
+        for (name, id, retired) in &pinned {
+            match Column::ALL.iter().find(|c| c.name() == name) {
+                Some(c) if *retired => problems.push(format!(
+                    "{name} is pinned as retired (id {id}) but is a column again, with id {}",
+                    c.id()
+                )),
+                Some(c) if c.id() != *id => problems.push(format!(
+                    "{name} has id {} in src/columns.rs, pinned as {id}",
+                    c.id()
+                )),
+                Some(_) => {}
+                None if *retired => {}
+                None => problems.push(format!(
+                    "{name} (id {id}) is gone from src/columns.rs (a dropped column stays in \
+                     the file as `{name} {id} retired`, its id reserved)"
+                )),
+            }
+            if let Some(c) = Column::ALL
+                .iter()
+                .find(|c| c.id() == *id && c.name() != name)
+            {
+                problems.push(format!("id {id} of {name} is reused by {}", c.name()));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "persisted column ids changed, compared with {}:\n  {}\n\
+             These ids are the bits of the column masks that outbox entries in existing \
+             state files hold: changing, reusing or dropping one needs a migration of the \
+             state file (docs/ARCHITECTURE.md, \"State and outbox\"), not an edit of the \
+             pinned file. Reordering the lines of `columns!` is fine if each keeps its id.",
+            path.display(),
+            problems.join("\n  ")
+        );
+
+        let new: Vec<Column> = Column::ALL
+            .iter()
+            .copied()
+            .filter(|c| pinned.iter().all(|(name, _, _)| name != c.name()))
+            .collect();
+        if !new.is_empty() && std::env::var_os("VIRTSYNC_BLESS").is_some_and(|v| v == "1") {
+            let mut text = text;
+            for c in &new {
+                text.push_str(&format!("{} {}\n", c.name(), c.id()));
+            }
+            std::fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
     }
 
     #[test]

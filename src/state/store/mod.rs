@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
 mod outbox;
+#[cfg(test)]
+mod persisted;
 
 use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{OutboxEntry, StateEvent, StoreError, StoredVm, StoredWire, redb_err};
