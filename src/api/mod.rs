@@ -1,16 +1,18 @@
 //! The local socket API (docs/ARCHITECTURE.md, "Socket API and CLI"): HTTP/1.1 + JSON on
 //! a unix socket. Reads for anyone who can open the socket (mode 0660, group `virtsync`);
 //! changes only for root or the configured admin group. Every bad request gets a JSON
-//! error with a message.
+//! error with a message. The bodies are the types of [`types`], which the CLI reads back.
 
 pub mod peer;
 pub mod server;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Role;
@@ -19,6 +21,11 @@ use crate::model::{Timestamp, VmKey};
 use crate::sink::postgres::ResyncStatus;
 use crate::source::libvirt::host::{CAPABILITIES_KEY, StoredCapabilities};
 use crate::state::writer::{SharedStore, lock, with_store};
+use types::{
+    Capabilities, ClusterRoleState, ErrorBody, OutboxAction, OutboxActionDone, OutboxItem,
+    OutboxList, OutboxState, OutboxSummary, Resync, ResyncRequested, Status, Vm, VmList, VmSync,
+    VmsQuery,
+};
 
 /// How long `POST /v1/host/capabilities/refresh` waits for the refresh to finish.
 const REFRESH_WAIT: Duration = Duration::from_secs(60);
@@ -49,14 +56,39 @@ pub struct ApiState {
     pub enqueued: Arc<Notify>,
 }
 
-/// An answer: status and JSON body.
+/// An answer: status and JSON body (a body of [`types`] in its wire form).
 pub type Reply = (StatusCode, Value);
 
+/// An answer with one of the bodies of [`types`]; a body that cannot be encoded is a 500
+/// saying why.
+pub fn reply<T: Serialize>(status: StatusCode, body: &T) -> Reply {
+    match types::to_value(body) {
+        Ok(v) => (status, v),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the answer: {e}"),
+        ),
+    }
+}
+
+/// An [`ErrorBody`] with `message`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-    (
-        status,
-        json!({"error": {"code": status.as_u16(), "message": message.into()}}),
-    )
+    let body = ErrorBody::new(status.as_u16(), message);
+    match types::to_value(&body) {
+        Ok(v) => (status, v),
+        // Not reached (a number and a string); the same shape, built by hand.
+        Err(e) => {
+            let detail = serde_json::Map::from_iter([
+                ("code".to_owned(), Value::from(body.error.code)),
+                (
+                    "message".to_owned(),
+                    Value::from(format!("{} (encoding it: {e})", body.error.message)),
+                ),
+            ]);
+            let body = serde_json::Map::from_iter([("error".to_owned(), Value::Object(detail))]);
+            (status, Value::Object(body))
+        }
+    }
 }
 
 /// A parsed request, as the router needs it.
@@ -73,19 +105,13 @@ pub struct Call<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Status,
-    ListVms {
-        namespace: Option<String>,
-        node: Option<String>,
-    },
+    ListVms(VmsQuery),
     GetVm(VmKey),
     Capabilities,
     RefreshCapabilities,
     Resync,
     Outbox,
-    OutboxAction {
-        key: VmKey,
-        retry: bool,
-    },
+    OutboxAction { key: VmKey, action: OutboxAction },
 }
 
 impl Route {
@@ -161,7 +187,7 @@ pub fn route(
                     }
                 }
             }
-            Ok(Route::ListVms { namespace, node })
+            Ok(Route::ListVms(VmsQuery { namespace, node }))
         }
         ["", "v1", "vms", ns, name] => {
             only(get, "GET")?;
@@ -193,7 +219,11 @@ pub fn route(
             no_query(&query)?;
             Ok(Route::OutboxAction {
                 key: key(ns, name)?,
-                retry: *action == "retry",
+                action: if *action == "retry" {
+                    OutboxAction::Retry
+                } else {
+                    OutboxAction::Drop
+                },
             })
         }
         _ => Err(error(
@@ -218,15 +248,13 @@ pub async fn handle(state: &ApiState, call: Call<'_>) -> Reply {
     }
     match route {
         Route::Status => status(state),
-        Route::ListVms { namespace, node } => {
-            list_vms(state, namespace.as_deref(), node.as_deref())
-        }
+        Route::ListVms(query) => list_vms(state, &query),
         Route::GetVm(key) => get_vm(state, &key),
         Route::Capabilities => capabilities(state),
         Route::RefreshCapabilities => refresh_capabilities(state).await,
         Route::Resync => resync(state),
         Route::Outbox => outbox(state),
-        Route::OutboxAction { key, retry } => outbox_action(state, key, retry).await,
+        Route::OutboxAction { key, action } => outbox_action(state, key, action).await,
     }
 }
 
@@ -284,6 +312,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 fn status(state: &ApiState) -> Reply {
     let now = Timestamp::now();
     let (records, with_runtime, outbox) = {
@@ -300,50 +332,61 @@ fn status(state: &ApiState) -> Reply {
         (_, true) => "held by this daemon",
         (_, false) => "standby (another daemon holds it)",
     };
-    let resync = state.resync.as_ref().map(|(_, rx)| rx.borrow().clone());
-    (
+    let resync = state
+        .resync
+        .as_ref()
+        .map(|(_, rx)| Resync::from(&*rx.borrow()));
+    reply(
         StatusCode::OK,
-        json!({
-            "node": state.node,
-            "role": format!("{:?}", state.role).to_lowercase(),
-            "version": state.version,
-            "startedAt": state.started,
-            "ready": state.health.ready().is_ok(),
-            "conditions": state.health.conditions(),
-            "clusterRole": {"held": holder, "state": cluster_role},
-            "records": records,
-            "recordsWithRuntimeDetails": with_runtime,
-            "outbox": {
-                "pending": outbox.pending,
-                "parked": outbox.parked,
-                "oldestAgeSeconds": outbox.oldest_enqueued
+        &Status {
+            node: state.node.clone(),
+            role: state.role.into(),
+            version: state.version.to_owned(),
+            started_at: state.started,
+            ready: state.health.ready().is_ok(),
+            conditions: state.health.conditions(),
+            cluster_role: ClusterRoleState {
+                held: holder,
+                state: cluster_role.to_owned(),
+            },
+            records: count(records),
+            records_with_runtime_details: count(with_runtime),
+            outbox: OutboxSummary {
+                pending: count(outbox.pending),
+                parked: count(outbox.parked),
+                oldest_age_seconds: outbox
+                    .oldest_enqueued
                     .map(|t| (now.unix_millis - t.unix_millis).max(0) as f64 / 1000.0),
             },
-            "resync": resync,
-        }),
+            resync,
+        },
     )
 }
 
 /// A VM as the API shows it: the record (the cloud API's VM record shape) and whether it
 /// is in PostgreSQL.
-fn vm_json(s: &crate::state::Store, key: &VmKey) -> Option<Value> {
+fn vm(s: &crate::state::Store, key: &VmKey) -> Option<Vm> {
     let stored = s.record(key)?;
     let sync = match s.outbox_entry(key) {
-        _ if !s.is_managed(key) => json!({"state": "Unmanaged"}),
-        None => json!({"state": "Synced"}),
+        _ if !s.is_managed(key) => VmSync::Unmanaged,
+        None => VmSync::Synced,
         Some(e) => match &e.parked {
-            Some(reason) => json!({"state": "Parked", "message": reason}),
-            None => json!({"state": "Pending", "since": e.first_enqueued}),
+            Some(reason) => VmSync::Parked {
+                message: reason.clone(),
+            },
+            None => VmSync::Pending {
+                since: e.first_enqueued,
+            },
         },
     };
-    let mut v = serde_json::to_value(stored.full_record()).ok()?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("sync".into(), sync);
-    }
-    Some(v)
+    Some(Vm {
+        record: stored.full_record(),
+        sync,
+    })
 }
 
-fn list_vms(state: &ApiState, namespace: Option<&str>, node: Option<&str>) -> Reply {
+fn list_vms(state: &ApiState, query: &VmsQuery) -> Reply {
+    let (namespace, node) = (query.namespace.as_deref(), query.node.as_deref());
     let s = lock(&state.store);
     let mut keys: Vec<&VmKey> = s
         .records()
@@ -360,13 +403,13 @@ fn list_vms(state: &ApiState, namespace: Option<&str>, node: Option<&str>) -> Re
         .map(|(k, _)| k)
         .collect();
     keys.sort();
-    let vms: Vec<Value> = keys.iter().filter_map(|k| vm_json(&s, k)).collect();
-    (StatusCode::OK, json!({"items": vms}))
+    let items: Vec<Vm> = keys.iter().filter_map(|k| vm(&s, k)).collect();
+    reply(StatusCode::OK, &VmList { items })
 }
 
 fn get_vm(state: &ApiState, key: &VmKey) -> Reply {
-    match vm_json(&lock(&state.store), key) {
-        Some(v) => (StatusCode::OK, v),
+    match vm(&lock(&state.store), key) {
+        Some(v) => reply(StatusCode::OK, &v),
         None => error(StatusCode::NOT_FOUND, format!("no VM {key} known here")),
     }
 }
@@ -378,19 +421,16 @@ fn capabilities(state: &ApiState) -> Reply {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     match stored {
-        Some(c) => {
-            let data: Value = serde_json::from_str(&c.canonical).unwrap_or(Value::Null);
-            (
-                StatusCode::OK,
-                json!({
-                    "hostname": c.hostname,
-                    "fingerprint": c.fingerprint,
-                    "discoveredAt": c.discovered_at,
-                    "available": c.available,
-                    "capabilities": data,
-                }),
-            )
-        }
+        Some(c) => reply(
+            StatusCode::OK,
+            &Capabilities {
+                capabilities: serde_json::from_str(&c.canonical).unwrap_or(Value::Null),
+                hostname: c.hostname,
+                fingerprint: c.fingerprint,
+                discovered_at: c.discovered_at,
+                available: c.available,
+            },
+        ),
         None if state.capabilities.is_none() => error(
             StatusCode::NOT_FOUND,
             "no host capabilities: no libvirt configured (libvirt.uri, or locator = \"kubevirt\")",
@@ -435,33 +475,39 @@ fn resync(state: &ApiState) -> Reply {
             "no PostgreSQL configured (postgres.url): nothing to compare with",
         );
     };
-    let current = status.borrow().clone();
+    let current = Resync::from(&*status.borrow());
     trigger.notify_one();
-    (
+    reply(
         StatusCode::ACCEPTED,
-        json!({"requested": true, "passesBefore": current.passes, "resync": current}),
+        &ResyncRequested {
+            requested: true,
+            passes_before: current.passes,
+            resync: current,
+        },
     )
 }
 
 fn outbox(state: &ApiState) -> Reply {
     let s = lock(&state.store);
-    let items: Vec<Value> = s
+    let items: Vec<OutboxItem> = s
         .outbox_entries()
-        .map(|(k, e)| {
-            json!({
-                "vm": k.to_string(),
-                "columns": e.columns.names(),
-                "since": e.first_enqueued,
-                "state": if e.parked.is_some() { "Parked" } else { "Pending" },
-                "message": e.parked,
-            })
+        .map(|(k, e)| OutboxItem {
+            vm: k.to_string(),
+            columns: e.columns.names().into_iter().map(str::to_owned).collect(),
+            since: e.first_enqueued,
+            state: if e.parked.is_some() {
+                OutboxState::Parked
+            } else {
+                OutboxState::Pending
+            },
+            message: e.parked.clone(),
         })
         .collect();
-    (StatusCode::OK, json!({"items": items}))
+    reply(StatusCode::OK, &OutboxList { items })
 }
 
-async fn outbox_action(state: &ApiState, key: VmKey, retry: bool) -> Reply {
-    let action = if retry { "retry" } else { "drop" };
+async fn outbox_action(state: &ApiState, key: VmKey, action: OutboxAction) -> Reply {
+    let retry = action == OutboxAction::Retry;
     let store = state.store.clone();
     let k = key.clone();
     let done = tokio::task::spawn_blocking(move || {
@@ -479,10 +525,13 @@ async fn outbox_action(state: &ApiState, key: VmKey, retry: bool) -> Reply {
             if retry {
                 state.enqueued.notify_one();
             }
-            tracing::info!(vm = %key, action, "outbox entry changed by an operator");
-            (
+            tracing::info!(vm = %key, action = action.as_str(), "outbox entry changed by an operator");
+            reply(
                 StatusCode::OK,
-                json!({"vm": key.to_string(), "done": action}),
+                &OutboxActionDone {
+                    vm: key.to_string(),
+                    done: action,
+                },
             )
         }
         Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no outbox entry for {key}")),
@@ -507,10 +556,10 @@ mod tests {
         assert_eq!(r("GET", "/v1/status/", None, ""), Ok(Route::Status));
         assert_eq!(
             r("GET", "/v1/vms", Some("namespace=a%20b&node=n1"), ""),
-            Ok(Route::ListVms {
+            Ok(Route::ListVms(VmsQuery {
                 namespace: Some("a b".into()),
                 node: Some("n1".into())
-            })
+            }))
         );
         assert_eq!(
             r("GET", "/v1/vms/ns/vm", None, ""),
@@ -518,7 +567,10 @@ mod tests {
         );
         assert_eq!(
             r("POST", "/v1/outbox/ns/vm/retry", None, "{}"),
-            Ok(Route::OutboxAction { key, retry: true })
+            Ok(Route::OutboxAction {
+                key,
+                action: OutboxAction::Retry
+            })
         );
         assert!(r("POST", "/v1/resync", None, "").unwrap().changes_things());
         assert!(!r("GET", "/v1/outbox", None, "").unwrap().changes_things());

@@ -1,14 +1,16 @@
 //! The CLI's side of the socket API: one HTTP/1.1 request per call over the unix socket,
-//! with errors that say what is wrong and what to do.
+//! with errors that say what is wrong and what to do. Answers are read into the types of
+//! [`crate::api::types`], the same the server sends.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
+use crate::api::types::ErrorBody;
 use crate::{Error, Result};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -65,14 +67,12 @@ impl Client {
         Client { socket, origin }
     }
 
-    /// `method path` → (status, JSON body). A non-2xx answer is returned, not an error.
-    pub async fn call(&self, method: &str, path: &str) -> Result<(u16, Value)> {
+    /// `method path` → (status, body). A non-2xx answer is returned, not an error.
+    pub async fn call(&self, method: &str, path: &str) -> Result<(u16, Bytes)> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|e| Error::Other(connect_problem(&self.socket, self.origin, &e)))?;
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            Error::Other(format!("{what} {} ({}): {e}", path, self.socket.display()))
-        };
+        let failed = |what: &str, e: &dyn std::fmt::Display| self.failed(what, path, e);
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -95,26 +95,71 @@ impl Client {
             .await
             .map_err(|e| failed("reading the answer to", &e))?
             .to_bytes();
-        let value = serde_json::from_slice(&body)
-            .map_err(|e| failed("the daemon's answer is not JSON for", &e))?;
-        Ok((status, value))
+        Ok((status, body))
     }
 
-    /// Like [`Client::call`], but a non-2xx answer becomes an error with the daemon's
-    /// message.
-    pub async fn ok(&self, method: &str, path: &str) -> Result<Value> {
-        let (status, value) = self.call(method, path).await?;
+    fn failed(&self, what: &str, path: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Other(format!("{what} {} ({}): {e}", path, self.socket.display()))
+    }
+
+    /// `GET path`, its answer read as `T` (one of [`crate::api::types`]).
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.ok("GET", path).await
+    }
+
+    /// `POST path` (no body), its answer read as `T`.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.ok("POST", path).await
+    }
+
+    /// Like [`Client::call`], the answer read as `T`; a non-2xx answer becomes an error
+    /// with the daemon's message, an answer that does not fit `T` one naming the field.
+    async fn ok<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T> {
+        let (status, body) = self.call(method, path).await?;
         if (200..300).contains(&status) {
-            return Ok(value);
+            return decode::<T>(&body).map_err(|e| {
+                self.failed("the daemon's answer does not fit the API for", path, &e)
+            });
         }
-        let message = value["error"]["message"]
-            .as_str()
-            .unwrap_or("no message")
-            .to_owned();
+        let message = match decode::<ErrorBody>(&body) {
+            Ok(b) => b.error.message,
+            Err(e) => format!(
+                "no error message ({e}): {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
+            ),
+        };
         Err(Error::Other(format!(
             "{method} {path}: {status}: {message}"
         )))
     }
+}
+
+/// Why a body does not fit: where (`items[0].state`) and what serde says.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("at {path}: {source}")]
+    Field {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> std::result::Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let source = e.into_inner();
+        if source.is_syntax() || source.is_eof() || source.is_io() {
+            DecodeError::NotJson(source)
+        } else {
+            DecodeError::Field { path, source }
+        }
+    })?;
+    de.end().map_err(DecodeError::NotJson)?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -196,5 +241,26 @@ mod tests {
             }
             assert!(!text.contains('\n'), "{text:?}");
         }
+    }
+
+    #[test]
+    fn an_answer_that_does_not_fit_names_the_field_and_keeps_the_cause() {
+        use crate::api::types::Status;
+        let e = decode::<Status>(b"<html>").unwrap_err();
+        assert!(matches!(e, DecodeError::NotJson(_)), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let e = decode::<ErrorBody>(br#"{"error": {"code": "404", "message": "x"}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("at error.code: invalid type: string \"404\""),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let ok =
+            decode::<ErrorBody>(b"{\"error\": {\"code\": 404, \"message\": \"x\"}}\n").unwrap();
+        assert_eq!(ok, ErrorBody::new(404, "x"));
+        assert!(
+            decode::<ErrorBody>(b"{\"error\": {\"code\": 404, \"message\": \"x\"}} 1").is_err()
+        );
     }
 }

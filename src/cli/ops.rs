@@ -1,13 +1,22 @@
 //! Operator commands that talk to the running daemon over its socket
 //! (docs/ARCHITECTURE.md, "Socket API and CLI"): `status`, `vms`, `host capabilities`,
-//! `resync`, `outbox`; `--output table|json`.
+//! `resync`, `outbox`; `--output table|json`. The answers are read into the types of
+//! [`crate::api::types`] and printed from their fields; `--output json` prints them in the
+//! daemon's own encoding.
 
 use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::client::Client;
+use crate::api::types::{
+    self, Capabilities, OutboxAction, OutboxActionDone, OutboxList, ResyncRequested, Status, Vm,
+    VmList, VmsQuery,
+};
+use crate::derive::ConditionStatus;
+use crate::derive::caps::GroupState;
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -88,12 +97,19 @@ pub enum OutboxCommand {
     Drop { vm: String },
 }
 
-fn print_json(v: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))?;
+/// A body as the daemon sent it (the same encoding: [`types::to_text`]).
+fn print_json<T: Serialize>(body: &T) -> Result<()> {
+    let text = types::to_text(body).map_err(|e| Error::Other(format!("printing JSON: {e}")))?;
     println!("{text}");
     Ok(())
 }
 
+/// A value that may be missing: `-` then.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A JSON value as one cell: strings without quotes, `null` as `-`.
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -130,59 +146,48 @@ fn split_key(vm: &str) -> Result<(&str, &str)> {
 }
 
 pub async fn status(client: &Client, args: &StatusArgs) -> Result<()> {
-    let s = client.ok("GET", "/v1/status").await?;
+    let s: Status = client.get(types::STATUS_PATH).await?;
     if args.output == Output::Json {
         return print_json(&s);
     }
-    println!("node:          {}", text(&s["node"]));
-    println!("role:          {}", text(&s["role"]));
-    println!("cluster role:  {}", text(&s["clusterRole"]["state"]));
-    println!(
-        "ready:         {}",
-        if s["ready"] == Value::Bool(true) {
-            "yes"
-        } else {
-            "no"
-        }
-    );
+    println!("node:          {}", s.node);
+    println!("role:          {}", s.role.as_str());
+    println!("cluster role:  {}", s.cluster_role.state);
+    println!("ready:         {}", if s.ready { "yes" } else { "no" });
     println!(
         "records:       {} ({} with a running VMI)",
-        text(&s["records"]),
-        text(&s["recordsWithRuntimeDetails"])
+        s.records, s.records_with_runtime_details
     );
-    let o = &s["outbox"];
+    let o = &s.outbox;
     println!(
         "outbox:        {} pending, {} parked{}",
-        text(&o["pending"]),
-        text(&o["parked"]),
-        o["oldestAgeSeconds"]
-            .as_f64()
+        o.pending,
+        o.parked,
+        o.oldest_age_seconds
             .map(|a| format!(", oldest {a:.1} s"))
             .unwrap_or_default()
     );
-    if let Some(r) = s["resync"].as_object() {
+    if let Some(r) = &s.resync {
         println!(
             "anti-entropy:  {} passes{}, last corrected {} rows",
-            text(&r["passes"]),
-            if r["running"] == Value::Bool(true) {
-                " (one running)"
-            } else {
-                ""
-            },
-            text(&r["lastDrifted"])
+            r.passes,
+            if r.running { " (one running)" } else { "" },
+            r.last_drifted
         );
     }
-    println!("version:       {}", text(&s["version"]));
+    println!("version:       {}", s.version);
     println!();
-    let rows: Vec<Vec<String>> = s["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = s
+        .conditions
+        .iter()
         .map(|c| {
-            ["type", "status", "reason", "lastTransitionTime", "message"]
-                .iter()
-                .map(|k| text(&c[*k]))
-                .collect()
+            vec![
+                c.type_.clone(),
+                condition_status(c.status).to_owned(),
+                c.reason.clone(),
+                c.last_transition_time.to_rfc3339(),
+                c.message.clone(),
+            ]
         })
         .collect();
     println!(
@@ -198,11 +203,13 @@ pub async fn status(client: &Client, args: &StatusArgs) -> Result<()> {
 pub async fn vms(client: &Client, args: &VmsArgs) -> Result<()> {
     if let Some(VmsCommand::Get { vm }) = &args.command {
         let (ns, name) = split_key(vm)?;
-        let v = client.ok("GET", &format!("/v1/vms/{ns}/{name}")).await?;
+        let v: Vm = client.get(&types::vm_path(ns, name)).await?;
         if args.output == Output::Json {
             return print_json(&v);
         }
-        for (k, val) in v.as_object().into_iter().flatten() {
+        // Every field of the record, as the wire has them (keys sorted).
+        let fields = types::to_value(&v).map_err(|e| Error::Other(format!("{vm}: {e}")))?;
+        for (k, val) in fields.as_object().into_iter().flatten() {
             match val {
                 Value::Object(inner) => {
                     println!("{k}:");
@@ -215,38 +222,30 @@ pub async fn vms(client: &Client, args: &VmsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut query = Vec::new();
-    if let Some(ns) = &args.namespace {
-        query.push(format!("namespace={}", encode(ns)));
-    }
-    if let Some(n) = &args.node {
-        query.push(format!("node={}", encode(n)));
-    }
-    let path = if query.is_empty() {
-        "/v1/vms".to_owned()
-    } else {
-        format!("/v1/vms?{}", query.join("&"))
+    let query = VmsQuery {
+        namespace: args.namespace.clone(),
+        node: args.node.clone(),
     };
-    let v = client.ok("GET", &path).await?;
+    let list: VmList = client.get(&query.path()).await?;
     if args.output == Output::Json {
-        return print_json(&v);
+        return print_json(&list);
     }
-    let rows: Vec<Vec<String>> = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = list
+        .items
+        .iter()
         .map(|vm| {
-            let rt = &vm["runtimeDetails"];
+            let r = &vm.record;
+            let rt = r.runtime_details.as_deref();
             vec![
-                text(&vm["namespace"]),
-                text(&vm["name"]),
-                text(&vm["status"]),
-                text(&vm["cpuCount"]),
-                text(&vm["memoryMB"]),
-                text(&rt["nodeName"]),
-                text(&rt["primaryIPAddress"]),
-                text(&rt["hypervisorType"]),
-                text(&vm["sync"]["state"]),
+                r.namespace.to_string(),
+                r.name.to_string(),
+                or_dash(r.status.map(|s| s.as_str())),
+                or_dash(r.cpu_count),
+                or_dash(r.memory_mb),
+                or_dash(rt.and_then(|rt| rt.node_name.as_deref())),
+                or_dash(rt.and_then(|rt| rt.primary_ip.as_deref())),
+                or_dash(rt.and_then(|rt| rt.hypervisor_type.as_deref())),
+                vm.sync.as_str().to_owned(),
             ]
         })
         .collect();
@@ -270,51 +269,34 @@ pub async fn vms(client: &Client, args: &VmsArgs) -> Result<()> {
     Ok(())
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub async fn host(client: &Client, args: &HostArgs) -> Result<()> {
     let HostCommand::Capabilities { refresh, output } = &args.command;
-    let v = if *refresh {
+    let c: Capabilities = if *refresh {
         eprintln!("discovering the host capabilities now…");
-        client.ok("POST", "/v1/host/capabilities/refresh").await?
+        client.post(types::REFRESH_CAPABILITIES_PATH).await?
     } else {
-        client.ok("GET", "/v1/host/capabilities").await?
+        client.get(types::CAPABILITIES_PATH).await?
     };
     if *output == Output::Json {
-        return print_json(&v);
+        return print_json(&c);
     }
-    println!("hostname:     {}", text(&v["hostname"]));
-    println!("fingerprint:  {}", text(&v["fingerprint"]));
-    println!("discovered:   {}", text(&v["discoveredAt"]));
-    let rows: Vec<Vec<String>> = v["capabilities"]
-        .as_object()
+    println!("hostname:     {}", c.hostname);
+    println!("fingerprint:  {}", c.fingerprint);
+    println!("discovered:   {}", c.discovered_at.to_rfc3339());
+    let rows: Vec<Vec<String>> = c
+        .group_statuses()
         .into_iter()
-        .flatten()
-        .map(|(group, g)| {
-            let reasons: Vec<String> = g["status"]["reasons"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
-            vec![
-                group.clone(),
-                text(&g["status"]["state"]),
-                if reasons.is_empty() {
+        .map(|(group, status)| match status {
+            Some(s) => vec![
+                group,
+                group_state(s.state).to_owned(),
+                if s.reasons.is_empty() {
                     "-".into()
                 } else {
-                    reasons.join("; ")
+                    s.reasons.join("; ")
                 },
-            ]
+            ],
+            None => vec![group, "-".into(), "-".into()],
         })
         .collect();
     println!();
@@ -323,12 +305,28 @@ pub async fn host(client: &Client, args: &HostArgs) -> Result<()> {
     Ok(())
 }
 
+fn condition_status(status: ConditionStatus) -> &'static str {
+    match status {
+        ConditionStatus::True => "True",
+        ConditionStatus::False => "False",
+        ConditionStatus::Unknown => "Unknown",
+    }
+}
+
+fn group_state(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Complete => "complete",
+        GroupState::Partial => "partial",
+        GroupState::Unavailable => "unavailable",
+    }
+}
+
 /// How long `virtsync resync` waits for the pass before giving up waiting.
 const RESYNC_WAIT: Duration = Duration::from_secs(600);
 
 pub async fn resync(client: &Client, args: &ResyncArgs) -> Result<()> {
-    let asked = client.ok("POST", "/v1/resync").await?;
-    let before = asked["passesBefore"].as_u64().unwrap_or(0);
+    let asked: ResyncRequested = client.post(types::RESYNC_PATH).await?;
+    let before = asked.passes_before;
     if args.no_wait {
         return if args.output == Output::Json {
             print_json(&asked)
@@ -340,29 +338,35 @@ pub async fn resync(client: &Client, args: &ResyncArgs) -> Result<()> {
     let started = Instant::now();
     let mut last_line = Instant::now();
     loop {
-        let s = client.ok("GET", "/v1/status").await?;
-        let r = &s["resync"];
-        if r["passes"].as_u64().unwrap_or(0) > before {
+        let s: Status = client.get(types::STATUS_PATH).await?;
+        let Some(r) = &s.resync else {
+            return Err(Error::Other(
+                "GET /v1/status: no anti-entropy passes (resync: null): the daemon has no \
+                 PostgreSQL configured (postgres.url)"
+                    .into(),
+            ));
+        };
+        if r.passes > before {
             if args.output == Output::Json {
                 return print_json(r);
             }
             println!(
                 "anti-entropy pass done in {:.1} s: {} rows differed and were queued again",
                 started.elapsed().as_secs_f64(),
-                text(&r["lastDrifted"])
+                r.last_drifted
             );
             return Ok(());
         }
         if started.elapsed() > RESYNC_WAIT {
             return Err(Error::Other(format!(
                 "the pass did not finish within {RESYNC_WAIT:?} (last error: {}); it goes on in the daemon",
-                text(&r["lastError"])
+                or_dash(r.last_error.as_deref())
             )));
         }
         if last_line.elapsed() >= Duration::from_secs(2) {
-            let state = if r["running"] == Value::Bool(true) {
+            let state = if r.running {
                 "comparing rows"
-            } else if r["lastError"].is_string() {
+            } else if r.last_error.is_some() {
                 "waiting (last attempt failed; PostgreSQL reachable?)"
             } else {
                 "waiting for the sink"
@@ -370,7 +374,7 @@ pub async fn resync(client: &Client, args: &ResyncArgs) -> Result<()> {
             eprintln!(
                 "  … {state} ({:.0} s, {} changes pending)",
                 started.elapsed().as_secs_f64(),
-                text(&s["outbox"]["pending"])
+                s.outbox.pending
             );
             last_line = Instant::now();
         }
@@ -381,27 +385,20 @@ pub async fn resync(client: &Client, args: &ResyncArgs) -> Result<()> {
 pub async fn outbox(client: &Client, args: &OutboxArgs) -> Result<()> {
     match &args.command {
         OutboxCommand::List { output } => {
-            let v = client.ok("GET", "/v1/outbox").await?;
+            let list: OutboxList = client.get(types::OUTBOX_PATH).await?;
             if *output == Output::Json {
-                return print_json(&v);
+                return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows: Vec<Vec<String>> = list
+                .items
+                .iter()
                 .map(|e| {
-                    let cols: Vec<String> = e["columns"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect();
                     vec![
-                        text(&e["vm"]),
-                        text(&e["state"]),
-                        text(&e["since"]),
-                        cols.join(","),
-                        text(&e["message"]),
+                        e.vm.clone(),
+                        e.state.as_str().to_owned(),
+                        e.since.to_rfc3339(),
+                        e.columns.join(","),
+                        or_dash(e.message.as_deref()),
                     ]
                 })
                 .collect();
@@ -413,17 +410,14 @@ pub async fn outbox(client: &Client, args: &OutboxArgs) -> Result<()> {
         }
         OutboxCommand::Retry { vm } | OutboxCommand::Drop { vm } => {
             let action = match &args.command {
-                OutboxCommand::Retry { .. } => "retry",
-                _ => "drop",
+                OutboxCommand::Retry { .. } => OutboxAction::Retry,
+                _ => OutboxAction::Drop,
             };
             let (ns, name) = split_key(vm)?;
-            client
-                .ok(
-                    "POST",
-                    &format!("/v1/outbox/{}/{}/{action}", encode(ns), encode(name)),
-                )
+            let done: OutboxActionDone = client
+                .post(&types::outbox_action_path(ns, name, action))
                 .await?;
-            println!("{vm}: {action} done");
+            println!("{vm}: {} done", done.done.as_str());
             Ok(())
         }
     }
@@ -441,6 +435,5 @@ mod tests {
         for bad in ["ns", "/vm", "ns/", "a/b/c"] {
             assert!(split_key(bad).is_err(), "{bad}");
         }
-        assert_eq!(encode("a b/ü"), "a%20b%2F%C3%BC");
     }
 }
