@@ -541,3 +541,140 @@ fn new_records_are_looked_up_by_key_and_adopted_ones_are_not_queued() {
     assert_eq!(store.prune_managed_without_records(t(3)).unwrap(), 1);
     assert_eq!(store.managed_count(), 1);
 }
+
+/// The checked-in bytes of `tests/fixtures/persisted/` (see its README.md), exactly as a
+/// state file written by this version holds them.
+fn persisted(file: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/persisted")
+        .join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A state file holding the pinned bytes, laid out as `layout-v1.txt` says, opens with
+/// today's store and loses nothing: a file written by this version stays readable. A
+/// failure means the format changed without a migration (docs/ARCHITECTURE.md, "State
+/// and outbox").
+#[test]
+fn a_state_file_with_the_pinned_bytes_opens_with_every_record_and_outbox_entry() {
+    use redb::TableDefinition;
+    const VM_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("vm_records");
+    const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+    const MANAGED: TableDefinition<&str, &str> = TableDefinition::new("managed");
+    const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("schema_version", "1").unwrap();
+            meta.insert("next_seq", "43").unwrap();
+            let mut records = txn.open_table(VM_RECORDS).unwrap();
+            let mut outbox = txn.open_table(OUTBOX).unwrap();
+            let mut managed = txn.open_table(MANAGED).unwrap();
+            for (key, record, entry) in [
+                ("vdc-a/web-1", "record-v1.json", "outbox-v1.json"),
+                (
+                    "vdc-b/db-2",
+                    "record-cluster-v1.json",
+                    "outbox-pending-v1.json",
+                ),
+            ] {
+                records.insert(key, persisted(record).as_slice()).unwrap();
+                outbox.insert(key, persisted(entry).as_slice()).unwrap();
+                managed.insert(key, "urn:vcloud:vm:1").unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let (store, report) = Store::open(options(&dir), t(0)).unwrap();
+    assert_eq!(
+        (report.moved_aside, report.skipped_rows),
+        (None, 0),
+        "rows of tests/fixtures/persisted/ no longer read (see the log): the state file's \
+         format changed, which needs a migration"
+    );
+    assert_eq!((report.records, report.outbox, report.managed), (2, 2, 2));
+
+    for (key, file) in [
+        (VmKey::new("vdc-a", "web-1"), "record-v1.json"),
+        (VmKey::new("vdc-b", "db-2"), "record-cluster-v1.json"),
+    ] {
+        let wire: serde_json::Value = serde_json::from_slice(&persisted(file)).unwrap();
+        let stored = store.record(&key).unwrap();
+        assert_eq!(
+            serde_json::to_value(stored.full_record()).unwrap(),
+            wire["record"],
+            "{file}"
+        );
+        assert_eq!(
+            serde_json::to_value(&stored.versions).unwrap(),
+            wire["versions"],
+            "{file}"
+        );
+    }
+    let web = store.outbox_entry(&VmKey::new("vdc-a", "web-1")).unwrap();
+    assert_eq!((web.seq, web.first_seq), (42, 7));
+    assert_eq!(web.first_enqueued, t(1_755_357_931_456));
+    assert_eq!(
+        web.columns.names(),
+        [
+            "status",
+            "memory_mb",
+            "runtime_primary_ip",
+            "runtime_agent_connected",
+            "runtime_vmi_updated_at"
+        ]
+    );
+    assert!(
+        web.parked
+            .as_deref()
+            .unwrap()
+            .contains("vms_memory_mb_check")
+    );
+    let db = store.outbox_entry(&VmKey::new("vdc-b", "db-2")).unwrap();
+    assert_eq!(db.columns.names(), ["cpu_count", "runtime_phase"]);
+    assert_eq!(db.parked, None);
+    // The parked entry waits; the pending one is next in line.
+    let batch = store.next_batch(10);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].key, VmKey::new("vdc-b", "db-2"));
+    assert_eq!(batch[0].seq, 3);
+    assert_eq!(store.outbox_stats().parked, 1);
+}
+
+/// What the store itself writes for a record is the pinned bytes (the source's
+/// observation of `record-v1.json`, stored at the time its `vmiUpdatedAt` says).
+#[test]
+fn the_store_writes_a_record_as_the_pinned_bytes() {
+    let pinned = persisted("record-v1.json");
+    let mut sent: Observation = serde_json::from_slice(&pinned).unwrap_or_else(|e| {
+        panic!("record-v1.json no longer decodes ({e}): the format changed, needs a migration")
+    });
+    // Sources never set the timestamp: the store stamps it when runtime columns change.
+    let rt = Arc::make_mut(sent.record.runtime_details.as_mut().unwrap());
+    let stamped = rt.vmi_updated_at.take().unwrap();
+    let key = sent.record.key();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
+    store.ingest(&[sent], stamped).unwrap();
+    store.close().unwrap();
+
+    let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("vm_records");
+    let table = read.open_table(def).unwrap();
+    let bytes = table
+        .get(key.to_string().as_str())
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        String::from_utf8_lossy(&pinned),
+        "the store's record bytes differ from tests/fixtures/persisted/record-v1.json: \
+         the state file's format changed, which needs a migration"
+    );
+}
