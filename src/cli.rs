@@ -56,8 +56,8 @@ pub enum Command {
     CheckConfig,
     /// Create virtsync's schema in PostgreSQL (and the runtime_* columns in extended mode).
     Migrate,
-    /// Print the version.
-    Version,
+    /// Print the version (--verbose: and the build's features).
+    Version(VersionArgs),
     /// The running daemon: conditions, role, cluster role, outbox, sources.
     Status(ops::StatusArgs),
     /// VMs as the daemon knows them: `vms [--namespace NS] [--node NODE]`, `vms get NS/NAME`.
@@ -108,9 +108,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+#[derive(clap::Args, Debug)]
+pub struct VersionArgs {
+    /// Also print the build's optional features (failpoints: a test build).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 /// Logs to stderr as `format` says (`crate::logging`); RUST_LOG filters (default info).
+/// Then warns when VIRTSYNC_FAILPOINT is set in a build without failpoints.
 fn init_tracing(format: config::LogFormat) {
     crate::logging::init(format, &crate::logging::journal_socket_path());
+    crate::failpoint::warn_if_set();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -123,8 +132,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn run(args: Args) -> Result<()> {
     match &args.command {
-        Command::Version => {
+        Command::Version(v) => {
             println!("virtsync {}", env!("CARGO_PKG_VERSION"));
+            if v.verbose {
+                // tests/support/failpoints.rs reads this line.
+                let failpoints = if crate::failpoint::ENABLED {
+                    "yes (test build: VIRTSYNC_FAILPOINT is acted on)"
+                } else {
+                    "no"
+                };
+                println!("failpoints: {failpoints}");
+            }
             Ok(())
         }
         Command::CheckConfig => {

@@ -149,6 +149,31 @@ fn check_config_and_the_daemon_report_every_problem_one_per_line() {
 }
 
 #[test]
+fn version_verbose_says_whether_failpoints_are_built_in_and_a_package_ignores_them() {
+    let (code, out, err) =
+        run(virtsync(&["version", "--verbose"]).env_remove("VIRTSYNC_FAILPOINT"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("virtsync "), "{out}");
+    let built_in = cfg!(feature = "failpoints");
+    let want = if built_in {
+        "failpoints: yes"
+    } else {
+        "failpoints: no"
+    };
+    assert!(
+        out.lines().any(|l| l.starts_with(want)),
+        "{out:?} lacks {want:?}"
+    );
+    let (code, out, _) = run(&mut virtsync(&["version"]));
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    // Set anyway: a build without failpoints says once that it ignores the variable.
+    let (code, _, err) = run(virtsync(&["version"]).env("VIRTSYNC_FAILPOINT", "stall:kube_event"));
+    assert_eq!(code, 0, "{err}");
+    let warned = err.matches("build has no failpoints").count();
+    assert_eq!(warned, usize::from(!built_in), "{err}");
+}
+
+#[test]
 fn status_without_a_daemon_says_how_to_reach_one_started_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("none.sock");

@@ -1,5 +1,6 @@
 //! Nothing acknowledged is lost: the built binary killed with SIGKILL at every failpoint,
-//! and PostgreSQL stopped while changes arrive.
+//! and PostgreSQL stopped while changes arrive. The failpoint test needs the binary built
+//! with `--features failpoints` (`scripts/test` does) and fails at once without it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -68,6 +69,7 @@ fn assert_ok(out: &std::process::Output) {
 
 #[tokio::test]
 async fn sigkill_at_every_failpoint_loses_nothing() {
+    support::failpoints::require();
     for fp in failpoint::NAMES {
         let db = Db::new(PgCluster::shared(), "crash", SchemaMode::Extended).await;
         db.add_rows((0..VMS).map(|i| format!("vm-{i:02}"))).await;

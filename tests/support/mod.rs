@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod disk;
+pub mod failpoints;
 pub mod fake_kube;
 pub mod fixtures;
 pub mod libvirtd;
