@@ -7,6 +7,8 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+// A std lock held across an await stalls every task queued behind it.
+#![deny(clippy::await_holding_lock)]
 
 pub mod api;
 pub mod cli;
