@@ -72,13 +72,6 @@ listen = "127.0.0.1:{metrics}"
     )
 }
 
-/// The container shares the host's network: not the default port, which a daemon on
-/// the host may hold.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// `systemctl show -p MainPID`, once it is a running process.
 fn main_pid(c: &Container) -> u32 {
     c.property(UNIT, "MainPID").parse().unwrap()
@@ -189,7 +182,9 @@ async fn the_package_under_systemd() {
     truth::insert_rows(&db.client, &truth::vm_keys(&kube)).await;
     require_password(&cluster, &db).await;
     let db_name = db.url.rsplit('/').next().unwrap().to_owned();
-    let metrics = free_port();
+    // The container shares the host's network: not the default port, which a daemon
+    // on the host may hold.
+    let metrics = support::pg::free_port();
 
     write_config(&root, &config(&kube, cluster.port(), &db_name, metrics, ""));
     let credstore = root.join("etc/credstore/virtsync.postgres-password");
@@ -267,11 +262,24 @@ async fn the_package_under_systemd() {
             "journalctl -b -q --no-pager -o short-iso _PID={pid} | head -9"
         )),
     );
-    let hv = c.wait_until("the guest's hypervisor type", START, |_| {
-        let rows = hypervisor_type(&db, &name);
-        (rows.as_deref() == Some("kvm")).then_some(rows)
-    });
-    println!("   {ns}/{name}: runtime_hypervisor_type = {hv:?}");
+    let started = std::time::Instant::now();
+    loop {
+        let row = db
+            .client
+            .query_opt(
+                "SELECT runtime_hypervisor_type FROM vms WHERE vm_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        let hv: Option<String> = row.and_then(|r| r.get(0));
+        if hv.as_deref() == Some("kvm") {
+            break;
+        }
+        assert!(started.elapsed() < START, "runtime_hypervisor_type: {hv:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("   {ns}/{name}: runtime_hypervisor_type = \"kvm\"");
     let caps = capabilities(&c);
     assert_eq!(caps["available"], true, "{caps:#}");
     assert_eq!(
@@ -470,29 +478,4 @@ fn capabilities(c: &Container) -> Value {
     let script = "virtsync host capabilities --refresh --output json >/dev/null && \
                   virtsync host capabilities --output json";
     serde_json::from_str(&c.ok(script)).unwrap()
-}
-
-/// `runtime_hypervisor_type` of the VM `name` (blocking: called from a wait loop).
-fn hypervisor_type(db: &Db, name: &str) -> Option<String> {
-    let url = db.url.clone();
-    let name = name.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = support::pg::connect(&url).await;
-            client
-                .query_opt(
-                    "SELECT runtime_hypervisor_type FROM vms WHERE vm_name = $1",
-                    &[&name],
-                )
-                .await
-                .unwrap()
-                .and_then(|r| r.get(0))
-        })
-    })
-    .join()
-    .unwrap()
 }

@@ -450,7 +450,8 @@ fn initdb(bin: &Path, dir: &Path, owner: Option<(u32, u32)>, durability: Durabil
     f.write_all(conf.as_bytes()).expect("write postgresql.conf");
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now (the test's servers bind it next).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }

@@ -19,7 +19,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -173,7 +172,7 @@ impl PgBouncer {
             guardian: Mutex::new(guardian),
         };
         for attempt in 1.. {
-            bouncer.port = free_port();
+            bouncer.port = super::pg::free_port();
             bouncer.write_config(cluster.port());
             if bouncer.try_start(true) {
                 break;
@@ -469,9 +468,4 @@ fn make_temp_dir(owner: Option<(u32, u32)>) -> PathBuf {
             .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", dir.display()));
     }
     dir
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
 }

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -107,7 +107,7 @@ impl PrometheusServer {
             .tempdir()
             .unwrap();
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
+        let port = super::pg::free_port();
         let mut guardian = Command::new("/bin/sh")
             .arg("-c")
             .arg(GUARDIAN)
@@ -263,14 +263,6 @@ impl Drop for PrometheusServer {
         }
         // (The TempDir's own drop removes whatever the guardian could not.)
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Percent-encodes a query parameter value.
