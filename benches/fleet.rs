@@ -53,8 +53,8 @@ mod support;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::fake_kube::Rng;
@@ -69,11 +69,12 @@ use tokio_postgres::Client;
 use virtsync::columns::ColumnSet;
 use virtsync::config::{Config, Env, Owns, Role, SchemaMode};
 use virtsync::health::{Health, POSTGRES_CONNECTED};
+use virtsync::metrics::Metrics;
 use virtsync::model::{
     LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
 use virtsync::sink::postgres::{PgSink, SinkError, SinkSettings};
-use virtsync::state::writer::{SharedStore, lock};
+use virtsync::state::{OwnerSettings, StateHandle};
 use virtsync::state::{Store, StoreOptions};
 
 const NAMESPACE: &str = "ns";
@@ -285,7 +286,7 @@ fn holder_observation(vm: &str) -> Observation {
     }
 }
 
-fn open_store(path: std::path::PathBuf, cache_size: u64, mode: SchemaMode) -> SharedStore {
+fn open_store(path: std::path::PathBuf, cache_size: u64, mode: SchemaMode) -> StateHandle {
     let options = StoreOptions {
         path,
         cache_size,
@@ -293,13 +294,15 @@ fn open_store(path: std::path::PathBuf, cache_size: u64, mode: SchemaMode) -> Sh
         writable: ColumnSet::writable(&Owns::default(), mode),
     };
     let (store, _) = Store::open(options, Timestamp::now()).unwrap();
-    Arc::new(Mutex::new(store))
+    // Each simulated daemon has its own state owner (a thread), as on a real host.
+    let settings = OwnerSettings::new(Metrics::new().unwrap(), Health::default());
+    virtsync::state::spawn(store, tokio::sync::mpsc::channel(1).1, settings).unwrap()
 }
 
 /// A sink task and what controls it.
 struct Running {
     enqueued: Arc<Notify>,
-    stop: watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
     health: Health,
     task: Option<JoinHandle<Result<(), SinkError>>>,
 }
@@ -307,7 +310,7 @@ struct Running {
 /// One simulated daemon: a host (node role) or the cluster-role holder.
 struct Instance {
     name: String,
-    store: SharedStore,
+    store: StateHandle,
     /// Rows it must know before it is settled (its own VMs; all for the holder).
     own: usize,
     holder: bool,
@@ -335,15 +338,20 @@ impl Instance {
             .unwrap_or_else(|e| panic!("{}: sink settings: {e}", self.name));
         let health = Health::default();
         health.expect(POSTGRES_CONNECTED, "starting");
-        let mut sink =
-            PgSink::new(settings, self.store.clone(), Timestamp::now).with_health(health.clone());
+        let mut sink = PgSink::new(
+            settings,
+            self.store.clone(),
+            Metrics::new().unwrap(),
+            Timestamp::now,
+        )
+        .with_health(health.clone());
         if self.holder {
             // The sender is dropped: the receiver keeps reading true (held for good).
             sink = sink.with_cluster_role(watch::channel(true).1);
         }
         let enqueued = Arc::new(Notify::new());
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(sink.run(enqueued.clone(), stopped));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(sink.run(enqueued.clone(), stop.clone()));
         self.running = Some(Running {
             enqueued,
             stop,
@@ -358,14 +366,14 @@ impl Instance {
         if r.health.ready().is_err() {
             return Some("not connected");
         }
-        let store = lock(&self.store);
-        if store.managed_count() < self.own {
+        let store = self.store.snapshot();
+        if store.managed.len() < self.own {
             return Some("rows not known");
         }
-        if store.unchecked_count() > 0 {
+        if store.unchecked > 0 {
             return Some("rows not looked up");
         }
-        if store.outbox_stats().pending > 0 {
+        if store.stats.pending > 0 {
             return Some("outbox not empty");
         }
         None
@@ -414,7 +422,7 @@ async fn stop_all(fleet: &mut [Instance]) -> Duration {
     let start = Instant::now();
     for inst in fleet.iter() {
         if let Some(r) = &inst.running {
-            let _ = r.stop.send(true);
+            r.stop.cancel();
         }
     }
     for inst in fleet.iter_mut() {
@@ -555,9 +563,7 @@ async fn changes(
             let ip = change_ip(*counter);
             let obs = host_observation(&host_name(h), &vm_name(h, v), &ip, 1 + *counter as i64);
             let inst = &fleet[h];
-            let report = lock(&inst.store)
-                .ingest(std::slice::from_ref(&obs), Timestamp::now())
-                .unwrap();
+            let report = inst.store.ingest(vec![obs]).await.unwrap();
             assert_eq!(report.changed, 1, "{}: change not stored", inst.name);
             if let Some(r) = &inst.running {
                 r.enqueued.notify_one();
@@ -638,33 +644,32 @@ async fn run_mode(cluster: &PgCluster, hosts: usize, mode: Mode, s: &Settings) -
         .tempdir_in(&s.state_dir)
         .unwrap_or_else(|e| panic!("a temp dir in {}: {e}", s.state_dir.display()));
     let started = Instant::now();
-    let mut fleet: Vec<Instance> = (0..hosts)
-        .map(|h| {
-            let name = host_name(h);
-            let store = open_store(
-                state.path().join(format!("{name}.redb")),
-                HOST_CACHE,
-                schema,
-            );
-            let batch: Vec<_> = (0..vms)
-                .map(|v| host_observation(&name, &vm_name(h, v), &first_ip(h, v), 1))
-                .collect();
-            lock(&store).ingest(&batch, Timestamp::now()).unwrap();
-            Instance {
-                name,
-                store,
-                own: vms,
-                holder: false,
-                running: None,
-            }
-        })
-        .collect();
+    let mut fleet: Vec<Instance> = Vec::with_capacity(hosts + 1);
+    for h in 0..hosts {
+        let name = host_name(h);
+        let store = open_store(
+            state.path().join(format!("{name}.redb")),
+            HOST_CACHE,
+            schema,
+        );
+        let batch: Vec<_> = (0..vms)
+            .map(|v| host_observation(&name, &vm_name(h, v), &first_ip(h, v), 1))
+            .collect();
+        store.ingest(batch).await.unwrap();
+        fleet.push(Instance {
+            name,
+            store,
+            own: vms,
+            holder: false,
+            running: None,
+        });
+    }
     let holder_store = open_store(state.path().join("holder.redb"), HOLDER_CACHE, schema);
     let all: Vec<_> = (0..hosts)
         .flat_map(|h| (0..vms).map(move |v| holder_observation(&vm_name(h, v))))
         .collect();
     for chunk in all.chunks(5000) {
-        lock(&holder_store).ingest(chunk, Timestamp::now()).unwrap();
+        holder_store.ingest(chunk.to_vec()).await.unwrap();
     }
     drop(all);
     fleet.push(Instance {

@@ -127,7 +127,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("starting the async runtime: {e}")))
+        .map_err(Error::io("starting the async runtime"))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -173,7 +173,14 @@ pub fn run(args: Args) -> Result<()> {
             let inputs = ConfigInputs::of(&args);
             let reload: crate::daemon::Reload =
                 Box::new(move || load_inputs(&inputs).map(|(c, _)| c));
-            runtime()?.block_on(crate::daemon::run(cfg, password, reload))
+            runtime()?.block_on(async {
+                // Installed before anything else starts: an early signal still shuts
+                // down in order.
+                let mut signals = crate::shutdown::ShutdownSignals::install()
+                    .map_err(Error::io("installing signal handlers"))?;
+                let daemon = crate::daemon::Daemon::build(cfg, password, reload).await?;
+                daemon.run(signals.received()).await
+            })
         }
         Command::Inspect(inspect_args) => inspect::run(inspect_args),
         Command::Status(a) => with_client(&args, |c| async move { ops::status(&c, a).await }),
@@ -205,7 +212,7 @@ where
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("starting the async runtime: {e}")))?;
+        .map_err(Error::io("starting the async runtime"))?;
     rt.block_on(f(client::Client::new(socket, origin)))
 }
 

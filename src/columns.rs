@@ -1,9 +1,12 @@
 //! The `vms` columns virtsync can write, how a record maps onto them, and the pure
 //! `diff(old, new)` that decides which of them changed.
 
+mod owns;
+
 use std::sync::Arc;
 
-use crate::config::{Owns, SchemaMode};
+pub use owns::{Owns, SchemaMode};
+
 use crate::model::{LegacyOrigin, RuntimeDetails, Timestamp, VmRecord};
 
 /// Column groups, as configured by `owns`.
@@ -457,14 +460,28 @@ mod tests {
             .copied()
             .filter(|c| pinned.iter().all(|(name, _, _)| name != c.name()))
             .collect();
-        if !new.is_empty() && std::env::var_os("VIRTSYNC_BLESS").is_some_and(|v| v == "1") {
-            let mut text = text;
-            for c in &new {
-                text.push_str(&format!("{} {}\n", c.name(), c.id()));
-            }
-            std::fs::write(&path, text)
-                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        if new.is_empty() {
+            return;
         }
+        // A new column is pinned on purpose, once: from then on its id is checked too.
+        let names: Vec<String> = new
+            .iter()
+            .map(|c| format!("{} {}", c.name(), c.id()))
+            .collect();
+        assert!(
+            std::env::var_os("VIRTSYNC_BLESS").is_some_and(|v| v == "1"),
+            "new columns not pinned in {} yet: {}. Run `VIRTSYNC_BLESS=1 cargo test --lib \
+             persisted` to append them (and commit the file): their ids are persisted from \
+             the first release on.",
+            path.display(),
+            names.join(", ")
+        );
+        let mut text = text;
+        for line in &names {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
     #[test]

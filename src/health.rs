@@ -2,13 +2,15 @@
 //! `PostgresConnected`, `StateWritable`; Kubernetes-style, see docs/ARCHITECTURE.md,
 //! "Field rules") and the liveness of its internal loops, shared by the tasks that know,
 //! `/readyz`, `virtsync status` and the systemd watchdog.
+//!
+//! Health knows nothing of metrics: `/metrics` reads the connection conditions when it is
+//! scraped (`virtsync_source_up`), so the tasks report a connection in one place.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::derive::{Condition, ConditionStatus, set_condition};
-use crate::metrics::Metrics;
 use crate::model::Timestamp;
 
 pub const CACHE_READY: &str = "CacheReady";
@@ -17,6 +19,14 @@ pub const LIBVIRT_CONNECTED: &str = "LibvirtConnected";
 pub const POSTGRES_CONNECTED: &str = "PostgresConnected";
 /// False while the state file refuses writes (a full disk): events wait in memory.
 pub const STATE_WRITABLE: &str = "StateWritable";
+
+/// The connection conditions, each with the source it is about (the `source` label of
+/// `virtsync_source_up`).
+pub const CONNECTIONS: &[(&str, &str)] = &[
+    (KUBERNETES_CONNECTED, "kubernetes"),
+    (LIBVIRT_CONNECTED, "libvirt"),
+    (POSTGRES_CONNECTED, "postgres"),
+];
 
 /// How often an idle loop must still say it is alive; a loop silent for
 /// [`STALE_AFTER`] counts as hung.
@@ -35,7 +45,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Mutex<Inner>>,
-    metrics: Option<Metrics>,
     clock: fn() -> Timestamp,
 }
 
@@ -47,15 +56,14 @@ impl std::fmt::Debug for Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health::new(None, Timestamp::now)
+        Health::new(Timestamp::now)
     }
 }
 
 impl Health {
-    pub fn new(metrics: Option<Metrics>, clock: fn() -> Timestamp) -> Health {
+    pub fn new(clock: fn() -> Timestamp) -> Health {
         Health {
             inner: Arc::new(Mutex::new(Inner::default())),
-            metrics,
             clock,
         }
     }
@@ -83,8 +91,7 @@ impl Health {
         }
     }
 
-    /// Sets a condition (the transition time moves only when the status changes); the
-    /// connection conditions also drive `virtsync_source_up`.
+    /// Sets a condition (the transition time moves only when the status changes).
     pub fn set(&self, type_: &'static str, ok: bool, reason: &str, message: &str) {
         let now = (self.clock)();
         set_condition(
@@ -95,15 +102,23 @@ impl Health {
             message,
             now,
         );
-        let source = match type_ {
-            KUBERNETES_CONNECTED => "kubernetes",
-            LIBVIRT_CONNECTED => "libvirt",
-            POSTGRES_CONNECTED => "postgres",
-            _ => return,
-        };
-        if let Some(m) = &self.metrics {
-            m.source_up.with_label_values(&[source]).set(i64::from(ok));
-        }
+    }
+
+    /// Each source whose connection condition has been reported (not merely expected),
+    /// with whether it is connected.
+    pub fn sources_up(&self) -> Vec<(&'static str, bool)> {
+        let inner = self.lock();
+        CONNECTIONS
+            .iter()
+            .filter_map(|&(type_, source)| {
+                let c = inner.conditions.iter().find(|c| c.type_ == type_)?;
+                match c.status {
+                    ConditionStatus::True => Some((source, true)),
+                    ConditionStatus::False => Some((source, false)),
+                    ConditionStatus::Unknown => None,
+                }
+            })
+            .collect()
     }
 
     pub fn conditions(&self) -> Vec<Condition> {
@@ -175,6 +190,28 @@ mod tests {
         // Conditions nobody expects (no such source configured) do not block readiness.
         h.set(LIBVIRT_CONNECTED, false, "Down", "x");
         assert_eq!(h.ready(), Err("PostgresConnected: refused".to_owned()));
+    }
+
+    #[test]
+    fn sources_up_follow_the_reported_connection_conditions() {
+        let h = Health::default();
+        h.expect(POSTGRES_CONNECTED, "not connected yet");
+        h.expect(KUBERNETES_CONNECTED, "not connected yet");
+        h.set(CACHE_READY, true, "Loaded", "10 records");
+        assert_eq!(h.sources_up(), []);
+        h.set(POSTGRES_CONNECTED, true, "Connected", "db");
+        h.set(LIBVIRT_CONNECTED, false, "Down", "refused");
+        assert_eq!(h.sources_up(), [("libvirt", false), ("postgres", true)]);
+        h.set(POSTGRES_CONNECTED, false, "ConnectionLost", "reset");
+        h.set(KUBERNETES_CONNECTED, true, "Connected", "api");
+        assert_eq!(
+            h.sources_up(),
+            [
+                ("kubernetes", true),
+                ("libvirt", false),
+                ("postgres", false)
+            ]
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub enum Error {
     #[error("state store: {0}")]
     Store(#[from] state::StoreError),
     #[error("kubernetes: {0}")]
-    Kubernetes(String),
+    Kubernetes(#[from] source::kube::ClientError),
     #[error("postgres: {0}")]
     Postgres(#[from] sink::postgres::SinkError),
     #[error("socket API: {0}")]
@@ -60,8 +60,27 @@ pub enum Error {
     /// A command line that cannot be carried out as written.
     #[error("{0}")]
     Usage(String),
+    /// A system call at start (signal handlers, the runtime) or on a file.
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    /// A task that was to produce something ended without (it panicked).
+    #[error("{what}: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// `map_err` for a failed system call.
+    pub fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { step, source }
+    }
 }
 
 impl Error {

@@ -2,6 +2,9 @@
 //! shape of the cloud API's VM record: top-level `namespace`, `name`, `status`, `cpuCount`,
 //! `memoryMB`, `guestOS`, and `runtimeDetails` with camelCase names.
 
+mod selector;
+pub use selector::Selector;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -392,5 +395,36 @@ mod tests {
         assert_eq!(Timestamp::from_system_time(t.to_system_time()), t);
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+}
+
+/// The host's capabilities as stored and written to PostgreSQL: the canonical JSON, its
+/// fingerprint, and when this form was first seen. Produced by discovery, kept by the
+/// state, read by the sink and the socket API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCapabilities {
+    pub fingerprint: String,
+    pub hostname: String,
+    pub discovered_at: Timestamp,
+    /// Canonical JSON text (sorted keys), so equal capabilities are equal bytes.
+    pub canonical: String,
+    /// False when no libvirt could be asked (every group unavailable with the reason).
+    #[serde(default = "available_by_default")]
+    pub available: bool,
+}
+
+fn available_by_default() -> bool {
+    true
+}
+
+impl HostCapabilities {
+    /// Whether a discovery's result replaces `previous`: not when it is the same form,
+    /// and a discovery that reached no libvirt never replaces real capabilities (a
+    /// KubeVirt node whose last VMI stopped keeps what its launchers told).
+    pub fn replaces(&self, previous: Option<&HostCapabilities>) -> bool {
+        match previous {
+            None => true,
+            Some(p) => p.fingerprint != self.fingerprint && (self.available || !p.available),
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, STALE_AFTER};
 
@@ -61,7 +61,7 @@ fn send_to(path: &str, state: &str) -> std::io::Result<()> {
 
 /// Pings the watchdog at half its interval while no internal loop is stuck; a stuck
 /// loop stops the pings (systemd then restarts the daemon) and says which.
-pub async fn run_watchdog(notifier: Notifier, health: Health, mut stopped: watch::Receiver<bool>) {
+pub async fn run_watchdog(notifier: Notifier, health: Health, stopped: CancellationToken) {
     let Some(interval) = notifier.watchdog() else {
         return;
     };
@@ -70,7 +70,7 @@ pub async fn run_watchdog(notifier: Notifier, health: Health, mut stopped: watch
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stopped.changed() => return,
+            _ = stopped.cancelled() => return,
         }
         let stuck = health.stuck(STALE_AFTER);
         if stuck.is_empty() {

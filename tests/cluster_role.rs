@@ -34,7 +34,7 @@ fn settings(url: &str, node: &str, lock_key: i64, idle: Duration) -> ClusterRole
 /// One daemon's election, with its holder flag, shutdown and the pause hook.
 struct Node {
     holder: watch::Receiver<bool>,
-    stop: watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
     pause: watch::Sender<bool>,
     task: JoinHandle<Result<(), SinkError>>,
     heartbeat: Duration,
@@ -47,8 +47,8 @@ impl Node {
         s.pause = Some(paused);
         let heartbeat = s.heartbeat_interval();
         let (holder_tx, holder) = watch::channel(false);
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run_cluster_role(s, holder_tx, stopped));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(run_cluster_role(s, holder_tx, stop.clone()));
         Node {
             holder,
             stop,
@@ -73,7 +73,7 @@ impl Node {
     }
 
     async fn shutdown(self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         let result = tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("election did not stop within 5s")

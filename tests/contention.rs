@@ -6,14 +6,11 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use virtsync::columns::ColumnSet;
 use virtsync::config::{Owns, SchemaMode};
 use virtsync::model::Timestamp;
-use virtsync::sink::postgres::{FlushReport, PgSink};
-use virtsync::state::writer::SharedStore;
-use virtsync::state::{Store, StoreOptions};
+use virtsync::sink::postgres::FlushReport;
+use virtsync::state::{StateHandle, Store, StoreOptions};
 
 use support::pg::PgCluster;
 use support::sync::{Db, ingest, running};
@@ -21,16 +18,15 @@ use support::sync::{Db, ingest, running};
 const VMS: usize = 500;
 const ROUNDS: i64 = 8;
 
-fn store(dir: &tempfile::TempDir, name: &str, owns: &Owns) -> SharedStore {
+fn store(dir: &tempfile::TempDir, name: &str, owns: &Owns) -> StateHandle {
     let options = StoreOptions {
         path: dir.path().join(format!("{name}.redb")),
         cache_size: 1 << 20,
         sync_interval: std::time::Duration::from_secs(1),
         writable: ColumnSet::writable(owns, SchemaMode::Extended),
     };
-    Arc::new(Mutex::new(
-        Store::open(options, Timestamp::now()).unwrap().0,
-    ))
+    let store = Store::open(options, Timestamp::now()).unwrap().0;
+    support::sync::own(store, tokio::sync::mpsc::channel(1).1)
 }
 
 async fn deadlocks(db: &Db) -> i64 {
@@ -68,8 +64,8 @@ async fn the_holder_and_a_node_writing_the_same_rows_never_deadlock() {
             cfg.postgres.batch_size = 100;
         })
     };
-    let mut holder = PgSink::new(settings(holder_owns), holder_store.clone(), Timestamp::now);
-    let mut node = PgSink::new(settings(node_owns), node_store.clone(), Timestamp::now);
+    let mut holder = support::sync::sink(settings(holder_owns), &holder_store);
+    let mut node = support::sync::sink(settings(node_owns), &node_store);
     holder.connect().await.unwrap();
     node.connect().await.unwrap();
     let before = deadlocks(&db).await;
@@ -90,8 +86,8 @@ async fn the_holder_and_a_node_writing_the_same_rows_never_deadlock() {
             .collect();
         let mut reversed = batch.clone();
         reversed.reverse();
-        ingest(&holder_store, &batch);
-        ingest(&node_store, &reversed);
+        ingest(&holder_store, &batch).await;
+        ingest(&node_store, &reversed).await;
         let (h, n) = tokio::join!(holder.flush_pending(), node.flush_pending());
         let (h, n) = (h.unwrap(), n.unwrap());
         assert_eq!((h.applied, n.applied), (VMS, VMS), "round {round}");

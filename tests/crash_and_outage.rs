@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 
 use support::pg::PgCluster;
 use support::sync::{Db, ingest, open_store, running};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use virtsync::config::SchemaMode;
 use virtsync::failpoint;
-use virtsync::model::Timestamp;
-use virtsync::sink::postgres::PgSink;
-use virtsync::state::writer::lock;
 
 const VMS: usize = 40;
 
@@ -116,9 +113,9 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let enqueued = Arc::new(Notify::new());
-    let (stop, stopped) = watch::channel(false);
-    let sink = PgSink::new(db.settings(), store.clone(), Timestamp::now);
-    let task = tokio::spawn(sink.run(enqueued.clone(), stopped));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sink = support::sync::sink(db.settings(), &store);
+    let task = tokio::spawn(sink.run(enqueued.clone(), stop.clone()));
 
     let wave = |cpu: i64| -> Vec<_> {
         (0..20)
@@ -126,29 +123,29 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
             .collect()
     };
     // New records: their rows are looked up by key, then written.
-    assert_eq!(ingest(&store, &wave(1)).unchecked, 20);
+    assert_eq!(ingest(&store, &wave(1)).await.unchecked, 20);
     enqueued.notify_one();
     wait_until(Duration::from_secs(20), || {
-        let store = lock(&store);
-        store.managed_count() == 20 && store.outbox_stats().pending == 0
+        let s = store.snapshot();
+        s.managed.len() == 20 && s.stats.pending == 0
     })
     .await;
 
     tokio::task::block_in_place(|| cluster.stop());
     for cpu in 2..=5 {
-        let r = ingest(&store, &wave(cpu));
+        let r = ingest(&store, &wave(cpu)).await;
         assert_eq!(r.enqueued, 20);
         enqueued.notify_one();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        lock(&store).outbox_stats().pending,
+        store.snapshot().stats.pending,
         20,
         "changes wait in the outbox"
     );
     tokio::task::block_in_place(|| cluster.start());
     wait_until(Duration::from_secs(60), || {
-        lock(&store).outbox_stats().pending == 0
+        store.snapshot().stats.pending == 0
     })
     .await;
 
@@ -159,7 +156,7 @@ async fn postgres_outage_while_changes_arrive_drains_by_itself() {
         .unwrap();
     assert_eq!(rows.len(), 20);
     assert!(rows.iter().all(|r| r.get::<_, Option<i32>>(0) == Some(5)));
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap().unwrap();
 }
 

@@ -203,7 +203,7 @@ fn journal_without_a_socket_writes_prefixed_lines_without_timestamps() {
     );
     let error = find("configuration does not load");
     assert!(
-        error.starts_with("<3>virtsync::daemon: SIGHUP: the configuration does not load")
+        error.starts_with("<3>virtsync::daemon::reload: SIGHUP: the configuration does not load")
             && error.ends_with("error=configuration: role: invalid value \"leader\" (expected \"node\", \"cluster\", \"all\")"),
         "{error}"
     );

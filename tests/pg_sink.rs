@@ -10,7 +10,6 @@ use support::pg::PgCluster;
 use support::ssvirt;
 use support::sync::{Db, connected_sink, ingest, open_store, running};
 use virtsync::config::SchemaMode;
-use virtsync::state::writer::lock;
 
 /// How virtsync's statements name the table (the column log's table must not match).
 const VMS_TABLE: &str = "\"public\".\"vms\"";
@@ -29,7 +28,7 @@ async fn unchanged_records_touch_neither_postgres_nor_redb() {
     let batch: Vec<_> = (0..10)
         .map(|i| running(&format!("vm-{i}"), 2, 2048, "10.0.0.1", 100))
         .collect();
-    ingest(&store, &batch);
+    ingest(&store, &batch).await;
     sink.flush_pending().await.unwrap();
     // A backend reports its table statistics when it exits: measure across fresh sinks.
     drop(sink);
@@ -37,18 +36,18 @@ async fn unchanged_records_touch_neither_postgres_nor_redb() {
     let mut sink = connected_sink(&db, &store).await;
     ssvirt::reset_statements(&db.client).await;
     ssvirt::clear_column_log(&db.client).await;
-    let txns_before = lock(&store).write_transactions();
+    let txns_before = store.snapshot().write_transactions;
     // The same records again, with newer resourceVersions (as a relist delivers them).
     let again: Vec<_> = (0..10)
         .map(|i| running(&format!("vm-{i}"), 2, 2048, "10.0.0.1", 200))
         .collect();
-    let report = ingest(&store, &again);
+    let report = ingest(&store, &again).await;
     let flushed = sink.flush_pending().await.unwrap();
 
     assert_eq!((report.noop, report.changed), (10, 0));
     assert_eq!(flushed.batches, 0);
     assert_eq!(
-        lock(&store).write_transactions(),
+        store.snapshot().write_transactions,
         txns_before,
         "redb write transactions"
     );
@@ -69,7 +68,7 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
     let base: Vec<_> = (0..100)
         .map(|i| running(&format!("vm-{i:03}"), 2, 1024, "10.0.0.1", 1))
         .collect();
-    ingest(&store, &base);
+    ingest(&store, &base).await;
     sink.flush_pending().await.unwrap();
     drop(sink);
     let upd_before = ssvirt::n_tup_upd(&db.client, "vms").await;
@@ -77,7 +76,7 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
     ssvirt::clear_column_log(&db.client).await;
     ssvirt::reset_statements(&db.client).await;
 
-    let txns_before = lock(&store).write_transactions();
+    let txns_before = store.snapshot().write_transactions;
     for round in 1..=10 {
         let batch: Vec<_> = (0..100)
             .map(|i| {
@@ -90,17 +89,17 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
                 )
             })
             .collect();
-        ingest(&store, &batch);
+        ingest(&store, &batch).await;
     }
-    assert_eq!(lock(&store).outbox_stats().pending, 100);
+    assert_eq!(store.snapshot().stats.pending, 100);
     assert_eq!(
-        lock(&store).write_transactions() - txns_before,
+        store.snapshot().write_transactions - txns_before,
         10,
         "one per group commit"
     );
     let report = sink.flush_pending().await.unwrap();
     assert_eq!(
-        lock(&store).write_transactions() - txns_before,
+        store.snapshot().write_transactions - txns_before,
         11,
         "plus one outbox delete"
     );
@@ -145,7 +144,7 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
         assert_eq!(vals[1].as_deref(), Some(format!("10.0.10.{i}").as_str()));
         assert_eq!(vals[2].as_deref(), Some("2"));
     }
-    assert_eq!(lock(&store).outbox_stats().pending, 0);
+    assert_eq!(store.snapshot().stats.pending, 0);
     drop(sink);
     assert_eq!(ssvirt::n_tup_upd(&db.client, "vms").await - upd_before, 100);
 }
@@ -170,14 +169,16 @@ async fn refused_deltas_are_parked_and_the_rest_of_the_batch_lands() {
     batch[1].record.guest_os = Some("evil".into());
     batch[3].record.memory_mb = Some(0); // caught before sending (CHECK > 0)
     batch[4].record.guest_os = Some("é".repeat(300)); // longer than varchar(255): cut
-    ingest(&store, &batch);
+    ingest(&store, &batch).await;
     let report = sink.flush_pending().await.unwrap();
 
     assert_eq!((report.applied, report.parked), (3, 2));
-    let stats = lock(&store).outbox_stats();
+    let stats = store.snapshot().stats;
     assert_eq!((stats.pending, stats.parked), (0, 2));
-    let reasons: Vec<String> = lock(&store)
+    let reasons: Vec<String> = store
+        .snapshot()
         .outbox_entries()
+        .into_iter()
         .filter_map(|(k, e)| e.parked.clone().map(|p| format!("{}: {p}", k.name)))
         .collect();
     assert!(
@@ -212,12 +213,12 @@ async fn fencing(mode: SchemaMode) {
     let (new_store, old_store) = (open_store(&dir_new, mode), open_store(&dir_old, mode));
     let mut new_sink = connected_sink(&db, &new_store).await;
     let mut old_sink = connected_sink(&db, &old_store).await;
-    ingest(&new_store, &[running("vm-f", 4, 4096, "10.0.0.200", 500)]);
+    ingest(&new_store, &[running("vm-f", 4, 4096, "10.0.0.200", 500)]).await;
     assert_eq!(new_sink.flush_pending().await.unwrap().applied, 1);
     // A late write carrying older resourceVersions.
     let mut late = running("vm-f", 1, 512, "10.0.0.100", 400);
     late.record.status = Some(virtsync::model::VmStatus::PoweredOff);
-    ingest(&old_store, &[late]);
+    ingest(&old_store, &[late]).await;
     let report = old_sink.flush_pending().await.unwrap();
     assert_eq!((report.applied, report.fenced), (0, 1));
     let cols: &[&str] = match mode {
@@ -232,12 +233,12 @@ async fn fencing(mode: SchemaMode) {
         assert_eq!(row[3].as_deref(), Some("10.0.0.200"));
     }
     assert_eq!(
-        lock(&old_store).outbox_stats().pending,
+        old_store.snapshot().stats.pending,
         0,
         "a fenced delta is done"
     );
     // Newer data from the old writer's source does land.
-    ingest(&old_store, &[running("vm-f", 8, 8192, "10.0.0.100", 600)]);
+    ingest(&old_store, &[running("vm-f", 8, 8192, "10.0.0.100", 600)]).await;
     assert_eq!(old_sink.flush_pending().await.unwrap().applied, 1);
     assert_eq!(
         db.rows(&["cpu_count"]).await["vm-f"][0].as_deref(),
@@ -281,7 +282,8 @@ async fn soft_deleted_rows_are_never_updated_and_late_rows_are_written_once() {
             running("vm-gone", 2, 1024, "10.0.0.2", 1),
             running("vm-late", 3, 3072, "10.0.0.3", 1),
         ],
-    );
+    )
+    .await;
     // The rows of the new records are looked up first: vm-gone's row is deleted, so it
     // is not managed and nothing is sent for it (nor for vm-late, without a row).
     let report = sink.flush_pending().await.unwrap();
@@ -306,7 +308,11 @@ async fn soft_deleted_rows_are_never_updated_and_late_rows_are_written_once() {
         .unwrap()
         .get(0);
     assert_eq!(touched, 0, "a soft-deleted row is never updated");
-    assert!(!lock(&store).is_managed(&virtsync::model::VmKey::new("ns", "vm-gone")));
+    assert!(
+        !store
+            .snapshot()
+            .is_managed(&virtsync::model::VmKey::new("ns", "vm-gone"))
+    );
     // The cloud API creates the row for vm-late later: written once it exists.
     db.add_rows(["vm-late".to_string()]).await;
     let queued = sink.refresh_managed().await.unwrap();
@@ -338,11 +344,11 @@ async fn a_thousand_unmanaged_vms_create_no_outbox_entries_and_one_lookup() {
                 )
             })
             .collect();
-        let r = ingest(&store, &batch);
+        let r = ingest(&store, &batch).await;
         assert_eq!((r.changed, r.enqueued), (1000, 0));
         assert_eq!(sink.flush_pending().await.unwrap().batches, 0);
     }
-    assert_eq!(lock(&store).outbox_stats().pending, 0);
+    assert_eq!(store.snapshot().stats.pending, 0);
     // One indexed lookup of the 1,000 new keys when they appeared; their changes after
     // that cost nothing.
     assert_eq!(ssvirt::statements_touching(&db.client, VMS_TABLE).await, 1);
@@ -363,23 +369,19 @@ async fn a_holder_with_thousands_of_new_records_reads_the_table_once() {
     db.add_rows((0..VMS).map(|i| format!("vm-{i}"))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
-    let mut sink = virtsync::sink::postgres::PgSink::new(
-        db.settings(),
-        store.clone(),
-        virtsync::model::Timestamp::now,
-    )
-    .with_cluster_role(tokio::sync::watch::channel(true).1);
+    let mut sink = support::sync::sink(db.settings(), &store)
+        .with_cluster_role(tokio::sync::watch::channel(true).1);
     sink.connect().await.unwrap();
     let batch: Vec<_> = (0..VMS)
         .map(|i| running(&format!("vm-{i}"), 2, 2048, "10.0.0.1", 1))
         .collect();
-    let r = ingest(&store, &batch);
+    let r = ingest(&store, &batch).await;
     assert_eq!(r.unchecked, VMS);
     ssvirt::reset_statements(&db.client).await;
     let report = sink.flush_pending().await.unwrap();
     assert_eq!(report.applied, VMS, "{report:?}");
-    assert_eq!(lock(&store).managed_count(), VMS);
-    assert_eq!(lock(&store).unchecked_count(), 0);
+    assert_eq!(store.snapshot().managed.len(), VMS);
+    assert_eq!(store.snapshot().unchecked, 0);
     assert_eq!(
         ssvirt::statements_touching(
             &db.client,
@@ -401,7 +403,7 @@ async fn anti_entropy_corrects_and_counts_rows_changed_behind_our_back() {
     let batch: Vec<_> = (0..3)
         .map(|i| running(&format!("vm-{i}"), 2, 2048, "10.0.0.1", 1))
         .collect();
-    ingest(&store, &batch);
+    ingest(&store, &batch).await;
     sink.flush_pending().await.unwrap();
     assert_eq!(
         sink.anti_entropy().await.unwrap(),
@@ -458,14 +460,10 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
     let store = open_store(&dir, db.mode);
     let mut settings = db.settings();
     settings.pg.user(&role);
-    let mut sink = virtsync::sink::postgres::PgSink::new(
-        settings,
-        store.clone(),
-        virtsync::model::Timestamp::now,
-    );
+    let mut sink = support::sync::sink(settings, &store);
     sink.connect().await.unwrap();
     sink.refresh_managed().await.unwrap();
-    ingest(&store, &[running("vm-g", 2, 2048, "10.0.0.7", 1)]);
+    ingest(&store, &[running("vm-g", 2, 2048, "10.0.0.7", 1)]).await;
     assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
     sink.anti_entropy().await.unwrap();
     assert_eq!(
@@ -477,10 +475,10 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
         .batch_execute(&format!("REVOKE UPDATE ON vms FROM {role}"))
         .await
         .unwrap();
-    ingest(&store, &[running("vm-g", 4, 2048, "10.0.0.7", 2)]);
+    ingest(&store, &[running("vm-g", 4, 2048, "10.0.0.7", 2)]).await;
     let err = sink.flush_pending().await.unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
-    assert_eq!(lock(&store).outbox_stats().pending, 1, "kept for later");
+    assert_eq!(store.snapshot().stats.pending, 1, "kept for later");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,14 +492,10 @@ async fn the_running_sink_corrects_drift_periodically() {
     let store = open_store(&dir, db.mode);
     let mut settings = db.settings();
     settings.resync_interval = Duration::from_millis(300);
-    let sink = virtsync::sink::postgres::PgSink::new(
-        settings,
-        store.clone(),
-        virtsync::model::Timestamp::now,
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sink = support::sync::sink(settings, &store);
+    let stop = tokio_util::sync::CancellationToken::new();
     let enqueued = Arc::new(tokio::sync::Notify::new());
-    let task = tokio::spawn(sink.run(enqueued.clone(), stopped));
+    let task = tokio::spawn(sink.run(enqueued.clone(), stop.clone()));
     let wait_for = |what: &'static str, f: Box<dyn Fn(&str) -> bool + Send>| {
         let db_url = db.url.clone();
         async move {
@@ -525,7 +519,7 @@ async fn the_running_sink_corrects_drift_periodically() {
         }
     };
     // The new record's row is looked up (by its key) and then written.
-    ingest(&store, &[running("vm-p", 2, 2048, "10.0.0.1", 1)]);
+    ingest(&store, &[running("vm-p", 2, 2048, "10.0.0.1", 1)]).await;
     enqueued.notify_one();
     wait_for("first write", Box::new(|ip| ip == "10.0.0.1")).await;
     // Someone else changes the row; no event arrives: only anti-entropy can notice.
@@ -534,6 +528,6 @@ async fn the_running_sink_corrects_drift_periodically() {
         .await
         .unwrap();
     wait_for("drift corrected", Box::new(|ip| ip == "10.0.0.1")).await;
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap().unwrap();
 }

@@ -15,7 +15,7 @@ use support::sync::{Db, ingest, open_store, running};
 use virtsync::config::SchemaMode;
 use virtsync::model::Timestamp;
 use virtsync::sink::postgres::{PgSink, SinkSettings};
-use virtsync::state::writer::{SharedStore, lock};
+use virtsync::state::StateHandle;
 
 /// What a failure to connect through the pooler most likely means.
 const POOLER_HINT: &str = "the sink must work behind PgBouncer in transaction mode: no \
@@ -26,7 +26,7 @@ const POOLER_HINT: &str = "the sink must work behind PgBouncer in transaction mo
 async fn pooled_sink(
     db: &Db,
     bouncer: &PgBouncer,
-    store: &SharedStore,
+    store: &StateHandle,
     node: &str,
     adjust: impl FnOnce(&mut virtsync::config::Config),
 ) -> PgSink {
@@ -36,7 +36,7 @@ async fn pooled_sink(
         c.postgres.url = Some(url.clone());
         adjust(c);
     });
-    let mut sink = PgSink::new(settings, store.clone(), Timestamp::now);
+    let mut sink = support::sync::sink(settings, store);
     sink.connect().await.unwrap_or_else(|e| {
         panic!(
             "{node}: connecting through PgBouncer (transaction mode, {url}) failed: {e}\n\
@@ -79,7 +79,7 @@ async fn sinks_work_through_pgbouncer_in_transaction_mode() {
             let batch: Vec<_> = (0..VMS)
                 .map(|v| running(&name(h, v), 2, 2048, &ip(round, h, v), round as i64))
                 .collect();
-            ingest(store, &batch);
+            ingest(store, &batch).await;
         }
         // All sinks at once: their transactions interleave on the two server connections.
         let flushes = sinks.iter_mut().map(|s| s.flush_pending());
@@ -107,7 +107,7 @@ async fn sinks_work_through_pgbouncer_in_transaction_mode() {
     }
 
     for (h, store) in stores.iter().enumerate() {
-        assert_eq!(lock(store).outbox_stats().pending, 0, "host-{h} outbox");
+        assert_eq!(store.snapshot().stats.pending, 0, "host-{h} outbox");
     }
     let rows = db.rows(&["runtime_primary_ip"]).await;
     for h in 0..HOSTS {
@@ -149,7 +149,8 @@ async fn lock_timeout_holds_through_pgbouncer() {
             running("vm-l", 4, 4096, "10.0.0.4", 1),
             running("vm-o", 4, 4096, "10.0.0.5", 1),
         ],
-    );
+    )
+    .await;
     // The lock is held directly on PostgreSQL, not through the pooler.
     let mut locker = pg::connect(&db.url).await;
     let tx = locker.transaction().await.unwrap();
@@ -202,7 +203,7 @@ async fn lock_timeout_holds_through_pgbouncer() {
     let rows = db.rows(&["runtime_primary_ip"]).await;
     assert_eq!(rows["vm-l"][0].as_deref(), Some("10.0.0.4"));
     assert_eq!(rows["vm-o"][0].as_deref(), Some("10.0.0.5"));
-    assert_eq!(lock(&store).outbox_stats().pending, 0);
+    assert_eq!(store.snapshot().stats.pending, 0);
 }
 
 /// Three hosts write their capability rows at once, 10 times each with a new
@@ -211,8 +212,8 @@ async fn lock_timeout_holds_through_pgbouncer() {
 /// its host's last fingerprint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_capabilities_are_written_through_pgbouncer() {
+    use virtsync::model::HostCapabilities;
     use virtsync::sink::postgres::host;
-    use virtsync::source::libvirt::host::StoredCapabilities;
     const HOSTS: usize = 3;
     const ROUNDS: usize = 10;
     let cluster = PgCluster::shared();
@@ -223,7 +224,7 @@ async fn host_capabilities_are_written_through_pgbouncer() {
     for _ in 0..HOSTS {
         clients.push(pg::connect(&url).await);
     }
-    let caps = |h: usize, round: usize| StoredCapabilities {
+    let caps = |h: usize, round: usize| HostCapabilities {
         fingerprint: format!("{h:08x}{round:08x}"),
         hostname: format!("host-{h}"),
         discovered_at: Timestamp::now(),

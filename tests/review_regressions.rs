@@ -12,7 +12,6 @@ use support::ssvirt;
 use support::sync::{Db, connected_sink, ingest, open_store, running};
 use virtsync::config::SchemaMode;
 use virtsync::model::{Timestamp, VmKey};
-use virtsync::state::writer::lock;
 use virtsync::state::{Store, StoreOptions};
 
 /// two writers flushing the same row concurrently. The older one (rv 500) reads
@@ -26,8 +25,8 @@ async fn concurrent_flushes_cannot_bypass_the_fence() {
     let (s_new, s_old) = (open_store(&d_new, db.mode), open_store(&d_old, db.mode));
     let mut sink_new = connected_sink(&db, &s_new).await;
     let mut sink_old = connected_sink(&db, &s_old).await;
-    ingest(&s_new, &[running("vm-r", 8, 8192, "10.0.0.200", 600)]);
-    ingest(&s_old, &[running("vm-r", 1, 512, "10.0.0.100", 500)]);
+    ingest(&s_new, &[running("vm-r", 8, 8192, "10.0.0.200", 600)]).await;
+    ingest(&s_old, &[running("vm-r", 1, 512, "10.0.0.100", 500)]).await;
 
     // A third session holds the row lock (e.g. the cloud API updating the row).
     let mut locker = pg::connect(&db.url).await;
@@ -80,7 +79,8 @@ async fn duplicate_rows_and_anti_entropy_do_not_wedge_the_flush() {
             running("vm-d", 2, 2048, "10.0.0.1", 1),
             running("vm-x", 2, 2048, "10.0.0.1", 1),
         ],
-    );
+    )
+    .await;
     sink.flush_pending().await.unwrap();
     // The cloud API's controller sets status on "the" row (both of them).
     db.client
@@ -88,13 +88,13 @@ async fn duplicate_rows_and_anti_entropy_do_not_wedge_the_flush() {
         .await
         .unwrap();
     assert_eq!(sink.anti_entropy().await.unwrap(), 2);
-    let batch = lock(&store).next_batch(10);
+    let batch = store.next_batch(10).await.unwrap();
     eprintln!(
         "batch keys: {:?}",
         batch.iter().map(|d| d.key.to_string()).collect::<Vec<_>>()
     );
     // A later, unrelated change to another VM is stuck behind it.
-    ingest(&store, &[running("vm-x", 4, 2048, "10.0.0.1", 2)]);
+    ingest(&store, &[running("vm-x", 4, 2048, "10.0.0.1", 2)]).await;
     let r = sink.flush_pending().await;
     eprintln!("flush: {r:?}");
     assert!(r.is_ok(), "flush wedged: {r:?}");
@@ -110,14 +110,14 @@ async fn an_unknown_legacy_value_never_erases_the_cloud_api_value() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let mut sink = connected_sink(&db, &store).await;
-    ingest(&store, &[running("vm-n", 2, 2048, "10.0.0.1", 1)]);
+    ingest(&store, &[running("vm-n", 2, 2048, "10.0.0.1", 1)]).await;
     sink.flush_pending().await.unwrap();
     // The cloud API sets guest_os; then the VMI stops and the spec cannot tell the
     // guest OS / CPU count (instancetype): derivation says "unknown".
     let mut o = running("vm-n", 2, 2048, "10.0.0.1", 2);
     o.record.guest_os = None;
     o.record.cpu_count = None;
-    ingest(&store, &[o]);
+    ingest(&store, &[o]).await;
     sink.flush_pending().await.unwrap();
     let row = &db.rows(&["cpu_count", "guest_os"]).await["vm-n"];
     eprintln!("row after unknown values: {row:?}");
@@ -178,7 +178,7 @@ async fn a_row_replaced_during_a_flush_gets_the_values() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let mut sink = connected_sink(&db, &store).await;
-    ingest(&store, &[running("vm-p", 4, 4096, "10.0.0.9", 7)]);
+    ingest(&store, &[running("vm-p", 4, 4096, "10.0.0.9", 7)]).await;
 
     let mut cloud = pg::connect(&db.url).await;
     let tx = cloud.transaction().await.unwrap();
@@ -202,7 +202,7 @@ async fn a_row_replaced_during_a_flush_gets_the_values() {
     let row = &db.rows(&["cpu_count", "runtime_primary_ip"]).await["vm-p"];
     eprintln!(
         "new row: {row:?}; outbox pending {}",
-        lock(&store).outbox_stats().pending
+        store.snapshot().stats.pending
     );
     assert_eq!(
         row[0].as_deref(),
@@ -220,27 +220,28 @@ async fn pending_deltas_are_flushed_right_after_connecting() {
     db.add_rows(["vm-s".to_string()]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
-    lock(&store)
+    store
         .set_managed(
             [(VmKey::new("ns", "vm-s"), "id-s".to_string())]
                 .into_iter()
                 .collect(),
             Timestamp::now(),
         )
+        .await
         .unwrap();
     // Left over from the previous run (e.g. crash before the flush).
-    ingest(&store, &[running("vm-s", 4, 4096, "10.0.0.4", 1)]);
+    ingest(&store, &[running("vm-s", 4, 4096, "10.0.0.4", 1)]).await;
     let mut settings = db.settings();
     settings.managed_refresh_interval = Duration::from_secs(8);
-    let sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), Timestamp::now);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let sink = support::sync::sink(settings, &store);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stop.clone()));
     let t = std::time::Instant::now();
-    while lock(&store).outbox_stats().pending > 0 && t.elapsed() < Duration::from_secs(15) {
+    while store.snapshot().stats.pending > 0 && t.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = t.elapsed();
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap().unwrap();
     eprintln!("drained after {took:?}");
     assert!(took < Duration::from_secs(2), "drained only after {took:?}");
@@ -257,16 +258,16 @@ async fn an_oversized_guest_value_does_not_block_the_other_columns() {
     let mut sink = connected_sink(&db, &store).await;
     let mut o = running("vm-g", 2, 2048, "10.0.0.1", 1);
     o.record.guest_os = Some("x".repeat(300)); // PRETTY_NAME chosen by the guest
-    ingest(&store, &[o.clone()]);
+    ingest(&store, &[o.clone()]).await;
     sink.flush_pending().await.unwrap();
     // Later: the VM is powered off; the IP changes.
     o.record.status = Some(virtsync::model::VmStatus::Suspended);
     Arc::make_mut(o.record.runtime_details.as_mut().unwrap()).primary_ip = Some("10.9.9.9".into());
     o.versions.vm_resource_version = Some(2);
     o.versions.vmi_resource_version = Some(2);
-    ingest(&store, &[o]);
+    ingest(&store, &[o]).await;
     let r = sink.flush_pending().await.unwrap();
-    eprintln!("{r:?} parked={}", lock(&store).outbox_stats().parked);
+    eprintln!("{r:?} parked={}", store.snapshot().stats.parked);
     let row = &db
         .rows(&["status", "runtime_primary_ip", "cpu_count"])
         .await["vm-g"];
@@ -284,7 +285,7 @@ async fn a_replaced_row_is_written_like_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let mut sink = connected_sink(&db, &store).await;
-    ingest(&store, &[running("vm-q", 4, 4096, "10.0.0.9", 7)]);
+    ingest(&store, &[running("vm-q", 4, 4096, "10.0.0.9", 7)]).await;
     sink.flush_pending().await.unwrap();
     ssvirt::soft_delete(&db.client, "ns", "vm-q").await;
     db.add_rows(["vm-q".to_string()]).await;
@@ -323,7 +324,8 @@ async fn a_deferred_constraint_violation_parks_one_row_not_the_outbox() {
             running("vm-a", 3, 2048, "10.0.0.1", 1),
             running("vm-b", 2, 2048, "10.0.0.2", 1),
         ],
-    );
+    )
+    .await;
     let r = sink.flush_pending().await;
     eprintln!("flush: {r:?}");
     let row = &db.rows(&["cpu_count"]).await["vm-b"];
@@ -341,7 +343,7 @@ async fn a_read_only_server_gets_a_growing_backoff() {
     db.add_rows(["vm-r".to_string()]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
-    ingest(&store, &[running("vm-r", 4, 4096, "10.0.0.4", 1)]);
+    ingest(&store, &[running("vm-r", 4, 4096, "10.0.0.4", 1)]).await;
     let dbname = db.url.rsplit('/').next().unwrap().to_string();
     db.client
         .batch_execute(&format!(
@@ -350,11 +352,11 @@ async fn a_read_only_server_gets_a_growing_backoff() {
         .await
         .unwrap();
     ssvirt::reset_statements(&db.client).await;
-    let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let sink = support::sync::sink(db.settings(), &store);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stop.clone()));
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.send(true).unwrap();
+    stop.cancel();
     let _ = task.await;
     let reads = ssvirt::statements_touching(&db.client, "min(id::text)").await;
     eprintln!("managed-set reads in 4 s: {reads}");
@@ -413,7 +415,7 @@ async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let settings = db.settings_with(|c| c.postgres.lock_timeout = Duration::from_millis(500));
-    let mut sink = virtsync::sink::postgres::PgSink::new(settings, store.clone(), Timestamp::now);
+    let mut sink = support::sync::sink(settings, &store);
     sink.connect().await.unwrap();
     sink.refresh_managed().await.unwrap();
     ingest(
@@ -422,7 +424,8 @@ async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
             running("vm-l", 4, 4096, "10.0.0.4", 1),
             running("vm-o", 4, 4096, "10.0.0.5", 1),
         ],
-    );
+    )
+    .await;
     let mut locker = pg::connect(&db.url).await;
     let tx = locker.transaction().await.unwrap();
     tx.batch_execute("SELECT 1 FROM vms WHERE vm_name = 'vm-l' FOR UPDATE")
@@ -457,24 +460,24 @@ async fn a_fenced_out_record_is_written_once_newer_sources_confirm_it() {
     let lost = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let mut sink = connected_sink(&db, &store).await;
-    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 100)]);
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 100)]).await;
     assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
     // The lost second: the previous incarnation wrote .2 at rv 200 (a store of its own
     // stands for the memory that died with it).
     let gone = open_store(&lost, db.mode);
     let mut gone_sink = connected_sink(&db, &gone).await;
-    ingest(&gone, &[running("vm-f", 2, 2048, "10.0.0.2", 200)]);
+    ingest(&gone, &[running("vm-f", 2, 2048, "10.0.0.2", 200)]).await;
     assert_eq!(gone_sink.flush_pending().await.unwrap().applied, 1);
     // After the restart: anti-entropy finds the drift, the stale record is fenced out.
     assert_eq!(sink.anti_entropy().await.unwrap(), 1);
     let report = sink.flush_pending().await.unwrap();
     assert_eq!((report.applied, report.fenced), (0, 1));
     // The source now says .1 at rv 300, newer than the row's .2.
-    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 300)]);
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 300)]).await;
     assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
     let rows = db.rows(&["runtime_primary_ip"]).await;
     assert_eq!(rows["vm-f"][0].as_deref(), Some("10.0.0.1"));
     // Written once: the next equal event costs nothing.
-    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 310)]);
+    ingest(&store, &[running("vm-f", 2, 2048, "10.0.0.1", 310)]).await;
     assert_eq!(sink.flush_pending().await.unwrap().batches, 0);
 }

@@ -12,8 +12,6 @@ use support::disk;
 use support::pg::PgCluster;
 use support::sync::{Db, connected_sink, ingest, open_store_syncing, running};
 use virtsync::config::SchemaMode;
-use virtsync::model::Timestamp;
-use virtsync::state::writer::lock;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_while_acking_does_not_stop_the_sink() {
@@ -31,33 +29,33 @@ async fn a_full_disk_while_acking_does_not_stop_the_sink() {
             o
         })
         .collect();
-    ingest(&store, &batch);
+    ingest(&store, &batch).await;
     // Looks the records' rows up: all 200 managed, their first deltas queued.
     drop(connected_sink(&db, &store).await);
-    assert_eq!(lock(&store).outbox_stats().pending, 200);
+    assert_eq!(store.snapshot().stats.pending, 200);
     disk::set_file_size_limit(8192);
-    let sink = virtsync::sink::postgres::PgSink::new(db.settings(), store.clone(), Timestamp::now);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let sink = support::sync::sink(db.settings(), &store);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(sink.run(Arc::new(tokio::sync::Notify::new()), stop.clone()));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while lock(&store).reopens() == 0 {
+    while store.snapshot().reopens == 0 {
         assert!(Instant::now() < deadline, "no store error seen");
         assert!(!task.is_finished(), "the sink stopped: {:?}", task.await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!task.is_finished(), "the sink stopped on a store error");
-    assert!(lock(&store).outbox_stats().pending > 0);
+    assert!(store.snapshot().stats.pending > 0);
 
     disk::set_file_size_limit(libc::RLIM_INFINITY);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while lock(&store).outbox_stats().pending > 0 {
+    while store.snapshot().stats.pending > 0 {
         assert!(
             Instant::now() < deadline,
             "outbox not drained after the disk recovered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap().unwrap();
     let rows = db.rows(&["guest_os"]).await;
     assert_eq!(rows.len(), 200);

@@ -242,46 +242,42 @@ fn a_file_in_use_is_an_error_not_moved() {
 }
 
 #[tokio::test]
-async fn the_writer_stores_a_burst_of_events_in_few_group_commits() {
-    use std::sync::{Arc, Mutex};
-    use virtsync::state::writer::{self, WriterOptions, lock};
+async fn the_owner_stores_a_burst_of_events_in_few_group_commits() {
+    use virtsync::health::Health;
+    use virtsync::metrics::Metrics;
+    use virtsync::state::OwnerSettings;
 
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(options(&dir), t(0)).unwrap();
     store.set_managed(managed(&["vm-1"]), t(0)).unwrap();
     let before = store.write_transactions();
-    let store = Arc::new(Mutex::new(store));
     let (tx, rx) = tokio::sync::mpsc::channel(1000);
     for i in 0..500 {
         tx.try_send(obs(&format!("vm-{i}"), 1, "10.0.0.1", i).into())
             .unwrap();
     }
     drop(tx);
-    let enqueued = Arc::new(tokio::sync::Notify::new());
-    writer::run(
-        store.clone(),
-        rx,
-        WriterOptions::default(),
-        enqueued.clone(),
-        Timestamp::now,
-    )
-    .await;
+    let settings = OwnerSettings::new(Metrics::new().unwrap(), Health::default());
+    let enqueued = settings.enqueued.clone();
+    let state = virtsync::state::spawn(store, rx, settings).unwrap();
+    state.sources_done().await;
     {
-        let s = lock(&store);
-        assert_eq!(s.records().count(), 500);
+        let s = state.snapshot();
+        assert_eq!(s.records.len(), 500);
         // One group commit, then the sync when the sources ended (nothing left unsynced).
         assert_eq!(
-            s.write_transactions() - before,
+            s.write_transactions - before,
             2,
             "500 events, one transaction and the final sync"
         );
-        assert_eq!(s.sync_due(), None);
-        assert_eq!(s.outbox_stats().pending, 1, "only the managed VM is queued");
+        assert!(s.synced);
+        assert_eq!(s.stats.pending, 1, "only the managed VM is queued");
     }
     // The flusher was told.
     tokio::time::timeout(std::time::Duration::from_secs(1), enqueued.notified())
         .await
         .unwrap();
+    state.close().await.unwrap();
 }
 
 #[test]

@@ -19,8 +19,7 @@ use crate::config::Role;
 use crate::health::Health;
 use crate::model::{Timestamp, VmKey};
 use crate::sink::postgres::ResyncStatus;
-use crate::source::libvirt::host::{CAPABILITIES_KEY, StoredCapabilities};
-use crate::state::writer::{SharedStore, lock, with_store};
+use crate::state::{Snapshot, StateHandle};
 use types::{
     Capabilities, ClusterRoleState, ErrorBody, OutboxAction, OutboxActionDone, OutboxItem,
     OutboxList, OutboxState, OutboxSummary, Resync, ResyncRequested, Status, Vm, VmList, VmSync,
@@ -45,15 +44,13 @@ pub struct ApiState {
     pub admin_group: String,
     pub version: &'static str,
     pub started: Timestamp,
-    pub store: SharedStore,
+    pub state: StateHandle,
     pub health: Health,
     pub holder: watch::Receiver<bool>,
     /// `None` without PostgreSQL (nothing to compare with).
     pub resync: Option<(Arc<Notify>, watch::Receiver<ResyncStatus>)>,
     /// `None` without libvirt.
     pub capabilities: Option<CapabilityRefresh>,
-    /// Wakes the sink (a retried delta goes out at once).
-    pub enqueued: Arc<Notify>,
 }
 
 /// An answer: status and JSON body (a body of [`types`] in its wire form).
@@ -318,14 +315,12 @@ fn count(n: usize) -> u64 {
 
 fn status(state: &ApiState) -> Reply {
     let now = Timestamp::now();
-    let (records, with_runtime, outbox) = {
-        let s = lock(&state.store);
-        let with_runtime = s
-            .records()
-            .filter(|(_, r)| r.record.runtime_details.is_some())
-            .count();
-        (s.records().count(), with_runtime, s.outbox_stats())
-    };
+    let s = state.state.snapshot();
+    let with_runtime = s
+        .records()
+        .filter(|(_, r)| r.record.runtime_details.is_some())
+        .count();
+    let (records, outbox) = (s.records.len(), s.stats);
     let holder = *state.holder.borrow();
     let cluster_role = match (state.role, holder) {
         (Role::Node, _) => "not taken (role = node)",
@@ -365,7 +360,7 @@ fn status(state: &ApiState) -> Reply {
 
 /// A VM as the API shows it: the record (the cloud API's VM record shape) and whether it
 /// is in PostgreSQL.
-fn vm(s: &crate::state::Store, key: &VmKey) -> Option<Vm> {
+fn vm(s: &Snapshot, key: &VmKey) -> Option<Vm> {
     let stored = s.record(key)?;
     let sync = match s.outbox_entry(key) {
         _ if !s.is_managed(key) => VmSync::Unmanaged,
@@ -387,7 +382,7 @@ fn vm(s: &crate::state::Store, key: &VmKey) -> Option<Vm> {
 
 fn list_vms(state: &ApiState, query: &VmsQuery) -> Reply {
     let (namespace, node) = (query.namespace.as_deref(), query.node.as_deref());
-    let s = lock(&state.store);
+    let s = state.state.snapshot();
     let mut keys: Vec<&VmKey> = s
         .records()
         .filter(|(k, r)| {
@@ -408,25 +403,20 @@ fn list_vms(state: &ApiState, query: &VmsQuery) -> Reply {
 }
 
 fn get_vm(state: &ApiState, key: &VmKey) -> Reply {
-    match vm(&lock(&state.store), key) {
+    match vm(&state.state.snapshot(), key) {
         Some(v) => reply(StatusCode::OK, &v),
         None => error(StatusCode::NOT_FOUND, format!("no VM {key} known here")),
     }
 }
 
 fn capabilities(state: &ApiState) -> Reply {
-    let stored = lock(&state.store).host(CAPABILITIES_KEY);
-    let stored: Option<StoredCapabilities> = match stored {
-        Ok(b) => b.and_then(|b| serde_json::from_slice(&b).ok()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    match stored {
+    match state.state.snapshot().capabilities.as_deref() {
         Some(c) => reply(
             StatusCode::OK,
             &Capabilities {
                 capabilities: serde_json::from_str(&c.canonical).unwrap_or(Value::Null),
-                hostname: c.hostname,
-                fingerprint: c.fingerprint,
+                hostname: c.hostname.clone(),
+                fingerprint: c.fingerprint.clone(),
                 discovered_at: c.discovered_at,
                 available: c.available,
             },
@@ -488,9 +478,10 @@ fn resync(state: &ApiState) -> Reply {
 }
 
 fn outbox(state: &ApiState) -> Reply {
-    let s = lock(&state.store);
+    let s = state.state.snapshot();
     let items: Vec<OutboxItem> = s
         .outbox_entries()
+        .into_iter()
         .map(|(k, e)| OutboxItem {
             vm: k.to_string(),
             columns: e.columns.names().into_iter().map(str::to_owned).collect(),
@@ -508,23 +499,12 @@ fn outbox(state: &ApiState) -> Reply {
 
 async fn outbox_action(state: &ApiState, key: VmKey, action: OutboxAction) -> Reply {
     let retry = action == OutboxAction::Retry;
-    let store = state.store.clone();
-    let k = key.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        with_store(&store, |s| {
-            if retry {
-                s.retry_parked(&k)
-            } else {
-                s.drop_outbox_entry(&k)
-            }
-        })
-    })
-    .await;
+    let done = match retry {
+        true => state.state.retry_parked(key.clone()).await,
+        false => state.state.drop_outbox_entry(key.clone()).await,
+    };
     match done {
-        Ok(Ok(true)) => {
-            if retry {
-                state.enqueued.notify_one();
-            }
+        Ok(true) => {
             tracing::info!(vm = %key, action = action.as_str(), "outbox entry changed by an operator");
             reply(
                 StatusCode::OK,
@@ -534,8 +514,7 @@ async fn outbox_action(state: &ApiState, key: VmKey, action: OutboxAction) -> Re
                 },
             )
         }
-        Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no outbox entry for {key}")),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no outbox entry for {key}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

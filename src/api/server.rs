@@ -15,7 +15,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::{ApiState, Call, Reply, error, handle};
 
@@ -73,14 +74,14 @@ pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     state: ApiState,
-    mut stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 ) {
     let state = Arc::new(state);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stopped.changed() => break,
+            _ = stopped.cancelled() => break,
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -91,7 +92,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = stopped.changed() => break,
+            _ = stopped.cancelled() => break,
         };
         let state = state.clone();
         tokio::spawn(async move {

@@ -3,7 +3,6 @@
 //! crash-safety tests (a child process using the store).
 
 use std::io::BufRead;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -11,10 +10,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::daemon;
+use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::model::{Observation, Timestamp};
 use crate::sink::postgres::{FlushReport, PgSink, SinkError, SinkSettings};
-use crate::state::IngestReport;
-use crate::state::writer::lock;
+use crate::state::{IngestReport, OwnerSettings, StateHandle};
 use crate::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -51,7 +51,7 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
     let text = if args.file == "-" {
         let mut s = String::new();
         for line in std::io::stdin().lock().lines() {
-            let line = line.map_err(|e| Error::Other(format!("reading stdin: {e}")))?;
+            let line = line.map_err(Error::io("reading stdin"))?;
             s.push_str(&line);
             s.push('\n');
         }
@@ -62,12 +62,17 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
             source,
         })?
     };
+    let metrics = Metrics::new()?;
     let store = daemon::open_store(cfg).await?;
+    // No source: the events channel is closed from the start.
+    let events = tokio::sync::mpsc::channel(1).1;
+    let settings = OwnerSettings::new(metrics.clone(), Health::default());
+    let state = crate::state::spawn(store, events, settings)?;
     let flush = !args.no_flush && cfg.postgres.url.is_some();
     let mut sink = match flush {
         true => {
             let settings = SinkSettings::from_config(cfg, password.as_deref())?;
-            let mut sink = PgSink::new(settings, Arc::clone(&store), Timestamp::now);
+            let mut sink = PgSink::new(settings, state.clone(), metrics, Timestamp::now);
             // As in the daemon: learn which VMs have rows first; if PostgreSQL is down,
             // changes are stored and the flush below retries.
             if let Err(e) = connect(&mut sink).await {
@@ -97,20 +102,21 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
         if chunk.len() >= args.chunk.max(1) {
             add(
                 &mut summary,
-                ingest(&store, std::mem::take(&mut chunk)).await?,
+                ingest(&state, std::mem::take(&mut chunk)).await?,
             );
         }
     }
-    add(&mut summary, ingest(&store, chunk).await?);
+    add(&mut summary, ingest(&state, chunk).await?);
     if let Some(sink) = sink.as_mut() {
-        let report = flush_all(sink, &store, args.flush_timeout).await?;
+        let report = flush_all(sink, &state, args.flush_timeout).await?;
         summary.flushed_batches = report.batches;
         summary.applied = report.applied;
         summary.fenced = report.fenced;
         summary.missing = report.missing;
         summary.parked = report.parked;
     }
-    summary.pending = lock(&store).outbox_stats().pending;
+    summary.pending = state.snapshot().stats.pending;
+    state.close().await?;
     println!(
         "{}",
         serde_json::to_string(&summary).map_err(|e| Error::Other(e.to_string()))?
@@ -118,18 +124,11 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
     Ok(())
 }
 
-async fn ingest(
-    store: &crate::state::writer::SharedStore,
-    chunk: Vec<Observation>,
-) -> Result<IngestReport> {
+async fn ingest(state: &StateHandle, chunk: Vec<Observation>) -> Result<IngestReport> {
     if chunk.is_empty() {
         return Ok(IngestReport::default());
     }
-    let store = store.clone();
-    let report = tokio::task::spawn_blocking(move || lock(&store).ingest(&chunk, Timestamp::now()))
-        .await
-        .map_err(|e| Error::Other(format!("ingest task: {e}")))??;
-    Ok(report)
+    Ok(state.ingest(chunk).await?)
 }
 
 fn add(s: &mut Summary, r: IngestReport) {
@@ -148,7 +147,7 @@ async fn connect(sink: &mut PgSink) -> std::result::Result<(), SinkError> {
 
 async fn flush_all(
     sink: &mut PgSink,
-    store: &crate::state::writer::SharedStore,
+    state: &StateHandle,
     timeout_secs: u64,
 ) -> Result<FlushReport> {
     let now = Instant::now();
@@ -167,7 +166,7 @@ async fn flush_all(
         match attempt {
             Ok(r) => {
                 total.merge(r);
-                if lock(store).outbox_stats().pending == 0 {
+                if state.snapshot().stats.pending == 0 {
                     return Ok(total);
                 }
             }

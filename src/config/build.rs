@@ -9,10 +9,9 @@ use super::checks::{
 };
 use super::overrides::Origins;
 use super::raw::RawConfig;
+use super::schema::{self, Check};
+use super::values::format_size;
 use super::{Config, Env, Problems, format_duration, parse_choice};
-
-const MIN_CACHE_SIZE: u64 = 1 << 20;
-const MAX_BATCH_SIZE: i64 = 10_000;
 
 /// Records each value's problem under its key and carries on, so that every
 /// problem is found in one pass; a value with a problem is not applied.
@@ -42,15 +41,12 @@ impl Checker<'_> {
         self.problems.has(key)
     }
 
-    /// Sets `target` to `value` when it lies within `min..=max`.
-    fn duration(
-        &mut self,
-        key: &str,
-        value: Option<Duration>,
-        target: &mut Duration,
-        min: Duration,
-        max: Option<Duration>,
-    ) {
+    /// Sets `target` to `value` when it lies within the key's bounds.
+    fn duration(&mut self, key: &str, value: Option<Duration>, target: &mut Duration) {
+        let (min, max) = match schema::check(key) {
+            Check::Duration { min, max } => (min, max),
+            _ => (Duration::ZERO, None),
+        };
         if let Some(v) = value
             && let Some(v) = self.check(key, duration_in(v, min, max))
         {
@@ -153,7 +149,7 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         c.kubernetes.namespaces = v;
     }
     if let Some(v) = kube.label_selector {
-        let parsed = crate::source::kube::Selector::parse(&v).map(|_| ());
+        let parsed = crate::model::Selector::parse(&v).map(|_| ());
         if k.check("kubernetes.label_selector", parsed).is_some() {
             c.kubernetes.label_selector = Some(v);
         }
@@ -192,8 +188,6 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         "libvirt.domain_check_interval",
         l.domain_check_interval,
         &mut c.libvirt.domain_check_interval,
-        Duration::from_millis(100),
-        None,
     );
 
     // [postgres]
@@ -235,65 +229,53 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         c.postgres.table = v;
     }
     if let Some(v) = p.batch_size {
+        let (min, max) = match schema::check("postgres.batch_size") {
+            Check::Int { min, max } => (min, max),
+            _ => (1, i64::MAX),
+        };
         let batch = usize::try_from(v)
             .ok()
-            .filter(|_| (1..=MAX_BATCH_SIZE).contains(&v))
-            .ok_or_else(|| format!("must be between 1 and {MAX_BATCH_SIZE}, got {v}"));
+            .filter(|_| (min..=max).contains(&v))
+            .ok_or_else(|| format!("must be between {min} and {max}, got {v}"));
         if let Some(batch) = k.check("postgres.batch_size", batch) {
             c.postgres.batch_size = batch;
         }
     }
-    let positive = Duration::from_nanos(1);
-    let hour = Duration::from_secs(3600);
     let pg = &mut c.postgres;
     k.duration(
         "postgres.flush_interval",
         p.flush_interval,
         &mut pg.flush_interval,
-        Duration::from_millis(1),
-        Some(hour),
     );
     k.duration(
         "postgres.managed_refresh_interval",
         p.managed_refresh_interval,
         &mut pg.managed_refresh_interval,
-        Duration::from_secs(1),
-        None,
     );
     k.duration(
         "postgres.resync_interval",
         p.resync_interval,
         &mut pg.resync_interval,
-        Duration::ZERO,
-        None,
     );
     k.duration(
         "postgres.connect_timeout",
         p.connect_timeout,
         &mut pg.connect_timeout,
-        positive,
-        None,
     );
     k.duration(
         "postgres.lock_timeout",
         p.lock_timeout,
         &mut pg.lock_timeout,
-        Duration::ZERO,
-        None,
     );
     k.duration(
         "postgres.lock_idle_timeout",
         p.lock_idle_timeout,
         &mut pg.lock_idle_timeout,
-        Duration::from_secs(1),
-        Some(hour),
     );
     k.duration(
         "postgres.lock_retry_interval",
         p.lock_retry_interval,
         &mut pg.lock_retry_interval,
-        Duration::from_millis(100),
-        Some(hour),
     );
     // A standby's session idles between tries: it must not be ended for idling.
     // Compared only when neither has a problem of its own (a rejected value is not
@@ -319,8 +301,6 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         "capabilities.refresh_interval",
         raw.capabilities.refresh_interval,
         &mut c.capabilities.refresh_interval,
-        positive,
-        None,
     );
     if let Some(v) = raw.capabilities.machines
         && k.check("capabilities.machines", check_machines(&v))
@@ -339,10 +319,17 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         c.cache.path = v;
     }
     if let Some(v) = raw.cache.cache_size {
-        if v < MIN_CACHE_SIZE {
+        let min = match schema::check("cache.cache_size") {
+            Check::SizeAtLeast(min) => min,
+            _ => 0,
+        };
+        if v < min {
             k.fail(
                 "cache.cache_size",
-                format!("must be at least 1MiB ({MIN_CACHE_SIZE} bytes), got {v} bytes"),
+                format!(
+                    "must be at least {} ({min} bytes), got {v} bytes",
+                    format_size(min)
+                ),
             );
         } else {
             c.cache.cache_size = v;
@@ -352,8 +339,6 @@ pub(super) fn build(raw: RawConfig, env: &Env, o: &Origins, problems: &mut Probl
         "cache.sync_interval",
         raw.cache.sync_interval,
         &mut c.cache.sync_interval,
-        Duration::ZERO,
-        Some(Duration::from_secs(60)),
     );
 
     // [api]

@@ -1,10 +1,10 @@
-//! The table of configuration keys (with each key's kind, which says how an
-//! override value is typed), environment variable names, and the checks that
-//! need only the table: unknown keys with "did you mean" hints and values of
-//! the wrong TOML type.
+//! Looking keys up in the schema, environment variable names, and the checks that need
+//! only the schema: unknown keys with "did you mean" hints and values of the wrong TOML
+//! type.
 
 use toml::{Table, Value};
 
+use super::schema::{self, Kind};
 use super::{ConfigError, Problems};
 
 /// `VIRTSYNC_*` variables that belong to other code.
@@ -17,79 +17,8 @@ pub(super) const IGNORED_ENV: &[&str] = &[
 ];
 pub(super) const ENV_PREFIX: &str = "VIRTSYNC_";
 
-/// How an override value (environment or `--set`) is turned into TOML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Str,
-    /// A string with no default; an empty override value unsets it.
-    OptStr,
-    Int,
-    Bool,
-    /// Array of strings; comma separated in overrides.
-    List,
-    /// A table of string arrays, one per CPU architecture (`capabilities.machines`);
-    /// `arch=a,b;arch=c` in overrides.
-    ArchLists,
-    Duration,
-    Size,
-}
-
-pub(super) const SECTIONS: &[&str] = &[
-    "kubernetes",
-    "libvirt",
-    "postgres",
-    "cache",
-    "api",
-    "metrics",
-    "capabilities",
-    "log",
-];
-
-/// Every configuration key. Keep in sync with the Raw* structs and
-/// packaging/virtsync.toml (both checked by tests).
-pub(super) const KEYS: &[(&str, Kind)] = &[
-    ("node_name", Kind::OptStr),
-    ("role", Kind::Str),
-    ("owns", Kind::List),
-    ("kubernetes.kubeconfig", Kind::OptStr),
-    ("kubernetes.url", Kind::OptStr),
-    ("kubernetes.in_cluster", Kind::Bool),
-    ("kubernetes.namespaces", Kind::List),
-    ("kubernetes.label_selector", Kind::OptStr),
-    ("libvirt.uri", Kind::OptStr),
-    ("libvirt.locator", Kind::Str),
-    ("libvirt.kubelet_root", Kind::Str),
-    ("libvirt.socket_template", Kind::Str),
-    ("libvirt.domain_check_interval", Kind::Duration),
-    ("postgres.url", Kind::OptStr),
-    ("postgres.owner_url", Kind::OptStr),
-    ("postgres.lock_url", Kind::OptStr),
-    ("postgres.password_file", Kind::OptStr),
-    ("postgres.ca_file", Kind::OptStr),
-    ("postgres.schema", Kind::Str),
-    ("postgres.table", Kind::Str),
-    ("postgres.batch_size", Kind::Int),
-    ("postgres.flush_interval", Kind::Duration),
-    ("postgres.managed_refresh_interval", Kind::Duration),
-    ("postgres.resync_interval", Kind::Duration),
-    ("postgres.connect_timeout", Kind::Duration),
-    ("postgres.lock_key", Kind::Int),
-    ("postgres.lock_timeout", Kind::Duration),
-    ("postgres.lock_idle_timeout", Kind::Duration),
-    ("postgres.lock_retry_interval", Kind::Duration),
-    ("cache.path", Kind::Str),
-    ("cache.cache_size", Kind::Size),
-    ("cache.sync_interval", Kind::Duration),
-    ("api.socket", Kind::Str),
-    ("api.admin_group", Kind::Str),
-    ("metrics.listen", Kind::Str),
-    ("capabilities.refresh_interval", Kind::Duration),
-    ("capabilities.machines", Kind::ArchLists),
-    ("log.format", Kind::Str),
-];
-
 pub(super) fn key_kind(key: &str) -> Option<(&'static str, Kind)> {
-    KEYS.iter().find(|(k, _)| *k == key).copied()
+    schema::spec(key).map(|spec| (spec.key, spec.kind))
 }
 
 pub(super) fn env_name(key: &str) -> String {
@@ -98,7 +27,9 @@ pub(super) fn env_name(key: &str) -> String {
 
 /// The key whose environment variable is `upper` (an upper-cased name).
 pub(super) fn env_key(upper: &str) -> Option<(&'static str, Kind)> {
-    KEYS.iter().find(|(k, _)| env_name(k) == upper).copied()
+    schema::keys()
+        .find(|spec| env_name(spec.key) == upper)
+        .map(|spec| (spec.key, spec.kind))
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -119,7 +50,7 @@ pub(super) fn check_file_shape(table: &mut Table, problems: &mut Problems) {
     // (top-level name, key within the section): what to remove.
     let mut bad: Vec<(String, Option<String>)> = Vec::new();
     for (name, value) in table.iter() {
-        if SECTIONS.contains(&name.as_str()) {
+        if schema::is_section(name) {
             let Value::Table(section) = value else {
                 problems.add(
                     name,
@@ -219,19 +150,17 @@ fn array_found(items: &[Value]) -> String {
 
 fn unknown_key_problem(key: &str) -> String {
     let (section, name) = match key.rsplit_once('.') {
-        Some((section, name)) if SECTIONS.contains(&section) => (Some(section), name),
+        Some((section, name)) if schema::is_section(section) => (Some(section), name),
         _ => (None, key),
     };
     let known: Vec<&str> = match section {
-        Some(section) => KEYS
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix(section)?.strip_prefix('.'))
+        Some(section) => schema::keys()
+            .filter_map(|spec| spec.key.strip_prefix(section)?.strip_prefix('.'))
             .collect(),
-        None => KEYS
-            .iter()
-            .map(|(k, _)| *k)
+        None => schema::keys()
+            .map(|spec| spec.key)
             .filter(|k| !k.contains('.'))
-            .chain(SECTIONS.iter().copied())
+            .chain(schema::sections())
             .collect(),
     };
     unknown_key(name, &known)

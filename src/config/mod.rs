@@ -5,11 +5,14 @@
 //! Parsing is pure: the file text, the environment and the overrides are all
 //! passed in. The only I/O in this module is [`read_password`].
 //!
-//! The shipped, fully commented default configuration is
-//! `packaging/virtsync.toml`; a unit test keeps it equal to [`Config::defaults`].
+//! Every key is defined once, in `schema.rs`: its kind, default, bounds and the
+//! comment operators read. The shipped, fully commented default configuration
+//! `packaging/virtsync.toml` is rendered from it (`render.rs`; unit tests keep the
+//! file, the raw structs and [`Config::defaults`] in step with it).
 //!
-//! Layout: this file holds the public types and entry points. The stages of
-//! [`Config::parse`] are in `keys.rs` (the table of keys; unknown keys and
+//! Layout: this file holds the public types and entry points; `error.rs` the
+//! error, `password.rs` [`read_password`]. The stages of
+//! [`Config::parse`] are in `keys.rs` (schema lookups; unknown keys and
 //! wrong TOML types), `overrides.rs` (environment and `--set`), `raw.rs`
 //! (serde), `build.rs` (defaults and validation, with the validators in
 //! `checks.rs`); `values.rs` parses durations and sizes. Each stage records its
@@ -18,24 +21,33 @@
 mod build;
 mod changes;
 mod checks;
+mod error;
 mod keys;
 mod overrides;
+mod password;
 mod raw;
+#[cfg(test)]
+mod render;
+mod schema;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::columns::{Owns, SchemaMode};
 pub use checks::check_machine_name;
+pub use error::ConfigError;
+pub use password::read_password;
 pub use values::{format_duration, parse_duration, parse_size};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Table;
 
+use error::Problems;
 use overrides::Origins;
 
 /// The process environment, passed in so that parsing does no I/O.
@@ -54,33 +66,6 @@ pub enum Role {
     Cluster,
     #[default]
     All,
-}
-
-/// Which groups of columns this instance writes. TOML: a non-empty subset of
-/// `["status", "legacy", "runtime"]` without duplicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owns {
-    pub status: bool,
-    pub legacy: bool,
-    pub runtime: bool,
-}
-
-impl Default for Owns {
-    fn default() -> Self {
-        Owns {
-            status: true,
-            legacy: true,
-            runtime: true,
-        }
-    }
-}
-
-/// Database schema flavour. TOML: `"compat" | "extended"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SchemaMode {
-    #[default]
-    Compat,
-    Extended,
 }
 
 /// How libvirt daemons are found. TOML: `"uri" | "kubevirt"`.
@@ -280,92 +265,6 @@ pub fn default_machines() -> BTreeMap<String, Vec<String>> {
     .collect()
 }
 
-/// A configuration problem. `key` is the dotted key, decorated with where the
-/// value came from when it was not the file (`VIRTSYNC_X (x)`, `--set x`).
-///
-/// [`Config::parse`] reports every problem it finds: the first one is `key` and
-/// `problem`, the others are in `more` (each with an empty `more` of its own). The
-/// display is `key: problem`, the problems joined by `"; "` when there are several;
-/// [`ConfigError::problems`] gives them one by one (the command line prints one per line).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.joined())]
-pub struct ConfigError {
-    pub key: String,
-    pub problem: String,
-    pub more: Vec<ConfigError>,
-}
-
-impl ConfigError {
-    /// One problem.
-    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            problem: problem.into(),
-            more: Vec::new(),
-        }
-    }
-
-    /// Several problems as one error (`None` for none), in the order given.
-    pub fn from_list(list: Vec<ConfigError>) -> Option<ConfigError> {
-        let mut flat = list.into_iter().flat_map(ConfigError::into_list);
-        let mut first = flat.next()?;
-        first.more = flat.collect();
-        Some(first)
-    }
-
-    /// This error with the problems of `others` after its own.
-    pub fn and(mut self, others: Vec<ConfigError>) -> ConfigError {
-        self.more
-            .extend(others.into_iter().flat_map(ConfigError::into_list));
-        self
-    }
-
-    /// Every problem as a one-problem error: this one, then `more`.
-    pub fn into_list(mut self) -> Vec<ConfigError> {
-        let more = std::mem::take(&mut self.more);
-        std::iter::once(self)
-            .chain(more.into_iter().flat_map(ConfigError::into_list))
-            .collect()
-    }
-
-    /// Every problem as `(key, problem)`: this one, then `more`.
-    pub fn problems(&self) -> Vec<(&str, &str)> {
-        let mut all = vec![(self.key.as_str(), self.problem.as_str())];
-        for other in &self.more {
-            all.extend(other.problems());
-        }
-        all
-    }
-
-    fn joined(&self) -> String {
-        self.problems()
-            .iter()
-            .map(|(key, problem)| format!("{key}: {problem}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-/// The problems found so far while parsing, each with the plain dotted key it is
-/// about (whatever its label says), so that a later check can leave a key alone
-/// that already has a problem.
-#[derive(Debug, Default)]
-struct Problems(Vec<(String, ConfigError)>);
-
-impl Problems {
-    fn add(&mut self, key: &str, error: ConfigError) {
-        self.0.push((key.to_owned(), error));
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
-    }
-
-    fn into_error(self) -> Option<ConfigError> {
-        ConfigError::from_list(self.0.into_iter().map(|(_, e)| e).collect())
-    }
-}
-
 const DEFAULT_SOCKET_TEMPLATE: &str =
     "{kubelet_root}/pods/{pod_uid}/volumes/kubernetes.io~empty-dir/libvirt-runtime/virtqemud-sock";
 
@@ -459,41 +358,6 @@ impl Config {
             .as_deref()
             .ok_or_else(|| ConfigError::new("postgres.url", "required by this command"))
     }
-}
-
-/// Reads the database password: `password_file` if set (it must be readable
-/// and non-empty); else `<credentials_directory>/postgres-password` if it
-/// exists; else `None`. Trailing line breaks are removed.
-pub fn read_password(
-    cfg: &PostgresConfig,
-    credentials_directory: Option<&Path>,
-) -> Result<Option<String>, ConfigError> {
-    if let Some(path) = &cfg.password_file {
-        return read_secret(path, "postgres.password_file").map(Some);
-    }
-    let Some(dir) = credentials_directory else {
-        return Ok(None);
-    };
-    let path = dir.join("postgres-password");
-    match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => read_secret(&path, "$CREDENTIALS_DIRECTORY/postgres-password").map(Some),
-    }
-}
-
-fn read_secret(path: &Path, key: &str) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ConfigError::new(key, format!("{} is not valid UTF-8", path.display())))?;
-    let password = text.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} is empty", path.display()),
-        ));
-    }
-    Ok(password.to_owned())
 }
 
 fn parse_toml(text: &str) -> Result<Table, ConfigError> {

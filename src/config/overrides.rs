@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use toml::{Table, Value};
 
-use super::keys::{self, ENV_PREFIX, IGNORED_ENV, KEYS, Kind};
+use super::keys::{self, ENV_PREFIX, IGNORED_ENV};
+use super::schema::{self, Kind};
 use super::{ConfigError, Problems};
 
 /// Where an overridden value came from; keys absent here come from the file.
@@ -143,7 +144,7 @@ pub(super) fn apply_env(
             continue;
         }
         let Some((key, kind)) = keys::env_key(&upper) else {
-            let known: Vec<String> = KEYS.iter().map(|(k, _)| keys::env_name(k)).collect();
+            let known: Vec<String> = schema::keys().map(|s| keys::env_name(s.key)).collect();
             let hint = keys::did_you_mean(&upper, known.iter().map(String::as_str));
             problems.add(
                 var,
@@ -177,7 +178,7 @@ pub(super) fn apply_sets(
         let key = key.trim();
         let label = format!("--set {key}");
         let Some((key, kind)) = keys::key_kind(key) else {
-            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            let known: Vec<&str> = schema::keys().map(|s| s.key).collect();
             problems.add(key, ConfigError::new(label, keys::unknown_key(key, &known)));
             continue;
         };

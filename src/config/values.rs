@@ -127,9 +127,41 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {input:?}: too large"))
 }
 
+/// Formats a byte size in the largest binary unit that divides it ("4MiB", "1536KiB",
+/// "100"), a syntax `parse_size` accepts.
+pub(super) fn format_size(bytes: u64) -> String {
+    let unit = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ]
+    .into_iter()
+    .find(|(_, factor)| bytes != 0 && bytes % factor == 0);
+    match unit {
+        Some((name, factor)) => format!("{}{name}", bytes / factor),
+        None => bytes.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_format_in_the_largest_exact_binary_unit() {
+        for (bytes, text) in [
+            (0, "0"),
+            (100, "100"),
+            (1 << 20, "1MiB"),
+            (4 << 20, "4MiB"),
+            (1536 << 10, "1536KiB"),
+            (3 << 40, "3TiB"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text), Ok(bytes));
+        }
+    }
 
     #[test]
     fn durations() {

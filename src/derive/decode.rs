@@ -52,16 +52,13 @@ fn decode<T: serde::de::DeserializeOwned + Kinded>(
     v: &serde_json::Value,
 ) -> Result<T, DecodeError> {
     if !v.is_object() {
-        return Err(DecodeError::Json {
-            kind,
-            message: "not a JSON object".to_string(),
-        });
+        return Err(DecodeError::NotObject { kind });
     }
     let t = serde_path_to_error::deserialize(v).map_err(|e| DecodeError::Field {
         kind,
         object: object_id(v),
         path: e.path().to_string(),
-        message: e.inner().to_string(),
+        source: e.into_inner(),
     })?;
     check_kind(kind, || object_id(v), t)
 }
@@ -78,10 +75,7 @@ fn decode_slice<T: serde::de::DeserializeOwned + Kinded>(
             .unwrap_or_else(|_| "?/?".to_string())
     };
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(DecodeError::Json {
-            kind,
-            message: "not a JSON object".to_string(),
-        });
+        return Err(DecodeError::NotObject { kind });
     }
     // Fast path without path tracking (about a third of the decode); an object that
     // fails is decoded again with it, to name the bad field.
@@ -96,20 +90,18 @@ fn decode_slice<T: serde::de::DeserializeOwned + Kinded>(
                 kind,
                 object: id(),
                 path: e.path().to_string(),
-                message: e.inner().to_string(),
+                source: e.into_inner(),
             });
         }
         Err(e) => {
             return Err(DecodeError::Json {
                 kind,
-                message: e.inner().to_string(),
+                source: e.into_inner(),
             });
         }
     };
-    de.end().map_err(|e| DecodeError::Json {
-        kind,
-        message: e.to_string(),
-    })?;
+    de.end()
+        .map_err(|source| DecodeError::Json { kind, source })?;
     check_kind(kind, id, t)
 }
 

@@ -55,18 +55,23 @@ pub use vm::{VmPart, derive_vm};
 pub use vmi::{VmiPart, derive_vmi};
 
 /// An object that cannot be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// A field of the wrong type; `path` names it, e.g. `status.currentCPUTopology.cores`.
-    #[error("{kind} {object}: {path}: {message}")]
+    #[error("{kind} {object}: {path}: {source}")]
     Field {
         kind: &'static str,
         object: String,
         path: String,
-        message: String,
+        source: serde_json::Error,
     },
-    #[error("{kind}: not JSON: {message}")]
-    Json { kind: &'static str, message: String },
+    #[error("{kind}: not JSON: not a JSON object")]
+    NotObject { kind: &'static str },
+    #[error("{kind}: not JSON: {source}")]
+    Json {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
     #[error("{object}: kind {found:?} is not {expected}")]
     Kind {
         expected: &'static str,

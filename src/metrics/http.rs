@@ -1,5 +1,7 @@
 //! `GET /metrics`, `/healthz` on their own thread and runtime, so a busy
-//! pipeline never delays a scrape.
+//! pipeline never delays a scrape. A scrape reads the connection conditions of
+//! [`Health`] into `virtsync_source_up` first (metrics depend on health, not the
+//! reverse).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -130,7 +132,7 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Respo
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
     match req.uri().path() {
-        "/metrics" => match metrics.encode() {
+        "/metrics" => match metrics.encode_with(health) {
             Ok(text) => with_type(StatusCode::OK, TEXT_FORMAT, text),
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
@@ -167,7 +169,7 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
-    use crate::health::CACHE_READY;
+    use crate::health::{CACHE_READY, POSTGRES_CONNECTED};
     use crate::model::VmKey;
 
     fn get(addr: SocketAddr, request: &str) -> String {
@@ -212,6 +214,26 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.contains("text/plain; version=0.0.4"), "{text}");
         assert!(text.contains(r#"kubevirt_vmi_hypervisor_info{hypervisor_type="kvm",name="a",namespace="ns",node="n"} 1"#), "{text}");
+        // The connection conditions, as they are when scraped.
+        assert!(!text.contains("virtsync_source_up{"), "{text}");
+        health.set(POSTGRES_CONNECTED, false, "ConnectionLost", "refused");
+        let scrape = || {
+            get(
+                server.addr,
+                &format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{close}"),
+            )
+        };
+        let text = scrape();
+        assert!(
+            text.contains("virtsync_source_up{source=\"postgres\"} 0\n"),
+            "{text}"
+        );
+        health.set(POSTGRES_CONNECTED, true, "Connected", "db");
+        let text = scrape();
+        assert!(
+            text.contains("virtsync_source_up{source=\"postgres\"} 1\n"),
+            "{text}"
+        );
         let text = get(
             server.addr,
             &format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{close}"),

@@ -23,14 +23,14 @@ pub enum MetricsError {
         source: prometheus::Error,
     },
     #[error("encoding metrics: {0}")]
-    Encode(prometheus::Error),
+    Encode(#[source] prometheus::Error),
     #[error("metrics.listen {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("starting the metrics thread: {0}")]
-    Thread(std::io::Error),
+    Thread(#[source] std::io::Error),
 }
 
 /// Every metric of the daemon. Cheap to clone (the handles are shared).
@@ -61,7 +61,8 @@ pub struct Metrics {
     pub field_populated: GaugeVec,
     /// `{result}`: changed, unchanged, unavailable, failed.
     pub capabilities_refresh: IntCounterVec,
-    /// `{source}`: kubernetes, libvirt, postgres.
+    /// `{source}`: kubernetes, libvirt, postgres; read from the connection conditions at
+    /// each scrape ([`Metrics::encode_with`]).
     pub source_up: IntGaugeVec,
     pub cluster_role_holder: IntGauge,
     /// Batches the state file refused to store (retried until stored).
@@ -328,6 +329,17 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .map_err(MetricsError::Encode)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// [`Metrics::encode`], after reading the connection conditions of `health` into
+    /// `virtsync_source_up` (a source not reported yet has no series).
+    pub fn encode_with(&self, health: &crate::health::Health) -> Result<String, MetricsError> {
+        for (source, up) in health.sources_up() {
+            self.source_up
+                .with_label_values(&[source])
+                .set(i64::from(up));
+        }
+        self.encode()
     }
 
     /// Sets the outbox gauges from the store's numbers.

@@ -25,9 +25,10 @@ pub fn open_or_rebuild(
     now_unix: u64,
 ) -> Result<(Database, Option<PathBuf>), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: path.display().to_string(),
-            message: format!("creating {}: {e}", dir.display()),
+            dir: dir.display().to_string(),
+            source,
         })?;
     }
     match open(path, cache_size) {
@@ -63,9 +64,9 @@ fn open(path: &Path, cache_size: u64) -> Result<Database, OpenFailure> {
             if e.kind() != std::io::ErrorKind::InvalidData
                 && e.kind() != std::io::ErrorKind::UnexpectedEof =>
         {
-            Err(OpenFailure::Fatal(StoreError::Open {
+            Err(OpenFailure::Fatal(StoreError::OpenIo {
                 path: display,
-                message: e.to_string(),
+                source: e,
             }))
         }
         Err(e) => Err(OpenFailure::Unreadable(e.to_string())),
@@ -123,9 +124,9 @@ fn rebuild(
     match open(path, cache_size) {
         Ok(db) => Ok((db, Some(aside))),
         Err(OpenFailure::Fatal(e)) => Err(e),
-        Err(OpenFailure::Unreadable(message)) => Err(StoreError::Open {
+        Err(OpenFailure::Unreadable(problem)) => Err(StoreError::Unreadable {
             path: path.display().to_string(),
-            message,
+            problem,
         }),
     }
 }

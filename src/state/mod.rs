@@ -2,9 +2,12 @@
 //! last derived record per VM and a durable outbox of pending deltas, mirrored in memory
 //! so that a no-op event costs one comparison and no I/O at all.
 
+mod commands;
 mod file;
+mod handle;
+pub mod owner;
+mod snapshot;
 mod store;
-pub mod writer;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -14,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::columns::ColumnSet;
 use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord};
 
+pub use handle::StateHandle;
+pub use owner::{OwnerSettings, spawn};
+pub use snapshot::Snapshot;
 pub use store::{IngestReport, ManagedChange, OpenReport, Store, StoreOptions, known_columns};
 
 /// The redb file layout version; a file with another version is moved aside and rebuilt.
@@ -21,8 +27,20 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("opening {path}: {message}")]
-    Open { path: String, message: String },
+    #[error("opening {path}: creating {dir}: {source}")]
+    CreateDir {
+        path: String,
+        dir: String,
+        source: std::io::Error,
+    },
+    #[error("opening {path}: {source}")]
+    OpenIo {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Unreadable even after it was moved aside and created anew.
+    #[error("opening {path}: {problem}")]
+    Unreadable { path: String, problem: String },
     #[error("{path} is in use by another process (is another virtsync running?)")]
     Locked { path: String },
     #[error("moving the unreadable state file {path} aside: {source}")]
@@ -42,8 +60,8 @@ pub enum StoreError {
     },
     #[error("the state file is closed after an I/O error and not reopened yet")]
     Closed,
-    #[error("state store task failed: {0}")]
-    Task(String),
+    #[error("starting the state owner thread: {0}")]
+    Start(#[source] std::io::Error),
 }
 
 impl StoreError {
@@ -107,6 +125,12 @@ impl Deref for StoredVm {
     type Target = Observation;
     fn deref(&self) -> &Observation {
         &self.obs
+    }
+}
+
+impl AsRef<StoredVm> for StoredVm {
+    fn as_ref(&self) -> &StoredVm {
+        self
     }
 }
 

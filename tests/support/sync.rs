@@ -3,18 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use virtsync::columns::ColumnSet;
 use virtsync::config::{Config, Env, Owns, SchemaMode};
+use virtsync::health::Health;
+use virtsync::metrics::Metrics;
 use virtsync::model::{
     LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
 use virtsync::sink::postgres::{PgSink, SinkSettings, schema};
-use virtsync::state::writer::SharedStore;
-use virtsync::state::{Store, StoreOptions};
+use virtsync::state::{OwnerSettings, StateEvent, StateHandle, Store, StoreOptions};
 
 use super::pg::{self, PgCluster};
 use super::ssvirt;
@@ -93,7 +95,7 @@ impl Db {
     }
 }
 
-pub fn open_store(dir: &tempfile::TempDir, mode: SchemaMode) -> SharedStore {
+pub fn open_store(dir: &tempfile::TempDir, mode: SchemaMode) -> StateHandle {
     open_store_syncing(dir, mode, std::time::Duration::from_secs(1))
 }
 
@@ -102,19 +104,44 @@ pub fn open_store_syncing(
     dir: &tempfile::TempDir,
     mode: SchemaMode,
     sync_interval: std::time::Duration,
-) -> SharedStore {
+) -> StateHandle {
+    // No source: the events channel is closed from the start.
+    own(store_at(dir, mode, sync_interval), mpsc::channel(1).1)
+}
+
+/// The store a daemon with these settings would open.
+pub fn store_at(
+    dir: &tempfile::TempDir,
+    mode: SchemaMode,
+    sync_interval: std::time::Duration,
+) -> Store {
     let options = StoreOptions {
         path: dir.path().join("state.redb"),
         cache_size: 4 << 20,
         sync_interval,
         writable: ColumnSet::writable(&ALL_OWNED, mode),
     };
-    let (store, _) = Store::open(options, Timestamp::now()).unwrap();
-    Arc::new(Mutex::new(store))
+    Store::open(options, Timestamp::now()).unwrap().0
 }
 
-pub async fn connected_sink(db: &Db, store: &SharedStore) -> PgSink {
-    let mut sink = PgSink::new(db.settings(), store.clone(), Timestamp::now);
+/// The state owner on `store`, storing what arrives on `events`, with its own metrics.
+pub fn own(store: Store, events: mpsc::Receiver<StateEvent>) -> StateHandle {
+    let settings = OwnerSettings::new(Metrics::new().unwrap(), Health::default());
+    virtsync::state::spawn(store, events, settings).unwrap()
+}
+
+/// A sink with its own (empty) metrics registry.
+pub fn sink(settings: SinkSettings, state: &StateHandle) -> PgSink {
+    PgSink::new(
+        settings,
+        state.clone(),
+        Metrics::new().unwrap(),
+        Timestamp::now,
+    )
+}
+
+pub async fn connected_sink(db: &Db, store: &StateHandle) -> PgSink {
+    let mut sink = sink(db.settings(), store);
     sink.connect().await.unwrap();
     sink.refresh_managed().await.unwrap();
     sink
@@ -149,8 +176,6 @@ pub fn running(name: &str, cpu: i64, mem: i64, ip: &str, rv: i64) -> Observation
     }
 }
 
-pub fn ingest(store: &SharedStore, batch: &[Observation]) -> virtsync::state::IngestReport {
-    virtsync::state::writer::lock(store)
-        .ingest(batch, Timestamp::now())
-        .unwrap()
+pub async fn ingest(store: &StateHandle, batch: &[Observation]) -> virtsync::state::IngestReport {
+    store.ingest(batch.to_vec()).await.unwrap()
 }

@@ -1,6 +1,8 @@
 //! Unit tests of the configuration, by concern. The helpers here build an
 //! [`Env`] and parse with it.
 
+use std::path::Path;
+
 use super::*;
 
 mod errors;
@@ -8,6 +10,7 @@ mod overrides;
 mod packaging;
 mod parse;
 mod password;
+mod schema;
 
 /// Environment variables or `--set` pairs, as test data.
 type Vars = &'static [(&'static str, &'static str)];

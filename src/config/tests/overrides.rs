@@ -2,7 +2,8 @@
 //! environment variables are read.
 
 use super::*;
-use crate::config::keys::{IGNORED_ENV, KEYS, env_name};
+use crate::config::keys::{IGNORED_ENV, env_name};
+use crate::config::schema;
 
 #[test]
 fn precedence_file_env_set() {
@@ -113,7 +114,7 @@ fn environment_handling() {
 
 #[test]
 fn env_names_are_unique() {
-    let mut names: Vec<String> = KEYS.iter().map(|(k, _)| env_name(k)).collect();
+    let mut names: Vec<String> = schema::keys().map(|s| env_name(s.key)).collect();
     names.extend(IGNORED_ENV.iter().map(|s| (*s).to_owned()));
     let count = names.len();
     names.sort();

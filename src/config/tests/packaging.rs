@@ -1,9 +1,38 @@
-//! The shipped `packaging/virtsync.toml` matches the code.
+//! The shipped `packaging/virtsync.toml` is what the schema renders, and matches the
+//! code. `VIRTSYNC_BLESS=1 cargo test --lib config::tests::packaging` rewrites it from
+//! the schema; without it a file that differs fails the test, also in CI.
 
 use super::*;
-use crate::config::keys::{KEYS, Kind, key_kind};
+use crate::config::keys::key_kind;
+use crate::config::render;
+use crate::config::schema::{self, Kind};
 
 const SHIPPED: &str = include_str!("../../../packaging/virtsync.toml");
+const SHIPPED_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/virtsync.toml");
+
+#[test]
+fn shipped_file_is_rendered_from_the_schema() {
+    let rendered = render::shipped_file();
+    if std::env::var_os("VIRTSYNC_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(SHIPPED_PATH, &rendered).unwrap_or_else(|e| panic!("{SHIPPED_PATH}: {e}"));
+        return;
+    }
+    if rendered != SHIPPED {
+        let line = rendered
+            .lines()
+            .zip(SHIPPED.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| rendered.lines().count().min(SHIPPED.lines().count()));
+        panic!(
+            "packaging/virtsync.toml differs from what src/config/schema.rs renders, first at \
+             line {}:\n  rendered: {:?}\n  file:     {:?}\n(VIRTSYNC_BLESS=1 cargo test --lib \
+             config::tests::packaging writes it; check it in)",
+            line + 1,
+            rendered.lines().nth(line),
+            SHIPPED.lines().nth(line)
+        );
+    }
+}
 
 #[test]
 fn shipped_file_is_the_defaults_but_for_the_fleet_role() {
@@ -84,9 +113,9 @@ fn shipped_file_documents_every_key() {
             }
         }
     }
-    let all: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let all: Vec<String> = schema::keys().map(|s| s.key.to_owned()).collect();
     assert_eq!(
         seen, all,
-        "packaging/virtsync.toml must list every key, in KEYS order"
+        "packaging/virtsync.toml must list every key, in schema order"
     );
 }

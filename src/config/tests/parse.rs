@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use super::*;
-use crate::config::keys::{KEYS, SECTIONS, env_name};
+use crate::config::keys::env_name;
+use crate::config::schema;
 
 #[test]
 fn defaults() {
@@ -198,7 +199,7 @@ fn full_expected() -> Config {
 fn toml_doc(entries: &[(&str, &str)]) -> String {
     let mut top = String::new();
     let mut sections = String::new();
-    for section in SECTIONS {
+    for section in schema::sections() {
         let mut body = String::new();
         for (key, literal) in entries {
             if let Some(name) = key.strip_prefix(section).and_then(|k| k.strip_prefix('.')) {
@@ -219,8 +220,8 @@ fn toml_doc(entries: &[(&str, &str)]) -> String {
 fn every_key_settable_from_file_env_and_set() {
     let mut covered: Vec<&str> = FULL.iter().map(|(k, _, _)| *k).collect();
     covered.extend(["kubernetes.kubeconfig", "kubernetes.in_cluster"]);
-    for (key, _) in KEYS {
-        assert!(covered.contains(key), "{key} is not covered by FULL");
+    for key in schema::keys().map(|spec| spec.key) {
+        assert!(covered.contains(&key), "{key} is not covered by FULL");
     }
     let expected = full_expected();
     let file: Vec<(&str, &str)> = FULL.iter().map(|(k, lit, _)| (*k, *lit)).collect();

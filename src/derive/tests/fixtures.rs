@@ -212,6 +212,43 @@ fn wrong_type_names_the_field_path() {
     assert!(decode_vmi_slice(b"[]").is_err());
 }
 
+/// The JSON parser's error stays the cause (for error chains), and the message is the
+/// same as when it was copied into a string.
+#[test]
+fn decode_errors_keep_the_parsers_error_as_source() {
+    use std::error::Error as _;
+    let mut v = fixture("vmi-running-cnv.json");
+    v["status"]["currentCPUTopology"]["cores"] = json!("x");
+    let bytes = serde_json::to_vec(&v).unwrap();
+    for e in [
+        decode_vmi(&v).unwrap_err(),
+        decode_vmi_slice(&bytes).unwrap_err(),
+    ] {
+        let source = e.source().expect("a source");
+        let json = source
+            .downcast_ref::<serde_json::Error>()
+            .expect("a serde_json::Error");
+        assert!(e.to_string().ends_with(&json.to_string()), "{e}");
+    }
+    let e = decode_vm_slice(b"{not json").unwrap_err();
+    assert!(matches!(e, DecodeError::Json { .. }), "{e}");
+    assert!(
+        e.source().is_some_and(|s| s.is::<serde_json::Error>()),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("VirtualMachine: not JSON: key must be a string"),
+        "{e}"
+    );
+    let e = decode_vmi_slice(b"[]").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "VirtualMachineInstance: not JSON: not a JSON object"
+    );
+    assert!(e.source().is_none());
+}
+
 #[test]
 fn slice_and_value_decoding_agree_on_every_fixture() {
     for name in ["vmi-running-cnv.json", "vmi-all-fields-synthetic.json"] {

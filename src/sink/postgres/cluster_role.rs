@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use tokio_util::sync::CancellationToken;
 
 use super::{SinkError, describe, pg_config, tls};
 use crate::config::Config;
@@ -69,9 +70,7 @@ impl ClusterRoleSettings {
         cfg: &Config,
         password: Option<&str>,
     ) -> Result<ClusterRoleSettings, SinkError> {
-        let url = cfg
-            .require_postgres_url()
-            .map_err(|e| SinkError::Setup(e.to_string()))?;
+        let url = cfg.require_postgres_url()?;
         let p = &cfg.postgres;
         // The session holds an advisory lock: it must not go through a pooler.
         let url = p.lock_url.as_deref().unwrap_or(url);
@@ -119,7 +118,7 @@ pub fn application_name(node_name: &str) -> String {
     format!("virtsync/{node_name}")
 }
 
-/// Runs the election until `shutdown` turns true (or its sender is dropped):
+/// Runs the election until `shutdown` is cancelled:
 /// `holder` is true exactly while this daemon holds the cluster role. Connection
 /// problems are logged and retried with a capped backoff, never returned; the only
 /// error is a server too old for the election (PostgreSQL before 14 has no
@@ -127,7 +126,7 @@ pub fn application_name(node_name: &str) -> String {
 pub async fn run_cluster_role(
     settings: ClusterRoleSettings,
     holder: watch::Sender<bool>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
     let pause = settings.pause.clone();
     holder.send_if_modified(|h| std::mem::replace(h, false));
@@ -210,7 +209,7 @@ enum Held {
 struct Elector {
     settings: ClusterRoleSettings,
     holder: watch::Sender<bool>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     pause: Option<watch::Receiver<bool>>,
     session: Option<Session>,
     /// The session holds the lock as far as we know (it may, while `holder` is false
@@ -268,10 +267,10 @@ impl Elector {
                     next_backoff(&mut backoff)
                 }
             };
-            let mut shutdown = self.shutdown.clone();
+            let shutdown = self.shutdown.clone();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.wait_for(|s| *s) => {}
+                _ = shutdown.cancelled() => {}
                 _ = pause_begins(&mut self.pause) => {}
             }
         }
@@ -335,13 +334,13 @@ impl Elector {
         let mut last_ok = since;
         self.take_role("took the cluster role");
         loop {
-            let mut shutdown = self.shutdown.clone();
+            let shutdown = self.shutdown.clone();
             let session = self.session.as_mut().ok_or(SinkError::NotConnected)?;
             let mut paused = false;
             tokio::select! {
                 _ = tokio::time::sleep_until((last_ok + interval).into()) => {}
                 _ = session.wait_ended() => {}
-                _ = shutdown.wait_for(|s| *s) => {}
+                _ = shutdown.cancelled() => {}
                 _ = pause_begins(&mut self.pause) => paused = true,
             }
             if paused {
@@ -449,7 +448,7 @@ impl Elector {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+        self.shutdown.is_cancelled()
     }
 
     /// The test hook: does nothing at all while paused.

@@ -25,6 +25,11 @@ pub enum SinkError {
     Schema(String),
     #[error("{0}")]
     Setup(String),
+    /// The configuration lacks what the sink needs.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("postgres.url: {0}")]
+    Url(#[source] tokio_postgres::Error),
 }
 
 impl SinkError {
@@ -34,7 +39,10 @@ impl SinkError {
 
     /// Problems that a restart cannot fix (exit code 2).
     pub fn is_setup_problem(&self) -> bool {
-        matches!(self, SinkError::Schema(_) | SinkError::Setup(_))
+        matches!(
+            self,
+            SinkError::Schema(_) | SinkError::Setup(_) | SinkError::Config(_) | SinkError::Url(_)
+        )
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -44,7 +52,10 @@ impl SinkError {
             }
             SinkError::Query { source, .. } => classify(source),
             SinkError::Store(_) => ErrorClass::Transient,
-            SinkError::Schema(_) | SinkError::Setup(_) => ErrorClass::Fatal,
+            SinkError::Schema(_)
+            | SinkError::Setup(_)
+            | SinkError::Config(_)
+            | SinkError::Url(_) => ErrorClass::Fatal,
         }
     }
 

@@ -5,7 +5,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
 use super::SinkError;
-use crate::source::libvirt::host::StoredCapabilities;
+use crate::model::HostCapabilities;
 
 const UPSERT: &str = "INSERT INTO virtsync.host_capabilities AS h \
        (host_id, hostname, data, fingerprint, discovered_at, updated_at) \
@@ -22,7 +22,7 @@ const UPSERT_TYPES: [Type; 5] = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT,
 pub async fn write(
     client: &Client,
     host_id: &str,
-    caps: &StoredCapabilities,
+    caps: &HostCapabilities,
 ) -> Result<bool, SinkError> {
     let written = client
         .query_typed(

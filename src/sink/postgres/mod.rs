@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
 pub use error::{ErrorClass, SinkError, classify, describe};
 
@@ -25,8 +26,7 @@ use crate::config::{Config, SchemaMode};
 use crate::health::{BEAT_INTERVAL, Health, POSTGRES_CONNECTED};
 use crate::metrics::Metrics;
 use crate::model::{Timestamp, VmKey};
-use crate::state::writer::{SharedStore, lock, with_store};
-use crate::state::{AckReport, Outcome, PendingDelta, Store, StoreError, known_columns};
+use crate::state::{AckReport, Outcome, PendingDelta, StateHandle, known_columns};
 
 /// A server that accepts the socket but never answers must not hang the sink.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
@@ -60,9 +60,7 @@ pub fn pg_config(
     application_name: &str,
     cfg: &crate::config::PostgresConfig,
 ) -> Result<(tokio_postgres::Config, tls::Tls), SinkError> {
-    let mut pg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| SinkError::Setup(format!("postgres.url: {e}")))?;
+    let mut pg: tokio_postgres::Config = url.parse().map_err(SinkError::Url)?;
     if let Some(p) = password {
         pg.password(p);
     }
@@ -76,9 +74,7 @@ pub fn pg_config(
 
 impl SinkSettings {
     pub fn from_config(cfg: &Config, password: Option<&str>) -> Result<SinkSettings, SinkError> {
-        let url = cfg
-            .require_postgres_url()
-            .map_err(|e| SinkError::Setup(e.to_string()))?;
+        let url = cfg.require_postgres_url()?;
         let p = &cfg.postgres;
         let (pg, tls) = pg_config(
             url,
@@ -164,7 +160,7 @@ pub async fn connect_client(
 
 pub struct PgSink {
     settings: SinkSettings,
-    store: SharedStore,
+    state: StateHandle,
     conn: Option<Connection>,
     /// The schema as the last check found it, kept across reconnects (checked again
     /// after an error that says it changed).
@@ -178,7 +174,7 @@ pub struct PgSink {
     /// Notified when new host capabilities were stored; checked once after connecting.
     host_changed: Arc<Notify>,
     host_pending: bool,
-    metrics: Option<Metrics>,
+    metrics: Metrics,
     health: Health,
     resync_status: watch::Sender<ResyncStatus>,
 }
@@ -201,10 +197,17 @@ pub struct ResyncStatus {
 const LOOP: &str = "postgres-sink";
 
 impl PgSink {
-    pub fn new(settings: SinkSettings, store: SharedStore, clock: fn() -> Timestamp) -> PgSink {
+    /// A sink of `state`'s outbox; `metrics` gets flushes, errors, the outbox and the
+    /// connection.
+    pub fn new(
+        settings: SinkSettings,
+        state: StateHandle,
+        metrics: Metrics,
+        clock: fn() -> Timestamp,
+    ) -> PgSink {
         PgSink {
             settings,
-            store,
+            state,
             conn: None,
             schema: None,
             holder: watch::channel(false).1,
@@ -212,7 +215,7 @@ impl PgSink {
             resync_requested: Arc::new(Notify::new()),
             host_changed: Arc::new(Notify::new()),
             host_pending: true,
-            metrics: None,
+            metrics,
             health: Health::default(),
             resync_status: watch::channel(ResyncStatus::default()).0,
         }
@@ -240,12 +243,6 @@ impl PgSink {
         self
     }
 
-    /// Reports flushes, errors, the outbox and the connection in `metrics`.
-    pub fn with_metrics(mut self, metrics: Metrics) -> PgSink {
-        self.metrics = Some(metrics);
-        self
-    }
-
     /// Uses `trigger` to learn about newly stored host capabilities.
     pub fn with_host_trigger(mut self, trigger: Arc<Notify>) -> PgSink {
         self.host_changed = trigger;
@@ -255,28 +252,20 @@ impl PgSink {
     /// Writes the stored host capabilities when their fingerprint is not the one last
     /// written (kept in redb, so a restart writes nothing unchanged).
     async fn sync_host_capabilities(&mut self) -> Result<(), SinkError> {
-        use crate::source::libvirt::host::{CAPABILITIES_KEY, StoredCapabilities, WRITTEN_KEY};
-        let (current, written) = {
-            let store = lock(&self.store);
-            (store.host(CAPABILITIES_KEY)?, store.host(WRITTEN_KEY)?)
-        };
-        let Some(caps) =
-            current.and_then(|b| serde_json::from_slice::<StoredCapabilities>(&b).ok())
-        else {
+        let snapshot = self.state.snapshot();
+        let Some(caps) = snapshot.capabilities.clone() else {
             return Ok(());
         };
-        if written.as_deref() == Some(caps.fingerprint.as_bytes()) {
+        if snapshot.capabilities_written.as_deref() == Some(caps.fingerprint.as_str()) {
             return Ok(());
         }
         let host_id = self.settings.host_id.clone();
         let conn = self.conn()?;
         let wrote = host::write(&conn.client, &host_id, &caps).await?;
         tracing::info!(fingerprint = %caps.fingerprint, wrote, "host capabilities in PostgreSQL");
-        let fingerprint = caps.fingerprint.clone();
-        blocking(self.store.clone(), move |s| {
-            s.put_host(WRITTEN_KEY, fingerprint.as_bytes())
-        })
-        .await?;
+        self.state
+            .capabilities_written(caps.fingerprint.clone())
+            .await?;
         Ok(())
     }
 
@@ -333,20 +322,15 @@ impl PgSink {
     pub async fn refresh_managed(&mut self) -> Result<usize, SinkError> {
         let limits = self.settings.limits;
         let now = (self.clock)();
-        let store = self.store.clone();
         let change = if self.is_holder() {
             let conn = self.conn()?;
             let rows = managed::live_rows(&mut conn.client, &limits, &conn.table).await?;
-            blocking(store, move |s| s.set_managed(rows, now)).await?
+            self.state.set_managed(rows, now).await?
         } else {
-            let keys = lock(&self.store).record_keys();
+            let keys: Vec<VmKey> = self.state.snapshot().records.keys().cloned().collect();
             let conn = self.conn()?;
             let rows = managed::live_rows_of(&mut conn.client, &limits, &conn.table, &keys).await?;
-            blocking(store, move |s| {
-                s.prune_managed_without_records(now)?;
-                s.set_managed_of(&keys, rows, now)
-            })
-            .await?
+            self.state.set_managed_of(keys, rows, true, now).await?
         };
         self.log_managed_change(&change);
         Ok(change.enqueued)
@@ -358,23 +342,20 @@ impl PgSink {
         // More keys than a page on the holder (a first start, a new holder's lists): one
         // read of the whole table answers them all, where each page of keys could cost
         // the planner a scan of the table (measured: 2,700 rows per host at 1,000 hosts).
-        if self.is_holder() && lock(&self.store).unchecked_count() > managed::KEY_PAGE {
+        if self.is_holder() && self.state.snapshot().unchecked > managed::KEY_PAGE {
             return self.refresh_managed().await;
         }
         let limits = self.settings.limits;
         let mut enqueued = 0;
         loop {
-            let keys = lock(&self.store).unchecked(managed::KEY_PAGE);
+            let keys = self.state.unchecked(managed::KEY_PAGE).await?;
             if keys.is_empty() {
                 return Ok(enqueued);
             }
             let conn = self.conn()?;
             let rows = managed::live_rows_of(&mut conn.client, &limits, &conn.table, &keys).await?;
             let now = (self.clock)();
-            let change = blocking(self.store.clone(), move |s| {
-                s.set_managed_of(&keys, rows, now)
-            })
-            .await?;
+            let change = self.state.set_managed_of(keys, rows, false, now).await?;
             self.log_managed_change(&change);
             enqueued += change.enqueued;
         }
@@ -420,7 +401,7 @@ impl PgSink {
                 after = page.last;
             }
         }
-        let keys = lock(&self.store).managed_record_keys();
+        let keys = self.state.managed_record_keys().await?;
         for chunk in keys.chunks(managed::KEY_PAGE) {
             let conn = self.conn()?;
             let page =
@@ -436,39 +417,40 @@ impl PgSink {
     async fn correct_drift(&mut self, page: &managed::Page) -> Result<usize, SinkError> {
         let writable = self.settings.writable;
         let table = table_of(&self.conn)?;
-        let items: Vec<_> = {
-            let store = lock(&self.store);
-            page.rows
-                .iter()
-                // Parked deltas are known to differ; they wait for a change or an
-                // operator, not for anti-entropy to queue them again every pass.
-                .filter(|(key, _)| {
-                    store.is_managed(key)
-                        && store.outbox_entry(key).is_none_or(|e| e.parked.is_none())
-                })
-                .filter_map(|(key, row)| {
-                    // Compare what we would write, i.e. after fitting it to the columns.
-                    let stored = store.record(key)?;
-                    let mut record = stored.record.clone();
-                    flush::sanitize(&mut record, writable, table);
-                    let known = known_columns(&stored.record, &stored.versions);
-                    let cols = managed::drift(&record, row, writable).intersect(known);
-                    (!cols.is_empty()).then(|| (key.clone(), cols))
-                })
-                .collect()
-        };
+        let snapshot = self.state.snapshot();
+        let items: Vec<_> = page
+            .rows
+            .iter()
+            // Parked deltas are known to differ; they wait for a change or an operator,
+            // not for anti-entropy to queue them again every pass (the owner checks
+            // again when it queues).
+            .filter(|(key, _)| {
+                snapshot.is_managed(key)
+                    && snapshot
+                        .outbox_entry(key)
+                        .is_none_or(|e| e.parked.is_none())
+            })
+            .filter_map(|(key, row)| {
+                // Compare what we would write, i.e. after fitting it to the columns.
+                let stored = snapshot.record(key)?;
+                let mut record = stored.record.clone();
+                flush::sanitize(&mut record, writable, table);
+                let known = known_columns(&stored.record, &stored.versions);
+                let cols = managed::drift(&record, row, writable).intersect(known);
+                (!cols.is_empty()).then(|| (key.clone(), cols))
+            })
+            .collect();
+        drop(snapshot);
         if items.is_empty() {
             return Ok(0);
         }
-        for (key, cols) in &items {
+        let now = (self.clock)();
+        let queued = self.state.enqueue_drift(items, now).await?;
+        for (key, cols) in &queued {
             tracing::info!(vm = %key, columns = ?cols.names(), "drift: row differs from the sources; correcting");
         }
-        let n = items.len();
-        if let Some(m) = &self.metrics {
-            m.drift_corrections.inc_by(n as u64);
-        }
-        let now = (self.clock)();
-        blocking(self.store.clone(), move |s| s.enqueue(items, now)).await?;
+        let n = queued.len();
+        self.metrics.drift_corrections.inc_by(n as u64);
         Ok(n)
     }
 
@@ -478,7 +460,7 @@ impl PgSink {
         self.check_new_records().await?;
         let mut report = FlushReport::default();
         loop {
-            let mut batch = lock(&self.store).next_batch(self.settings.batch_size);
+            let mut batch = self.state.next_batch(self.settings.batch_size).await?;
             if batch.is_empty() {
                 return Ok(report);
             }
@@ -492,16 +474,18 @@ impl PgSink {
             batch.sort_by(|a, b| a.key.cmp(&b.key));
             let started = std::time::Instant::now();
             let (outcomes, failed) = self.flush_batch_retrying(&batch, &mut report).await;
-            if let Some(m) = &self.metrics {
-                observe::flushed(m, &batch, &outcomes, started.elapsed(), (self.clock)());
-            }
+            observe::flushed(
+                &self.metrics,
+                &batch,
+                &outcomes,
+                started.elapsed(),
+                (self.clock)(),
+            );
             report.add(&outcomes);
             // What was committed is acknowledged even when a later part failed.
-            let store = self.store.clone();
-            let ack: AckReport = blocking(store, move |s| s.ack(&outcomes)).await?;
-            if let Some(m) = &self.metrics {
-                m.set_outbox(&lock(&self.store).outbox_stats(), (self.clock)());
-            }
+            let ack: AckReport = self.state.ack(outcomes).await?;
+            self.metrics
+                .set_outbox(&self.state.snapshot().stats, (self.clock)());
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -531,9 +515,7 @@ impl PgSink {
                 Ok(outcomes) => out.extend(outcomes),
                 Err(e) if e.is_serialization_failure() && attempt < CONFLICT_ATTEMPTS => {
                     tracing::debug!(attempt, rows = range.len(), error = %e, "concurrent write; retrying after a pause");
-                    if let Some(m) = &self.metrics {
-                        observe::failed(m, &e);
-                    }
+                    observe::failed(&self.metrics, &e);
                     let cap = backoff::exponential(CONFLICT_BACKOFF, attempt, MAX_CONFLICT_BACKOFF);
                     tokio::time::sleep(backoff::full_jitter(cap)).await;
                     let mid = range.start + range.len() / 2;
@@ -583,7 +565,7 @@ impl PgSink {
     pub async fn run(
         mut self,
         enqueued: Arc<Notify>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
         let mut failures = 0u32;
         // The first periodic read of each kind at a random moment within its interval:
@@ -595,7 +577,7 @@ impl PgSink {
         };
         loop {
             self.health.beat(LOOP);
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 self.final_flush().await;
                 self.health.done(LOOP);
                 return Ok(());
@@ -615,9 +597,7 @@ impl PgSink {
                     return Err(e);
                 }
                 Err(e) => {
-                    if let Some(m) = &self.metrics {
-                        observe::failed(m, &e);
-                    }
+                    observe::failed(&self.metrics, &e);
                     if e.class() == ErrorClass::Connection {
                         self.health
                             .set(POSTGRES_CONNECTED, false, "Unavailable", &e.to_string());
@@ -639,11 +619,11 @@ impl PgSink {
                     tracing::warn!(error = %e, retry_in = ?wait, "PostgreSQL unavailable or refusing; changes wait in the outbox");
                     // An outage is no hang: the backoff sleep beats like an idle loop.
                     let until = Instant::now() + wait;
-                    while Instant::now() < until && !*shutdown.borrow() {
+                    while Instant::now() < until && !shutdown.is_cancelled() {
                         self.health.beat(LOOP);
                         tokio::select! {
                             _ = tokio::time::sleep_until(until.min(Instant::now() + BEAT_INTERVAL).into()) => {}
-                            _ = shutdown.changed() => {}
+                            _ = shutdown.cancelled() => {}
                         }
                     }
                     continue;
@@ -663,12 +643,12 @@ impl PgSink {
                     let wait = self.settings.flush_interval.saturating_sub(flushed_at.elapsed());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
+                        _ = shutdown.cancelled() => {}
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = tokio::time::sleep(BEAT_INTERVAL) => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.cancelled() => {}
             }
         }
     }
@@ -689,7 +669,7 @@ impl PgSink {
     async fn reconnect(&mut self) -> Result<Step, SinkError> {
         self.conn = None;
         self.connect().await?;
-        let managed = lock(&self.store).managed_count();
+        let managed = self.state.snapshot().managed.len();
         tracing::info!(managed, "connected to PostgreSQL");
         self.health.set(
             POSTGRES_CONNECTED,
@@ -790,18 +770,6 @@ struct Timers {
 enum Step {
     Connected,
     Flushed,
-}
-
-/// Runs store work on a blocking thread (see `with_store`).
-async fn blocking<T: Send + 'static>(
-    store: SharedStore,
-    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, SinkError> {
-    let joined = tokio::task::spawn_blocking(move || with_store(&store, f)).await;
-    match joined {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(SinkError::Store(StoreError::Task(e.to_string()))),
-    }
 }
 
 /// The schema learned at connect (a field borrow, so the store can be locked meanwhile).

@@ -4,7 +4,6 @@
 
 mod client;
 mod object;
-mod selector;
 mod tracker;
 
 use std::collections::HashMap;
@@ -18,11 +17,14 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 pub use client::{ClientError, check_node, client_from_config};
 pub use object::{Kind, KubeObject};
-pub use selector::Selector;
 pub use tracker::{Action, Lookup, NODE_LABEL, Tracker, TrackerOptions, TrackerStats};
+
+/// The label selector is the model's: the configuration checks it too.
+pub use crate::model::Selector;
 
 use crate::health::{CACHE_READY, Health, KUBERNETES_CONNECTED};
 use crate::metrics::Metrics;
@@ -56,7 +58,8 @@ pub struct KubeSource {
     retry: Vec<(Kind, VmKey, Option<i64>)>,
     /// The hypervisor probe (node role with libvirt): targets out, answers in.
     probe: Option<ProbeLink>,
-    metrics: Option<Metrics>,
+    /// Counts the events and the no-ops they caused.
+    metrics: Metrics,
     health: Health,
     /// First lists (per kind and scope) still to complete before `CacheReady`.
     first_lists: usize,
@@ -76,6 +79,7 @@ impl KubeSource {
         settings: KubeSettings,
         last: HashMap<VmKey, Arc<Observation>>,
         events: mpsc::Sender<StateEvent>,
+        metrics: Metrics,
     ) -> Result<KubeSource, ClientError> {
         let selector = match &settings.label_selector {
             Some(text) => Selector::parse(text).map_err(ClientError::Selector)?,
@@ -96,7 +100,7 @@ impl KubeSource {
             events,
             retry: Vec::new(),
             probe: None,
-            metrics: None,
+            metrics,
             health: Health::default(),
             first_lists: 0,
         })
@@ -109,16 +113,10 @@ impl KubeSource {
         self
     }
 
-    /// Counts events and shows the API's health in `metrics`.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
     /// Counts one watcher event: whether it carried an object, and the no-ops it
     /// caused (`noop_before` is the tracker's no-op count before it).
     fn count_event(&self, kind: Kind, object: bool, noop_before: u64) {
-        let Some(m) = &self.metrics else { return };
+        let m = &self.metrics;
         if object {
             m.events
                 .with_label_values(&["kubernetes", kind.name()])
@@ -135,13 +133,9 @@ impl KubeSource {
         self
     }
 
-    /// Runs until `shutdown` turns true or the state writer is gone. `holder` says
+    /// Runs until `shutdown` is cancelled or the state owner is gone. `holder` says
     /// whether this daemon holds the cluster role.
-    pub async fn run(
-        mut self,
-        mut holder: watch::Receiver<bool>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, mut holder: watch::Receiver<bool>, shutdown: CancellationToken) {
         let mut vmis = self.settings.node_role.then(|| self.watch(Kind::Vmi));
         if vmis.is_some() {
             self.first_lists = self.scopes().len();
@@ -201,7 +195,7 @@ impl KubeSource {
                 }
                 continue;
             }
-                _ = shutdown.changed() => {
+                _ = shutdown.cancelled() => {
                     self.health.done(LOOP);
                     return;
                 }

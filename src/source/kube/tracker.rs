@@ -12,9 +12,8 @@ use std::sync::Arc;
 use kube::runtime::watcher::Event;
 
 use super::object::{Kind, KubeObject};
-use super::selector::Selector;
 use crate::derive::{self, DomainTarget, VmInput, VmPart, VmiInput, VmiPart, domain_target};
-use crate::model::{Observation, VmKey, VmStatus, parse_resource_version};
+use crate::model::{Observation, Selector, VmKey, VmStatus, parse_resource_version};
 use crate::state::StateEvent;
 
 /// The label KubeVirt puts on every VMI naming the node it runs on.

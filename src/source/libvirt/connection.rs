@@ -42,12 +42,13 @@ pub enum LibvirtError {
     /// No connection (the open failed, or a reconnect is under way).
     #[error("libvirt {uri}: not connected: {reason}")]
     Disconnected { uri: String, reason: String },
-    /// The driver answered with an error. `code` is libvirt's `virErrorNumber`.
-    #[error("libvirt {uri}: {message}")]
+    /// The driver answered with an error (shown by its message alone: the code and
+    /// domain are for matching, see [`LibvirtError::is_no_domain`]).
+    #[error("libvirt {uri}: {}", source.message())]
     Call {
         uri: String,
-        code: u32,
-        message: String,
+        #[source]
+        source: virt::error::Error,
         /// The connection broke during the call (a reconnect was started).
         connection_lost: bool,
     },
@@ -64,7 +65,7 @@ impl LibvirtError {
             LibvirtError::Disconnected { reason, .. } | LibvirtError::Aborted { reason, .. } => {
                 reason
             }
-            LibvirtError::Call { message, .. } => message,
+            LibvirtError::Call { source, .. } => source.message(),
         }
     }
 
@@ -81,14 +82,22 @@ impl LibvirtError {
         )
     }
 
+    /// libvirt's `virErrorNumber` of a call the driver refused.
+    fn code(&self) -> Option<u32> {
+        match self {
+            LibvirtError::Call { source, .. } => Some(source.code().to_raw()),
+            _ => None,
+        }
+    }
+
     /// libvirt said "no such domain".
     pub fn is_no_domain(&self) -> bool {
-        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_DOMAIN)
+        self.code() == Some(virt::sys::VIR_ERR_NO_DOMAIN)
     }
 
     /// The driver does not support the call.
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, LibvirtError::Call { code, .. } if *code == virt::sys::VIR_ERR_NO_SUPPORT)
+        self.code() == Some(virt::sys::VIR_ERR_NO_SUPPORT)
     }
 }
 
@@ -434,12 +443,41 @@ impl Inner {
                 }
                 let err = LibvirtError::Call {
                     uri: self.uri.clone(),
-                    code: e.code().to_raw(),
-                    message: e.message().to_owned(),
+                    source: e,
                     connection_lost: lost,
                 };
                 (Err(err), lost && !read_write)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// libvirt's error stays the cause; the message shows only its text, as before.
+    #[tokio::test]
+    async fn a_refused_call_keeps_libvirts_error_as_source() {
+        let conn = LibvirtConnection::new("test:///default");
+        let err = conn
+            .call(|c| c.lookup_domain_by_name("no-such-domain").map(|_| ()))
+            .await
+            .unwrap_err();
+        assert!(err.is_no_domain(), "{err:?}");
+        assert!(!err.is_unsupported(), "{err:?}");
+        let source = err.source().expect("a source");
+        let libvirt = source
+            .downcast_ref::<virt::error::Error>()
+            .expect("a virt::error::Error");
+        assert_eq!(
+            err.to_string(),
+            format!("libvirt test:///default: {}", libvirt.message())
+        );
+        assert_eq!(err.reason(), libvirt.message());
+        assert!(!err.reason().is_empty(), "{err}");
+        conn.close().await.unwrap();
     }
 }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::connection::LibvirtConnection;
 use super::discovery::{MAX_RUNNING_MACHINES, MachinePlan, discover_with};
@@ -17,31 +17,8 @@ use super::pool::ConnectionPool;
 use crate::derive::caps::{DiscoveryInput, build_capabilities, fingerprint_of};
 use crate::health::{Health, LIBVIRT_CONNECTED};
 use crate::metrics::Metrics;
-use crate::model::{RuntimeDetails, Timestamp};
-use crate::state::writer::{SharedStore, lock, with_store};
-
-/// The redb `host` key of the current capabilities.
-pub const CAPABILITIES_KEY: &str = "capabilities";
-/// The fingerprint last written to PostgreSQL.
-pub const WRITTEN_KEY: &str = "capabilities.written";
-
-/// What is stored: the canonical JSON and its fingerprint, with the time the current
-/// form was first seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCapabilities {
-    pub fingerprint: String,
-    pub hostname: String,
-    pub discovered_at: Timestamp,
-    /// Canonical JSON text (sorted keys), so equal capabilities are equal bytes.
-    pub canonical: String,
-    /// False when no libvirt could be asked (every group unavailable with the reason).
-    #[serde(default = "yes")]
-    pub available: bool,
-}
-
-fn yes() -> bool {
-    true
-}
+use crate::model::{HostCapabilities, RuntimeDetails, Timestamp};
+use crate::state::StateHandle;
 
 /// Where discovery asks.
 #[derive(Clone)]
@@ -106,31 +83,25 @@ pub fn machines_asked(running: &[String]) -> (Option<&str>, BTreeSet<&str>) {
 /// Returns once the machine types the VMIs on this node run differ from `before` in what
 /// discovery asks (the guests' machine may have changed: discovery asks again). Looking
 /// costs no I/O.
-async fn machines_changed(settings: &MachineSettings, store: &SharedStore, before: Vec<String>) {
+async fn machines_changed(settings: &MachineSettings, state: &StateHandle, before: Vec<String>) {
     loop {
         tokio::time::sleep(MACHINES_CHECK).await;
-        if machines_asked(&plan_for(settings, store).await.running) != machines_asked(&before) {
+        if machines_asked(&plan_for(settings, state).running) != machines_asked(&before) {
             return;
         }
     }
 }
 
 /// The plan for one discovery: the configured machines and those the VMIs on this node
-/// run, read from the state store's records (in memory; on a blocking thread, as the
-/// writer may hold the lock during a commit).
-pub async fn plan_for(settings: &MachineSettings, store: &SharedStore) -> MachinePlan {
-    let store = store.clone();
-    let node = settings.node_name.clone();
-    let running = tokio::task::spawn_blocking(move || {
-        let s = lock(&store);
-        machine_types_on(
-            s.records()
-                .filter_map(|(_, vm)| vm.record.runtime_details.as_deref()),
-            &node,
-        )
-    })
-    .await
-    .unwrap_or_default();
+/// run, read from the state's snapshot (in memory).
+pub fn plan_for(settings: &MachineSettings, state: &StateHandle) -> MachinePlan {
+    let snapshot = state.snapshot();
+    let running = machine_types_on(
+        snapshot
+            .records()
+            .filter_map(|(_, vm)| vm.record.runtime_details.as_deref()),
+        &settings.node_name,
+    );
     MachinePlan {
         configured: settings.configured.clone(),
         running,
@@ -196,9 +167,9 @@ async fn launchers_changed(source: &CapabilitySource, before: Vec<String>) {
 pub async fn refresh(
     source: &CapabilitySource,
     plan: &MachinePlan,
-    store: &SharedStore,
+    state: &StateHandle,
     now: Timestamp,
-) -> Result<(StoredCapabilities, bool), String> {
+) -> Result<(Arc<HostCapabilities>, bool), String> {
     let (input, unavailable) = match discover_from(source, plan).await {
         Discovered::Input(input) => (*input, None),
         Discovered::Unavailable(reason) => {
@@ -210,37 +181,17 @@ pub async fn refresh(
     };
     let caps = build_capabilities(&input);
     let canonical = caps.to_canonical_json();
-    let fingerprint = fingerprint_of(&canonical);
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        with_store(&store, |s| {
-            let previous: Option<StoredCapabilities> = s
-                .host(CAPABILITIES_KEY)?
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Some(p) = previous
-                .filter(|p| p.fingerprint == fingerprint || (unavailable.is_some() && p.available))
-            {
-                return Ok((p, false));
-            }
-            let stored = StoredCapabilities {
-                fingerprint,
-                hostname: caps.host_info.hostname.clone().unwrap_or_default(),
-                discovered_at: now,
-                canonical,
-                available: unavailable.is_none(),
-            };
-            let bytes =
-                serde_json::to_vec(&stored).map_err(|source| crate::state::StoreError::Encode {
-                    what: "host capabilities",
-                    source,
-                })?;
-            s.put_host(CAPABILITIES_KEY, &bytes)?;
-            Ok((stored, true))
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    let found = HostCapabilities {
+        fingerprint: fingerprint_of(&canonical),
+        hostname: caps.host_info.hostname.clone().unwrap_or_default(),
+        discovered_at: now,
+        canonical,
+        available: unavailable.is_none(),
+    };
+    state
+        .put_capabilities(found)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The discovery task's inputs and outputs.
@@ -248,7 +199,7 @@ pub struct CapabilityTask {
     pub source: CapabilitySource,
     /// The machines asked about.
     pub machines: MachineSettings,
-    pub store: SharedStore,
+    pub state: StateHandle,
     /// `capabilities.refresh_interval`.
     pub interval: Duration,
     /// Notified to refresh now (`POST /v1/host/capabilities/refresh`).
@@ -263,11 +214,11 @@ pub struct CapabilityTask {
 
 /// Refreshes at start, every `interval`, whenever `requested` is notified and when the
 /// machine types of this node's VMIs change, until `shutdown`.
-pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_capabilities(task: CapabilityTask, shutdown: CancellationToken) {
     let CapabilityTask {
         source,
         machines,
-        store,
+        state,
         interval,
         requested,
         changed,
@@ -301,8 +252,8 @@ pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receive
         } else {
             interval
         };
-        let plan = plan_for(&machines, &store).await;
-        match refresh(&source, &plan, &store, Timestamp::now()).await {
+        let plan = plan_for(&machines, &state);
+        match refresh(&source, &plan, &state, Timestamp::now()).await {
             Ok((caps, changed_now)) => {
                 count(
                     match (caps.available, changed_now) {
@@ -339,8 +290,8 @@ pub async fn run_capabilities(task: CapabilityTask, mut shutdown: watch::Receive
             _ = tokio::time::sleep(wait) => {}
             _ = requested.notified() => {}
             _ = launchers_changed(&source, launchers), if !available => {}
-            _ = machines_changed(&machines, &store, plan.running) => {}
-            _ = shutdown.changed() => break,
+            _ = machines_changed(&machines, &state, plan.running) => {}
+            _ = shutdown.cancelled() => break,
         }
     }
     if let CapabilitySource::Host(conn) = source {

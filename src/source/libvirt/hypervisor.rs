@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::domain::domain_type;
 use super::locator::locate_on_host;
@@ -116,7 +117,7 @@ impl HypervisorProbe {
     pub async fn run(
         mut self,
         mut targets: mpsc::UnboundedReceiver<TargetUpdate>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         loop {
             self.health.beat(LOOP);
@@ -128,7 +129,7 @@ impl HypervisorProbe {
                     None => break,
                 },
                 _ = sleep_until(next_due) => self.look_at_due().await,
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             }
         }
         self.health.done(LOOP);

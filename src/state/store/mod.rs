@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
+mod host;
 mod outbox;
 #[cfg(test)]
 mod persisted;
 
-use super::file::{self, HOST, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
+use super::file::{self, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{OutboxEntry, StateEvent, StoreError, StoredVm, StoredWire, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
 use crate::failpoint;
-use crate::model::{Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus};
+use crate::model::{
+    HostCapabilities, Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
+};
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -97,13 +100,15 @@ enum Arrival {
 pub struct Store {
     db: Option<Database>,
     options: StoreOptions,
-    /// Boxed: see the tracker's maps (a `StoredVm` is ~650 bytes).
-    records: HashMap<VmKey, Box<StoredVm>>,
-    outbox: HashMap<VmKey, OutboxEntry>,
+    /// Persistent maps (structural sharing): the published snapshot is a clone that
+    /// costs O(1), and the next change copies only the nodes on its path. Each record
+    /// behind an `Arc` (a `StoredVm` is ~650 bytes; see the tracker's maps).
+    records: imbl::HashMap<VmKey, Arc<StoredVm>>,
+    outbox: imbl::HashMap<VmKey, OutboxEntry>,
     /// Outbox entries that are parked (kept here so the gauges cost O(1)).
     parked: usize,
     order: BTreeMap<u64, VmKey>,
-    managed: HashMap<VmKey, String>,
+    managed: imbl::HashMap<VmKey, String>,
     /// Records whose row has not been looked up since they appeared (or since the
     /// start, for those without a row): the sink looks these keys up next. Adopted ones
     /// (a new cluster-role holder's lists) become managed without being queued: the
@@ -124,6 +129,8 @@ pub struct Store {
     /// when its values equal the stored ones. In memory only: after a restart, the
     /// next anti-entropy pass finds such rows again.
     fenced: HashMap<VmKey, ColumnSet>,
+    capabilities: Option<Arc<HostCapabilities>>,
+    capabilities_written: Option<String>,
 }
 
 /// Whether a commit may stay in memory until the next sync.
@@ -164,11 +171,11 @@ impl Store {
         let mut store = Store {
             db: Some(db),
             options,
-            records: HashMap::new(),
-            outbox: HashMap::new(),
+            records: imbl::HashMap::new(),
+            outbox: imbl::HashMap::new(),
             parked: 0,
             order: BTreeMap::new(),
-            managed: HashMap::new(),
+            managed: imbl::HashMap::new(),
             unchecked: HashMap::new(),
             next_seq: 1,
             write_transactions: 0,
@@ -177,6 +184,8 @@ impl Store {
             unsynced_since: None,
             behind_mirror: false,
             fenced: HashMap::new(),
+            capabilities: None,
+            capabilities_written: None,
         };
         if let Err(problem) = store.load() {
             // Decodable by redb but not by us: same treatment as a corrupt file.
@@ -229,7 +238,7 @@ impl Store {
                         wire.record.namespace = key.namespace.clone();
                         wire.record.name = key.name.clone();
                     }
-                    self.records.insert(key, Box::new(StoredVm::from(wire)));
+                    self.records.insert(key, Arc::new(StoredVm::from(wire)));
                 }
                 Err(problem) => self.skip(&key, &problem),
             }
@@ -271,7 +280,7 @@ impl Store {
         }
         let max_seen = self.outbox.values().map(|e| e.seq).max().unwrap_or(0);
         self.next_seq = self.next_seq.max(max_seen + 1);
-        Ok(())
+        self.load_host().map_err(|e| e.to_string())
     }
 
     /// One row we cannot read (e.g. written by another version) costs that row only: a
@@ -345,7 +354,7 @@ impl Store {
         txn.delete_table(MANAGED).map_err(redb_err("clear table"))?;
         {
             let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            insert_records(&mut records, &self.records)?;
+            insert_records(&mut records, self.records.iter())?;
             let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
             for (key, id) in &self.managed {
                 managed
@@ -384,7 +393,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<IngestReport, StoreError> {
         let mut report = IngestReport::default();
-        let mut new_records: HashMap<VmKey, Box<StoredVm>> = HashMap::new();
+        let mut new_records: HashMap<VmKey, StoredVm> = HashMap::new();
         let mut new_entries: HashMap<VmKey, OutboxEntry> = HashMap::new();
         let mut next_seq = self.next_seq;
         let mut refreshed: HashMap<VmKey, Arc<Observation>> = HashMap::new();
@@ -398,7 +407,9 @@ impl Store {
                 report.rejected += 1;
                 continue;
             }
-            let old = new_records.get(&key).or_else(|| self.records.get(&key));
+            let old = new_records
+                .get(&key)
+                .or_else(|| self.records.get(&key).map(Arc::as_ref));
             let queue = arrival == Arrival::Observed;
             let mut changed = match old {
                 None => known_columns(&obs.record, &obs.versions),
@@ -466,11 +477,11 @@ impl Store {
             if arrival == Arrival::Observed {
                 *seen = Arrival::Observed;
             }
-            new_records.insert(key, Box::new(stored));
+            new_records.insert(key, stored);
         }
         for (key, obs) in refreshed {
             if let Some(stored) = self.records.get_mut(&key) {
-                stored.obs = obs;
+                Arc::make_mut(stored).obs = obs;
             }
         }
         // The last word about something gone, with nothing left to write: not kept.
@@ -497,7 +508,7 @@ impl Store {
                     .remove(key.to_string().as_str())
                     .map_err(redb_err("remove record"))?;
             }
-            insert_records(&mut records, &new_records)?;
+            insert_records(&mut records, new_records.iter())?;
         }
         let seq_moved = (next_seq != self.next_seq).then_some(next_seq);
         write_entries(&txn, new_entries.iter(), seq_moved)?;
@@ -525,7 +536,8 @@ impl Store {
                 *waiting = Arrival::Observed;
             }
         }
-        self.records.extend(new_records);
+        self.records
+            .extend(new_records.into_iter().map(|(k, v)| (k, Arc::new(v))));
         for (key, entry) in new_entries {
             self.insert_entry(key, entry);
         }
@@ -750,6 +762,25 @@ impl Store {
         Ok(n)
     }
 
+    /// Anti-entropy's findings: queued for managed VMs whose delta is not parked (a
+    /// parked delta is known to differ; it waits for a change or an operator, not for
+    /// every pass to queue it again). Returns what was queued.
+    pub fn enqueue_drift(
+        &mut self,
+        items: Vec<(VmKey, ColumnSet)>,
+        now: Timestamp,
+    ) -> Result<Vec<(VmKey, ColumnSet)>, StoreError> {
+        let items: Vec<(VmKey, ColumnSet)> = items
+            .into_iter()
+            .filter(|(key, _)| {
+                self.managed.contains_key(key)
+                    && self.outbox.get(key).is_none_or(|e| e.parked.is_none())
+            })
+            .collect();
+        self.enqueue(items.clone(), now)?;
+        Ok(items)
+    }
+
     /// Outbox entries for these columns (merged into pending ones, writable columns only),
     /// with the sequence counter after them. Nothing is written yet.
     fn queue(
@@ -801,11 +832,23 @@ impl Store {
     }
 
     pub fn record(&self, key: &VmKey) -> Option<&StoredVm> {
-        self.records.get(key).map(Box::as_ref)
+        self.records.get(key).map(Arc::as_ref)
     }
 
     pub fn records(&self) -> impl Iterator<Item = (&VmKey, &StoredVm)> {
         self.records.iter().map(|(k, v)| (k, v.as_ref()))
+    }
+
+    pub(crate) fn records_map(&self) -> &imbl::HashMap<VmKey, Arc<StoredVm>> {
+        &self.records
+    }
+
+    pub(crate) fn outbox_map(&self) -> &imbl::HashMap<VmKey, OutboxEntry> {
+        &self.outbox
+    }
+
+    pub(crate) fn managed_map(&self) -> &imbl::HashMap<VmKey, String> {
+        &self.managed
     }
 
     pub fn is_managed(&self, key: &VmKey) -> bool {
@@ -845,37 +888,6 @@ impl Store {
         Ok(())
     }
 
-    /// Host data stored under `key`, if any.
-    pub fn host(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
-        let table = read.open_table(HOST).map_err(redb_err("open host"))?;
-        let value = table.get(key).map_err(redb_err("read host"))?;
-        Ok(value.map(|v| v.value().to_vec()))
-    }
-
-    /// Stores host data (capabilities) under a key; written only when it changed.
-    pub fn put_host(&mut self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
-        let read = self.db()?.begin_read().map_err(redb_err("begin read"))?;
-        let table = read.open_table(HOST).map_err(redb_err("open host"))?;
-        if table
-            .get(key)
-            .map_err(redb_err("read host"))?
-            .map(|v| v.value() == value)
-            == Some(true)
-        {
-            return Ok(false);
-        }
-        drop(table);
-        drop(read);
-        let txn = self.begin()?;
-        txn.open_table(HOST)
-            .map_err(redb_err("open host"))?
-            .insert(key, value)
-            .map_err(redb_err("write host"))?;
-        self.commit(txn, Sync::Now)?;
-        Ok(true)
-    }
-
     /// Syncs what is not on disk yet and closes the file.
     pub fn close(mut self) -> Result<(), StoreError> {
         if self.db.is_some() {
@@ -911,11 +923,12 @@ fn stored_key(text: &str) -> Option<VmKey> {
 }
 
 /// Writes records (encoded) into the open `vm_records` table.
-fn insert_records(
+fn insert_records<'a, V: AsRef<StoredVm> + 'a>(
     table: &mut redb::Table<&str, &[u8]>,
-    records: &HashMap<VmKey, Box<StoredVm>>,
+    records: impl Iterator<Item = (&'a VmKey, &'a V)>,
 ) -> Result<(), StoreError> {
     for (key, stored) in records {
+        let stored = stored.as_ref();
         let bytes = encode("record", &stored.to_wire())?;
         table
             .insert(key.to_string().as_str(), bytes.as_slice())

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use redb::{TableDefinition, TableHandle};
 
+use super::host::{CAPABILITIES_KEY, WRITTEN_KEY};
 use super::{decode, encode, stored_key};
 use crate::columns::{Column, ColumnSet};
 use crate::model::{
     LegacyOrigin, Observation, RuntimeDetails, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
-use crate::source::libvirt::host::{CAPABILITIES_KEY, WRITTEN_KEY};
 use crate::state::file::{
     HOST, MANAGED, META, META_NEXT_SEQ, META_SCHEMA_VERSION, OUTBOX, VM_RECORDS,
 };

@@ -1,6 +1,7 @@
 //! Kubernetes label selectors (`k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`,
 //! `!k`, comma = and), evaluated locally: an object found by a confirming GET is still
-//! ours only if it matches the selector its watch uses.
+//! ours only if it matches the selector its watch uses. Pure, so that the configuration
+//! can check `kubernetes.label_selector` without depending on the Kubernetes source.
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,403 @@
+//! The state owner: one thread owns the [`Store`]. Sources send it [`StateEvent`]s,
+//! which it stores in group commits (several events per redb write transaction, a few
+//! ms window), retrying a batch until it is stored so nothing a source handed over is
+//! lost. Everyone else sends typed commands through a [`StateHandle`] and reads the
+//! [`Snapshot`] it publishes after every change.
+//!
+//! The thread runs its own single-threaded runtime: redb commits and fsyncs block it,
+//! never a worker of the daemon's runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::commands::{Command, Reply};
+use super::handle::StateHandle;
+use super::{IngestReport, Snapshot, StateEvent, Store, StoreError};
+use crate::health::{BEAT_INTERVAL, Health, STATE_WRITABLE};
+use crate::metrics::Metrics;
+use crate::model::Timestamp;
+
+/// The owner's loop name for the watchdog.
+const LOOP: &str = "state-writer";
+/// Pause after a failed sync (events wait in the channel meanwhile).
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+/// Commands waiting for the owner; senders wait when it is full.
+const COMMAND_QUEUE: usize = 64;
+
+pub struct OwnerSettings {
+    /// How long a group commit waits for more events after the first.
+    pub window: Duration,
+    pub max_batch: usize,
+    pub clock: fn() -> Timestamp,
+    /// No-op counts, write errors and the outbox gauges.
+    pub metrics: Metrics,
+    /// `StateWritable` and the owner's liveness (also while idle).
+    pub health: Health,
+    /// Notified when deltas wait, or new records need their row looked up: wakes the
+    /// sink.
+    pub enqueued: Arc<Notify>,
+    /// Notified when a stored batch carried `StateEvent::ResyncAfterThis`.
+    pub resync: Arc<Notify>,
+}
+
+impl OwnerSettings {
+    pub fn new(metrics: Metrics, health: Health) -> OwnerSettings {
+        OwnerSettings {
+            window: Duration::from_millis(5),
+            max_batch: 1024,
+            clock: Timestamp::now,
+            metrics,
+            health,
+            enqueued: Arc::new(Notify::new()),
+            resync: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// Starts the owner thread with `store`; it stores what arrives on `events` and runs
+/// until it is closed ([`StateHandle::close`]) or every event sender and handle is gone.
+pub fn spawn(
+    store: Store,
+    events: mpsc::Receiver<StateEvent>,
+    settings: OwnerSettings,
+) -> Result<StateHandle, StoreError> {
+    let (published, snapshot) = watch::channel(Arc::new(Snapshot::of(&store)));
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(StoreError::Start)?;
+    let owner = Owner {
+        store: Some(store),
+        settings,
+        published,
+        unwritable: false,
+        sources_done: false,
+    };
+    std::thread::Builder::new()
+        .name("virtsync-state".into())
+        .spawn(move || runtime.block_on(owner.run(events, command_rx)))
+        .map_err(StoreError::Start)?;
+    Ok(StateHandle::new(commands, snapshot))
+}
+
+struct Owner {
+    /// `None` once closed.
+    store: Option<Store>,
+    settings: OwnerSettings,
+    published: watch::Sender<Arc<Snapshot>>,
+    /// StateWritable=False was reported (a failed write or sync); the next success
+    /// reports the recovery.
+    unwritable: bool,
+    /// The events channel is closed and drained.
+    sources_done: bool,
+}
+
+/// A batch the store refused (e.g. a full disk), kept and tried again.
+struct Unstored {
+    batch: Vec<StateEvent>,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+impl Owner {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<StateEvent>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let (mut events_open, mut commands_open) = (true, true);
+        let mut unstored: Option<Unstored> = None;
+        let mut sync_retry_at: Option<Instant> = None;
+        while events_open || commands_open || unstored.is_some() {
+            self.settings.health.beat(LOOP);
+            let Some(store) = self.store.as_ref() else {
+                break;
+            };
+            let now = Instant::now();
+            // Unsynced commits are synced once `cache.sync_interval` has passed, also
+            // when nothing else arrives.
+            let sync_at = store
+                .sync_due()
+                .map(|due| now + due)
+                .map(|at| sync_retry_at.map_or(at, |r| at.max(r)));
+            let mut wake = now + BEAT_INTERVAL;
+            for at in [sync_at, unstored.as_ref().map(|u| u.retry_at)]
+                .into_iter()
+                .flatten()
+            {
+                wake = wake.min(at);
+            }
+            tokio::select! {
+                biased;
+                command = commands.recv(), if commands_open => match command {
+                    Some(Command::Close(reply)) => {
+                        let _ = reply.send(self.close());
+                        break;
+                    }
+                    Some(command) => self.handle(command),
+                    None => commands_open = false,
+                },
+                event = events.recv(), if events_open && unstored.is_none() => match event {
+                    Some(first) => {
+                        let batch = self.collect(first, &mut events).await;
+                        unstored = self.store_batch(batch, Duration::from_millis(100));
+                    }
+                    None => {
+                        events_open = false;
+                        // The sources are gone: whatever is stored goes to disk now.
+                        sync_retry_at = self.sync(true);
+                        self.sources_done = true;
+                        self.publish();
+                    }
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    if let Some(u) = unstored.take_if(|u| u.retry_at <= Instant::now()) {
+                        let backoff = (u.backoff * 2).min(BEAT_INTERVAL * 2);
+                        unstored = self.store_batch(u.batch, backoff);
+                    }
+                    if sync_at.is_some_and(|at| at <= Instant::now()) {
+                        sync_retry_at = self.sync(false);
+                    }
+                }
+            }
+        }
+        // Closed already when asked to (then this does nothing).
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the state file failed");
+        }
+        self.settings.health.done(LOOP);
+    }
+
+    /// The first event and whatever else arrives within the window (group commit).
+    async fn collect(
+        &self,
+        first: StateEvent,
+        events: &mut mpsc::Receiver<StateEvent>,
+    ) -> Vec<StateEvent> {
+        let max = self.settings.max_batch;
+        let mut batch = vec![first];
+        // One wake-up at the end of the window, not one per event: the events wait in
+        // the channel meanwhile (unless a whole batch is there already).
+        if events.len() + 1 < max {
+            tokio::time::sleep(self.settings.window).await;
+        }
+        while batch.len() < max {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Stores a batch; on failure returns it to be retried after `backoff`.
+    fn store_batch(&mut self, batch: Vec<StateEvent>, backoff: Duration) -> Option<Unstored> {
+        let now = (self.settings.clock)();
+        match self.on_store(|s| s.apply(&batch, now)) {
+            Ok(report) => {
+                self.writable();
+                self.after_ingest(&report, batch.len());
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "storing events failed; the batch is kept and retried");
+                let message = format!("{} events kept in memory: {e}", batch.len());
+                self.failed("WriteFailed", &message);
+                Some(Unstored {
+                    batch,
+                    backoff,
+                    retry_at: Instant::now() + backoff,
+                })
+            }
+        }
+    }
+
+    /// Publishes what a stored batch changed and tells whom it concerns.
+    fn after_ingest(&self, report: &IngestReport, events: usize) {
+        let s = &self.settings;
+        // Every stored event comes from the KubeVirt source (libvirt answers reach the
+        // state through it).
+        s.metrics
+            .noop_events
+            .with_label_values(&["kubernetes"])
+            .inc_by(report.noop as u64);
+        if report.noop < events || report.rejected > 0 {
+            self.publish();
+        }
+        // After every enqueue (the sink refreshes them after every flush), so `pending`
+        // is never 0 while something waits.
+        if report.enqueued > 0 {
+            if let Some(store) = &self.store {
+                s.metrics.set_outbox(&store.outbox_stats(), (s.clock)());
+            }
+        }
+        // New records without a known row wake the sink too: it looks their rows up.
+        if report.enqueued + report.unchecked > 0 {
+            s.enqueued.notify_one();
+        }
+        if report.resync_requested {
+            s.resync.notify_one();
+        }
+    }
+
+    /// Syncs unsynced commits (`now`: whatever is unsynced, else only when due).
+    /// Returns when to try again after a failure.
+    fn sync(&mut self, now: bool) -> Option<Instant> {
+        let due = self.store.as_ref()?.sync_due();
+        if !due.is_some_and(|due| now || due.is_zero()) {
+            return None;
+        }
+        match self.on_store(Store::sync) {
+            Ok(_) => {
+                self.writable();
+                self.publish();
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the state file failed; retrying");
+                self.failed("SyncFailed", &format!("changes kept in memory: {e}"));
+                Some(Instant::now() + SYNC_RETRY)
+            }
+        }
+    }
+
+    /// Runs `f` on the store. After an I/O error the file is reopened, so the next
+    /// attempt can succeed.
+    fn on_store<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let store = self.store.as_mut().ok_or(StoreError::Closed)?;
+        let result = f(store);
+        if let Err(e) = &result {
+            if e.needs_reopen() {
+                if let Err(reopen) = store.reopen() {
+                    tracing::error!(error = %reopen, "reopening the state file failed");
+                }
+            }
+        }
+        result
+    }
+
+    fn publish(&self) {
+        if let Some(store) = &self.store {
+            let snapshot = Snapshot {
+                sources_done: self.sources_done,
+                ..Snapshot::of(store)
+            };
+            self.published.send_replace(Arc::new(snapshot));
+        }
+    }
+
+    /// Runs a command's change, publishes the result, then answers.
+    fn change<T>(&mut self, reply: Reply<T>, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) {
+        let result = self.on_store(f);
+        self.publish();
+        let _ = reply.send(result);
+    }
+
+    /// Answers a read of the live store (what the snapshot does not carry).
+    fn read<T>(&self, reply: oneshot::Sender<T>, f: impl FnOnce(&Store) -> T) {
+        if let Some(store) = &self.store {
+            let _ = reply.send(f(store));
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        let now = (self.settings.clock)();
+        match command {
+            Command::Ingest(batch, reply) => {
+                let result = self.on_store(|s| s.ingest(&batch, now));
+                if let Ok(report) = &result {
+                    self.after_ingest(report, batch.len());
+                }
+                let _ = reply.send(result);
+            }
+            Command::NextBatch(limit, reply) => self.read(reply, |s| s.next_batch(limit)),
+            Command::Unchecked(max, reply) => self.read(reply, |s| s.unchecked(max)),
+            Command::ManagedRecordKeys(reply) => self.read(reply, Store::managed_record_keys),
+            Command::Ack(outcomes, reply) => {
+                self.change(reply, |s| s.ack(&outcomes));
+            }
+            Command::SetManaged { rows, now, reply } => {
+                self.change(reply, |s| s.set_managed(rows, now));
+            }
+            Command::SetManagedOf {
+                keys,
+                rows,
+                prune,
+                now,
+                reply,
+            } => {
+                self.change(reply, |s| {
+                    if prune {
+                        s.prune_managed_without_records(now)?;
+                    }
+                    s.set_managed_of(&keys, rows, now)
+                });
+            }
+            Command::EnqueueDrift { items, now, reply } => {
+                self.change(reply, |s| s.enqueue_drift(items, now));
+            }
+            Command::RetryParked(key, reply) => {
+                let result = self.on_store(|s| s.retry_parked(&key));
+                self.publish();
+                // A retried delta goes out at once.
+                if matches!(result, Ok(true)) {
+                    self.settings.enqueued.notify_one();
+                }
+                let _ = reply.send(result);
+            }
+            Command::DropOutboxEntry(key, reply) => {
+                self.change(reply, |s| s.drop_outbox_entry(&key));
+            }
+            Command::PutCapabilities(caps, reply) => {
+                self.change(reply, |s| s.put_capabilities(*caps));
+            }
+            Command::CapabilitiesWritten(fingerprint, reply) => {
+                self.change(reply, |s| s.set_capabilities_written(&fingerprint));
+            }
+            Command::Sync(reply) => {
+                self.change(reply, Store::sync);
+            }
+            // Handled by the loop.
+            Command::Close(reply) => {
+                let _ = reply.send(self.close());
+            }
+        }
+    }
+
+    /// Syncs what is not on disk yet and closes the file; later commands get `Closed`.
+    fn close(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.take() else {
+            return Ok(());
+        };
+        let result = store.close();
+        tracing::debug!(ok = result.is_ok(), "state file closed");
+        result
+    }
+
+    /// A write or sync worked: report the recovery if a failure was reported.
+    fn writable(&mut self) {
+        if std::mem::take(&mut self.unwritable) {
+            tracing::info!("state file writable again; the kept events are stored");
+            self.settings
+                .health
+                .set(STATE_WRITABLE, true, "Recovered", "writes succeed again");
+        }
+    }
+
+    /// A write or sync failed (e.g. a full disk): counted and reported, not a hang, so
+    /// the owner keeps beating.
+    fn failed(&mut self, reason: &str, message: &str) {
+        self.unwritable = true;
+        self.settings.metrics.state_write_errors.inc();
+        let health = &self.settings.health;
+        health.set(STATE_WRITABLE, false, reason, message);
+        health.beat(LOOP);
+    }
+}
