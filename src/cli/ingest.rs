@@ -68,6 +68,26 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
     let events = tokio::sync::mpsc::channel(1).1;
     let settings = OwnerSettings::new(metrics.clone(), Health::default());
     let state = crate::state::spawn(store, events, settings)?;
+    // Closed on every path, also after an error: closing syncs what was stored.
+    let result = ingest_and_flush(cfg, password, args, &text, &state, metrics).await;
+    let closed = state.close().await;
+    let summary = result?;
+    closed?;
+    println!(
+        "{}",
+        serde_json::to_string(&summary).map_err(|e| Error::Other(e.to_string()))?
+    );
+    Ok(())
+}
+
+async fn ingest_and_flush(
+    cfg: &Config,
+    password: Option<String>,
+    args: &IngestArgs,
+    text: &str,
+    state: &StateHandle,
+    metrics: Metrics,
+) -> Result<Summary> {
     let flush = !args.no_flush && cfg.postgres.url.is_some();
     let mut sink = match flush {
         true => {
@@ -102,13 +122,13 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
         if chunk.len() >= args.chunk.max(1) {
             add(
                 &mut summary,
-                ingest(&state, std::mem::take(&mut chunk)).await?,
+                ingest(state, std::mem::take(&mut chunk)).await?,
             );
         }
     }
-    add(&mut summary, ingest(&state, chunk).await?);
+    add(&mut summary, ingest(state, chunk).await?);
     if let Some(sink) = sink.as_mut() {
-        let report = flush_all(sink, &state, args.flush_timeout).await?;
+        let report = flush_all(sink, state, args.flush_timeout).await?;
         summary.flushed_batches = report.batches;
         summary.applied = report.applied;
         summary.fenced = report.fenced;
@@ -116,12 +136,7 @@ pub async fn run(cfg: &Config, password: Option<String>, args: &IngestArgs) -> R
         summary.parked = report.parked;
     }
     summary.pending = state.snapshot().stats.pending;
-    state.close().await?;
-    println!(
-        "{}",
-        serde_json::to_string(&summary).map_err(|e| Error::Other(e.to_string()))?
-    );
-    Ok(())
+    Ok(summary)
 }
 
 async fn ingest(state: &StateHandle, chunk: Vec<Observation>) -> Result<IngestReport> {

@@ -32,6 +32,9 @@ use crate::{Error, Result};
 
 pub use reload::Reload;
 
+/// How long closing (syncing) the state file may take at the end of a stop.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long shutdown may take to flush and close before giving up (the outbox keeps
 /// whatever was not flushed).
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -381,8 +384,14 @@ impl Daemon {
         );
         tokens.root.cancel();
         let _ = api.await;
-        self.state.close().await?;
-        Ok(())
+        // A state file stuck in I/O must not hold the stop forever; what was not synced
+        // is derived again by the relist after the next start.
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.state.close()).await {
+            Ok(closed) => Ok(closed?),
+            Err(_) => Err(Error::Other(format!(
+                "closing the state file did not finish within {CLOSE_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 

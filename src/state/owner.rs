@@ -135,6 +135,11 @@ impl Owner {
                 biased;
                 command = commands.recv(), if commands_open => match command {
                     Some(Command::Close(reply)) => {
+                        let queued = if events_open { events.len() } else { 0 };
+                        let unstored = unstored.as_ref().map_or(0, |u| u.batch.len());
+                        if queued + unstored > 0 {
+                            tracing::warn!(queued, unstored, "closing with events not stored; the relist after the next start derives them again");
+                        }
                         let _ = reply.send(self.close());
                         break;
                     }
@@ -399,5 +404,8 @@ impl Owner {
         let health = &self.settings.health;
         health.set(STATE_WRITABLE, false, reason, message);
         health.beat(LOOP);
+        // A failed write may have reopened the file or committed part of the work: the
+        // snapshot shows it.
+        self.publish();
     }
 }
