@@ -32,6 +32,9 @@ use crate::model::{Observation, VmKey, parse_resource_version};
 use crate::source::libvirt::{HypervisorFound, TargetUpdate};
 use crate::state::StateEvent;
 
+/// Objects per list request (kube's default is 500).
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// What the source needs to know, from the configuration.
 #[derive(Clone, Debug)]
 pub struct KubeSettings {
@@ -278,7 +281,12 @@ impl KubeSource {
             labels.push(format!("{NODE_LABEL}={}", self.settings.node));
         }
         labels.extend(self.settings.label_selector.iter().cloned());
-        let config = watcher::Config::default().labels(&labels.join(","));
+        // Pages of 100 instead of kube's 500: a page's body and its decoded objects are
+        // the list's transient memory (two lists at once at every start), and at 500
+        // they set the daemon's peak RSS at a restart with 10,000 VMs.
+        let config = watcher::Config::default()
+            .labels(&labels.join(","))
+            .page_size(LIST_PAGE_SIZE);
         let streams = self.scopes().into_iter().map(|scope| {
             let api: Api<KubeObject> = match &scope {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
