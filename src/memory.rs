@@ -12,6 +12,14 @@ pub fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above. A fixed threshold stops glibc from raising it after the
+        // first large free, so list bodies and pages stay mmapped and go back whole.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        }
+    }
 }
 
 /// A list's response bodies and decoded pages are freed once it is stored, but glibc
