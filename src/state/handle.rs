@@ -30,11 +30,6 @@ impl StateHandle {
         Arc::clone(&self.snapshot.borrow())
     }
 
-    /// Follows the published snapshots.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.snapshot.clone()
-    }
-
     /// Returns once every event sender is gone and what they sent is stored (shutdown:
     /// the sink's last flush comes after this).
     pub async fn sources_done(&self) {
@@ -43,15 +38,12 @@ impl StateHandle {
         let _ = rx.wait_for(|s| s.sources_done).await;
     }
 
+    /// A command that can fail in the store.
     async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(command(tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.read(command).await?
     }
 
+    /// A command whose answer is the value itself (reads of the live store).
     async fn read<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
