@@ -390,10 +390,12 @@ async fn run(s: Settings) -> bool {
         net_per_event / floor
     );
     let group = (rows_flushed / batches.max(1.0)).round().max(1.0) as usize;
+    // The daemon writes its state file once per `cache.sync_interval` (1 s by default).
+    let per_write = s.rate.max(1) as usize;
     for group in [1, group] {
-        let cost = pipeline::cost(&sent.samples, NODE, group);
+        let cost = pipeline::cost(&sent.samples, NODE, group, per_write);
         println!(
-            "| decode + derive + diff + state write, in-process, one thread, {group} event(s) per state transaction | {:.1} µs = {:.2}× the floor |",
+            "| decode + derive + diff + state write, in-process, one thread, {group} event(s) per group, the file written every {per_write} | {:.1} µs = {:.2}× the floor |",
             cost * 1e6,
             cost / floor
         );

@@ -1,6 +1,6 @@
 //! A write failing with a real I/O error (the file may not grow: RLIMIT_FSIZE → EFBIG, as
-//! on a full disk): the writer reopens the file, keeps the batch, serves reads from
-//! memory meanwhile, and stores everything once writes work again. Its own test binary
+//! on a full disk): the owner reopens the file, keeps every change in memory and serves
+//! reads from there meanwhile, and writes everything once writes work again. Its own test binary
 //! because the limit applies to the whole process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,24 +41,35 @@ async fn a_write_error_reopens_the_file_and_loses_nothing() {
     disk::set_file_size_limit(size);
 
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
-    let state = support::sync::own(store, rx);
+    let health = virtsync::health::Health::default();
+    let settings = virtsync::state::OwnerSettings::new(
+        virtsync::metrics::Metrics::new().unwrap(),
+        health.clone(),
+    );
+    let state = virtsync::state::spawn(store, rx, settings).unwrap();
     for i in 1..=2000 {
         tx.send(record(i).into()).await.unwrap();
     }
-    // The writer keeps failing and reopening while the file may not grow...
+    // Every event is applied in memory and served from there, while the writes keep
+    // failing and the file is reopened...
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state.snapshot().reopens == 0 {
+    while state.snapshot().reopens == 0 || state.snapshot().records.len() < 2001 {
         assert!(std::time::Instant::now() < deadline, "no I/O error seen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...while reads are served from memory.
-    assert!(
-        state
-            .snapshot()
-            .record(&VmKey::new("ns", "vm-00000"))
-            .is_some()
+    let snapshot = state.snapshot();
+    assert!(snapshot.record(&VmKey::new("ns", "vm-02000")).is_some());
+    assert!(!snapshot.synced, "the file cannot have them");
+    let writable = health
+        .conditions()
+        .into_iter()
+        .find(|c| c.type_ == virtsync::health::STATE_WRITABLE)
+        .expect("StateWritable reported");
+    assert_eq!(
+        writable.status,
+        virtsync::derive::condition::ConditionStatus::False,
+        "reported as not writable: {writable:?}"
     );
-    assert!(state.snapshot().records.len() < 2001);
 
     disk::set_file_size_limit(libc::RLIM_INFINITY);
     drop(tx);

@@ -60,6 +60,7 @@ fn unchanged_records_cost_no_write_transaction() {
     store.set_managed(managed(&["a"]), t(0)).unwrap();
     let r = store.ingest(&[obs("a", 2, "10.0.0.1", 5)], t(1)).unwrap();
     assert_eq!((r.changed, r.enqueued, r.noop), (1, 1, 0));
+    assert!(store.sync().unwrap(), "the change is written");
     let before = store.write_transactions();
     // Same data with a newer resourceVersion: still nothing to write.
     let r = store
@@ -68,7 +69,9 @@ fn unchanged_records_cost_no_write_transaction() {
             t(2),
         )
         .unwrap();
-    assert_eq!((r.changed, r.noop, r.write_transactions), (0, 2, 0));
+    assert_eq!((r.changed, r.noop), (0, 2));
+    assert_eq!(store.sync_due(), None, "nothing waits to be written");
+    assert!(!store.sync().unwrap());
     assert_eq!(store.write_transactions(), before);
 }
 
@@ -81,10 +84,18 @@ fn changes_coalesce_per_key_and_keep_their_place_in_line() {
     store.ingest(&[obs("b", 1, "10.0.0.9", 2)], t(2)).unwrap();
     let first = store.next_batch(10);
     assert_eq!(first.len(), 2);
-    // Ten more changes to "a", in one group commit.
+    // Ten more changes to "a", in one group: one write of its record, when due.
     let batch: Vec<_> = (2..12).map(|i| obs("a", i, "10.0.0.1", 10 + i)).collect();
+    let before = store.write_transactions();
     let r = store.ingest(&batch, t(3)).unwrap();
-    assert_eq!((r.changed, r.write_transactions), (10, 1));
+    assert_eq!(r.changed, 10);
+    assert_eq!(
+        store.write_transactions(),
+        before,
+        "written when due, not per change"
+    );
+    assert!(store.sync().unwrap());
+    assert_eq!(store.write_transactions(), before + 1);
     let pending = store.next_batch(10);
     assert_eq!(pending.len(), 2, "one delta per VM");
     assert_eq!(
@@ -264,11 +275,11 @@ async fn the_owner_stores_a_burst_of_events_in_few_group_commits() {
     {
         let s = state.snapshot();
         assert_eq!(s.records.len(), 500);
-        // One group commit, then the sync when the sources ended (nothing left unsynced).
+        // Applied in memory, written once when the sources ended.
         assert_eq!(
             s.write_transactions - before,
-            2,
-            "500 events, one transaction and the final sync"
+            1,
+            "500 events, one write transaction"
         );
         assert!(s.synced);
         assert_eq!(s.stats.pending, 1, "only the managed VM is queued");
@@ -400,7 +411,7 @@ fn a_no_op_with_newer_versions_refreshes_them_in_memory_without_a_write() {
 }
 
 #[test]
-fn hot_commits_are_synced_within_the_interval_and_at_close() {
+fn changes_are_written_within_the_interval_and_at_close() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(&dir);
@@ -408,37 +419,44 @@ fn hot_commits_are_synced_within_the_interval_and_at_close() {
     let (mut store, _) = Store::open(opts.clone(), t(0)).unwrap();
     assert_eq!(store.sync_due(), None);
     store.ingest(&[obs("a", 2, "10.0.0.1", 5)], t(1)).unwrap();
-    let due = store
-        .sync_due()
-        .expect("an ingest commit waits for the sync");
+    let due = store.sync_due().expect("a change waits to be written");
     assert!(due > Duration::from_secs(3500), "{due:?}");
     assert!(store.sync().unwrap());
     assert_eq!(store.sync_due(), None);
-    assert!(!store.sync().unwrap(), "nothing left to sync");
+    assert!(!store.sync().unwrap(), "nothing left to write");
 
     store.ingest(&[obs("a", 3, "10.0.0.1", 6)], t(2)).unwrap();
     assert!(store.sync_due().is_some());
     store.close().unwrap();
     let (store, _) = Store::open(opts.clone(), t(3)).unwrap();
     let a = store.record(&VmKey::new("ns", "a")).unwrap();
-    assert_eq!(a.record.cpu_count, Some(3), "close synced the last commit");
+    assert_eq!(a.record.cpu_count, Some(3), "close wrote the last change");
     store.close().unwrap();
 
-    // Once the interval has passed, the next hot commit is itself durable.
+    // Once the interval has passed, the write is due at once.
     opts.sync_interval = Duration::from_millis(30);
     let (mut store, _) = Store::open(opts.clone(), t(4)).unwrap();
     store.ingest(&[obs("a", 4, "10.0.0.1", 7)], t(5)).unwrap();
+    assert!(store.sync_due().is_some_and(|d| d > Duration::ZERO));
     std::thread::sleep(Duration::from_millis(40));
     assert_eq!(store.sync_due(), Some(Duration::ZERO));
-    store.ingest(&[obs("a", 5, "10.0.0.1", 8)], t(6)).unwrap();
-    assert_eq!(store.sync_due(), None);
     store.close().unwrap();
 
-    // Zero: every commit fsyncs.
+    // Zero: every change is due at once.
     opts.sync_interval = Duration::ZERO;
-    let (mut store, _) = Store::open(opts, t(7)).unwrap();
+    let (mut store, _) = Store::open(opts.clone(), t(7)).unwrap();
     store.ingest(&[obs("a", 6, "10.0.0.1", 9)], t(8)).unwrap();
-    assert_eq!(store.sync_due(), None);
+    assert_eq!(store.sync_due(), Some(Duration::ZERO));
+    store.close().unwrap();
+
+    // So many waiting keys that one transaction would grow too large: due at once.
+    opts.sync_interval = Duration::from_secs(3600);
+    let (mut store, _) = Store::open(opts, t(9)).unwrap();
+    let many: Vec<_> = (0..1100)
+        .map(|i| obs(&format!("vm-{i}"), 1, "10.0.0.1", i))
+        .collect();
+    store.ingest(&many, t(10)).unwrap();
+    assert_eq!(store.sync_due(), Some(Duration::ZERO));
 }
 
 /// The record the store keeps is the observation a source sent (one copy in memory),

@@ -14,12 +14,13 @@ use virtsync::source::kube::{Action, Kind, KubeObject, Selector, Tracker, Tracke
 use virtsync::state::{Outcome, StateEvent, Store, StoreOptions};
 
 /// Seconds per event: each sample decoded as the watcher does (`KubeObject`), derived and
-/// compared by the tracker, the changed records stored (one state transaction per
-/// `group` events, the writer's group commit) and their deltas acknowledged as the
-/// flusher does once PostgreSQL committed them (one more transaction per group). The
-/// samples alternate between two versions (another IP), so every event is a real
-/// change. Best of 3 passes, after one warm-up.
-pub fn cost(samples: &[Vec<u8>], node: &str, group: usize) -> f64 {
+/// compared by the tracker, the changed records applied to the state (`group` events at
+/// a time, as the owner takes them) and their deltas acknowledged as the flusher does
+/// once PostgreSQL committed them, the state file written every `per_write` events (the
+/// daemon writes it once per `cache.sync_interval`: its rate × that interval) and at the
+/// end of each pass. The samples alternate between two versions (another IP), so every
+/// event is a real change. Best of 3 passes, after one warm-up.
+pub fn cost(samples: &[Vec<u8>], node: &str, group: usize, per_write: usize) -> f64 {
     let variants = [
         samples.to_vec(),
         samples.iter().map(|s| other_ip(s)).collect(),
@@ -52,10 +53,12 @@ pub fn cost(samples: &[Vec<u8>], node: &str, group: usize) -> f64 {
     let mut listed = tracker.event(Kind::Vmi, None, Event::Init);
     listed.extend(tracker.event(Kind::Vmi, None, Event::InitDone));
     store.apply(&emitted(listed), now).unwrap();
+    store.sync().unwrap();
 
     let mut best = f64::INFINITY;
     for pass in 0..4 {
         let start = Instant::now();
+        let mut unwritten = 0;
         for chunk in variants[pass % 2].chunks(group) {
             let mut events = Vec::with_capacity(chunk.len());
             for s in chunk {
@@ -69,7 +72,13 @@ pub fn cost(samples: &[Vec<u8>], node: &str, group: usize) -> f64 {
                 .map(|d| (d.key, d.seq, Outcome::Applied))
                 .collect();
             store.ack(&outcomes).unwrap();
+            unwritten += chunk.len();
+            if unwritten >= per_write {
+                store.sync().unwrap();
+                unwritten = 0;
+            }
         }
+        store.sync().unwrap();
         let per_event = start.elapsed().as_secs_f64() / samples.len() as f64;
         if pass > 0 {
             best = best.min(per_event);

@@ -1,8 +1,9 @@
 //! The state owner: one thread owns the [`Store`]. Sources send it [`StateEvent`]s,
-//! which it stores in group commits (several events per redb write transaction, a few
-//! ms window), retrying a batch until it is stored so nothing a source handed over is
-//! lost. Everyone else sends typed commands through a [`StateHandle`] and reads the
-//! [`Snapshot`] it publishes after every change.
+//! which it applies in groups (the events of a few ms at once), retrying a group until
+//! it is applied so nothing a source handed over is lost. Everyone else sends typed
+//! commands through a [`StateHandle`] and reads the [`Snapshot`] it publishes after
+//! every change. The store's file follows its memory within `cache.sync_interval`: the
+//! owner writes it when due, between events and commands.
 //!
 //! The thread runs its own single-threaded runtime: redb commits and fsyncs block it,
 //! never a worker of the daemon's runtime.
@@ -28,7 +29,7 @@ const SYNC_RETRY: Duration = Duration::from_secs(1);
 const COMMAND_QUEUE: usize = 64;
 
 pub struct OwnerSettings {
-    /// How long a group commit waits for more events after the first.
+    /// How long a group waits for more events after the first.
     pub window: Duration,
     pub max_batch: usize,
     pub clock: fn() -> Timestamp,
@@ -118,12 +119,18 @@ impl Owner {
                 break;
             };
             let now = Instant::now();
-            // Unsynced commits are synced once `cache.sync_interval` has passed, also
-            // when nothing else arrives.
+            // The file is written once `cache.sync_interval` has passed since its first
+            // unwritten change, also when nothing else arrives.
             let sync_at = store
                 .sync_due()
                 .map(|due| now + due)
                 .map(|at| sync_retry_at.map_or(at, |r| at.max(r)));
+            // Due now (the interval passed, or too much waits): before anything else, so
+            // a steady stream of events cannot put it off.
+            if sync_at.is_some_and(|at| at <= now) {
+                sync_retry_at = self.sync(false);
+                continue;
+            }
             let mut wake = now + BEAT_INTERVAL;
             for at in [sync_at, unstored.as_ref().map(|u| u.retry_at)]
                 .into_iter()
@@ -164,9 +171,6 @@ impl Owner {
                         let backoff = (u.backoff * 2).min(BEAT_INTERVAL * 2);
                         unstored = self.store_batch(u.batch, backoff);
                     }
-                    if sync_at.is_some_and(|at| at <= Instant::now()) {
-                        sync_retry_at = self.sync(false);
-                    }
                 }
             }
         }
@@ -177,7 +181,7 @@ impl Owner {
         self.settings.health.done(LOOP);
     }
 
-    /// The first event and whatever else arrives within the window (group commit).
+    /// The first event and whatever else arrives within the window (one group).
     async fn collect(
         &self,
         first: StateEvent,
@@ -204,7 +208,8 @@ impl Owner {
         let now = (self.settings.clock)();
         match self.on_store(|s| s.apply(&batch, now)) {
             Ok(report) => {
-                self.writable();
+                // Not `writable()`: applying is in memory; only a write of the file
+                // says the file takes writes again.
                 self.after_ingest(&report, batch.len());
                 None
             }
@@ -212,6 +217,8 @@ impl Owner {
                 tracing::error!(error = %e, retry_in = ?backoff, "storing events failed; the batch is kept and retried");
                 let message = format!("{} events kept in memory: {e}", batch.len());
                 self.failed("WriteFailed", &message);
+                // Part of the batch may be applied (the file write failed after it).
+                self.settings.enqueued.notify_one();
                 Some(Unstored {
                     batch,
                     backoff,
@@ -249,7 +256,7 @@ impl Owner {
         }
     }
 
-    /// Syncs unsynced commits (`now`: whatever is unsynced, else only when due).
+    /// Writes what the file lacks (`now`: whatever it lacks, else only when due).
     /// Returns when to try again after a failure.
     fn sync(&mut self, now: bool) -> Option<Instant> {
         let due = self.store.as_ref()?.sync_due();
@@ -263,7 +270,7 @@ impl Owner {
                 None
             }
             Err(e) => {
-                tracing::error!(error = %e, "syncing the state file failed; retrying");
+                tracing::error!(error = %e, "writing the state file failed; the changes stay in memory and are written again");
                 self.failed("SyncFailed", &format!("changes kept in memory: {e}"));
                 Some(Instant::now() + SYNC_RETRY)
             }

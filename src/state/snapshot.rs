@@ -28,7 +28,7 @@ pub struct Snapshot {
     pub write_transactions: u64,
     /// Times the file was reopened after an I/O error.
     pub reopens: u64,
-    /// Every commit so far is on disk.
+    /// The state file has every change (nothing waits to be written).
     pub synced: bool,
     /// Every event sender is gone and all they sent is stored.
     pub sources_done: bool,

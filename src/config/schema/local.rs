@@ -38,10 +38,10 @@ pub(super) const CACHE: Section = Section {
                 max: Some(secs(60)),
             },
             doc: &[
-                "Longest time a stored change stays in memory only before the state file is synced to",
-                r#"disk; "0s" syncs every commit. A crash loses at most this much of the local state,"#,
-                "which the relist after the restart derives again (nothing reaches PostgreSQL twice",
-                "with different values).",
+                "Longest time a change stays in memory only before it is written to the state file",
+                r#"(one fsynced write for everything changed meanwhile); "0s" writes every change at"#,
+                "once. A crash loses at most this much of the local state, which the relist after",
+                "the restart derives again (nothing reaches PostgreSQL twice with different values).",
                 r#"Default: "1s". Accepted: a duration from 0s to 1m."#,
             ],
             ..KeySpec::BASE

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::ReadableDatabase;
 
-use super::{Store, Sync, encode};
+use super::{Store, encode};
 use crate::model::HostCapabilities;
 use crate::state::file::HOST;
 use crate::state::{StoreError, redb_err};
@@ -83,7 +83,8 @@ impl Store {
             .map_err(redb_err("open host"))?
             .insert(key, value)
             .map_err(redb_err("write host"))?;
-        self.commit(txn, Sync::Now)?;
+        txn.commit().map_err(redb_err("commit"))?;
+        self.write_transactions += 1;
         Ok(true)
     }
 }

@@ -1,37 +1,37 @@
-//! `Store`: the redb file plus its in-memory mirror. Every mutation is one redb write
-//! transaction; the mirror is updated only after the commit succeeded.
+//! `Store`: the redb file plus its in-memory mirror. The mirror is the state: every
+//! change is made there first and its keys marked unwritten; the file follows within
+//! `sync_interval` (write-behind, see `unwritten`) and at close.
 //!
-//! The hot paths (ingest, acknowledgements) commit without an fsync and the file is
-//! synced at most `sync_interval` later (`sync_due`/`sync`) and at close: a crash then
-//! loses at most that much of the cache, which the relist after the restart derives
-//! again, instead of paying an fsync per group commit. If a commit fails after unsynced
-//! ones, the reopened file is behind the mirror and is rewritten from it.
+//! A crash loses at most that interval of the file, which the relist after the restart
+//! derives again. Rare operators' and the sink's changes (the managed set, a hand-off, a
+//! retried or dropped delta, capabilities) are written at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 mod host;
 mod outbox;
 #[cfg(test)]
 mod persisted;
+mod unwritten;
 
 use super::file::{self, MANAGED, META, META_NEXT_SEQ, OUTBOX, VM_RECORDS};
 use super::{OutboxEntry, StateEvent, StoreError, StoredVm, StoredWire, redb_err};
 use crate::columns::{self, Column, ColumnSet, Group, Value};
-use crate::failpoint;
 use crate::model::{
     HostCapabilities, Observation, SourceVersions, Timestamp, VmKey, VmRecord, VmStatus,
 };
+use unwritten::{Table, Unwritten};
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub path: PathBuf,
     pub cache_size: u64,
-    /// Longest time a change may stay unsynced (`Duration::ZERO`: every commit fsyncs).
+    /// Longest time a change may stay unwritten (`Duration::ZERO`: written at once).
     pub sync_interval: Duration,
     /// Columns this daemon writes (owns × schema mode); others never enter the outbox.
     pub writable: ColumnSet,
@@ -57,7 +57,6 @@ pub struct IngestReport {
     pub changed: usize,
     /// Changes that created or widened an outbox entry (managed VMs only).
     pub enqueued: usize,
-    pub write_transactions: usize,
     /// Records dropped because another host took the VM over.
     pub forgotten: usize,
     /// A source asked for an anti-entropy pass after these events.
@@ -74,7 +73,6 @@ impl IngestReport {
         self.rejected += other.rejected;
         self.changed += other.changed;
         self.enqueued += other.enqueued;
-        self.write_transactions += other.write_transactions;
         self.forgotten += other.forgotten;
         self.resync_requested |= other.resync_requested;
         self.dropped += other.dropped;
@@ -115,14 +113,14 @@ pub struct Store {
     /// anti-entropy pass after the lists writes only what differs.
     unchecked: HashMap<VmKey, Arrival>,
     next_seq: u64,
+    /// What the mirror has and the file not yet.
+    unwritten: Unwritten,
+    /// Keys with an outbox row in the file (an entry acknowledged before it was written
+    /// costs the file nothing).
+    outbox_in_file: HashSet<VmKey>,
     write_transactions: u64,
     reopens: u64,
     skipped_rows: usize,
-    /// When the first commit not yet synced to disk happened.
-    unsynced_since: Option<Instant>,
-    /// The file lost unsynced commits (reopened after an error): rewrite it from the
-    /// mirror before anything else.
-    behind_mirror: bool,
     /// Columns whose last delta the fence refused: the row holds values from sources
     /// newer than that record (e.g. a write of an incarnation whose last second of state
     /// was lost). They are sent again with the next record from newer sources, even
@@ -131,13 +129,6 @@ pub struct Store {
     fenced: HashMap<VmKey, ColumnSet>,
     capabilities: Option<Arc<HostCapabilities>>,
     capabilities_written: Option<String>,
-}
-
-/// Whether a commit may stay in memory until the next sync.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sync {
-    Deferred,
-    Now,
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
@@ -178,11 +169,11 @@ impl Store {
             managed: imbl::HashMap::new(),
             unchecked: HashMap::new(),
             next_seq: 1,
+            unwritten: Unwritten::default(),
+            outbox_in_file: HashSet::new(),
             write_transactions: 0,
             reopens: 0,
             skipped_rows: 0,
-            unsynced_since: None,
-            behind_mirror: false,
             fenced: HashMap::new(),
             capabilities: None,
             capabilities_written: None,
@@ -255,6 +246,9 @@ impl Store {
                 Err(problem) => self.skip(&key, &problem),
             }
         }
+        // What was read is what the file has.
+        self.outbox_in_file = self.outbox.keys().cloned().collect();
+        self.unwritten = Unwritten::default();
         // A delta without its record cannot be written (its values are the record's);
         // the record comes back from the sources and is then written as first seen.
         let orphans: Vec<VmKey> = self
@@ -290,91 +284,26 @@ impl Store {
         self.skipped_rows += 1;
     }
 
-    fn begin(&mut self) -> Result<WriteTransaction, StoreError> {
-        if self.behind_mirror {
-            self.rewrite_from_mirror()?;
-        }
-        self.begin_raw()
-    }
-
-    fn begin_raw(&self) -> Result<WriteTransaction, StoreError> {
+    fn begin(&self) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db()?.begin_write().map_err(redb_err("begin write"))?;
         txn.set_quick_repair(true);
         Ok(txn)
     }
 
-    fn commit(&mut self, mut txn: WriteTransaction, sync: Sync) -> Result<(), StoreError> {
-        let durable = sync == Sync::Now
-            || self.options.sync_interval.is_zero()
-            || self
-                .unsynced_since
-                .is_some_and(|t| t.elapsed() >= self.options.sync_interval);
-        if !durable {
-            txn.set_durability(Durability::None)
-                .map_err(redb_err("set durability"))?;
-        }
-        txn.commit().map_err(redb_err("commit"))?;
-        self.write_transactions += 1;
-        if durable {
-            self.unsynced_since = None;
-        } else {
-            self.unsynced_since.get_or_insert_with(Instant::now);
-        }
-        Ok(())
-    }
-
-    /// How long until unsynced commits must be synced (`Some(ZERO)`: now, also when the
-    /// file must be rewritten from memory); `None` when everything is on disk.
+    /// How long until unwritten changes must be written (`Some(ZERO)`: now); `None` when
+    /// the file has everything.
     pub fn sync_due(&self) -> Option<Duration> {
-        if self.behind_mirror {
-            return Some(Duration::ZERO);
-        }
-        let since = self.unsynced_since?;
-        Some(self.options.sync_interval.saturating_sub(since.elapsed()))
+        self.unwritten.due(self.options.sync_interval)
     }
 
-    /// Makes every commit so far durable (an empty durable commit). Returns whether
-    /// there was anything to sync.
-    pub fn sync(&mut self) -> Result<bool, StoreError> {
-        if self.unsynced_since.is_none() && !self.behind_mirror {
-            return Ok(false);
-        }
-        let txn = self.begin()?;
-        self.commit(txn, Sync::Now)?;
-        Ok(true)
+    /// Writes what is unwritten now: a change that must not wait for the interval.
+    fn write_now(&mut self) -> Result<(), StoreError> {
+        self.sync().map(drop)
     }
 
-    /// After unsynced commits were lost (a failed commit, the file reopened): writes the
-    /// mirror's records, outbox and managed set again, in one durable transaction.
-    fn rewrite_from_mirror(&mut self) -> Result<(), StoreError> {
-        let txn = self.begin_raw()?;
-        txn.delete_table(VM_RECORDS)
-            .map_err(redb_err("clear table"))?;
-        txn.delete_table(OUTBOX).map_err(redb_err("clear table"))?;
-        txn.delete_table(MANAGED).map_err(redb_err("clear table"))?;
-        {
-            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            insert_records(&mut records, self.records.iter())?;
-            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
-            for (key, id) in &self.managed {
-                managed
-                    .insert(key.to_string().as_str(), id.as_str())
-                    .map_err(redb_err("write managed"))?;
-            }
-        }
-        write_entries(&txn, self.outbox.iter(), Some(self.next_seq))?;
-        self.commit(txn, Sync::Now)?;
-        self.behind_mirror = false;
-        tracing::info!(
-            records = self.records.len(),
-            outbox = self.outbox.len(),
-            "state file rewritten from memory after losing unsynced commits"
-        );
-        Ok(())
-    }
-
-    /// Derived records in; changed ones stored with their outbox entries, all in one write
-    /// transaction (group commit). Records equal to the stored ones cost nothing.
+    /// Derived records in; changed ones replace the stored ones with their outbox entries
+    /// (in memory; the file follows when due). Records equal to the stored ones cost
+    /// nothing.
     pub fn ingest(
         &mut self,
         batch: &[Observation],
@@ -500,24 +429,9 @@ impl Store {
         if new_records.is_empty() && dropped.is_empty() {
             return Ok(report);
         }
-        let txn = self.begin()?;
-        {
-            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            for key in &dropped {
-                records
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove record"))?;
-            }
-            insert_records(&mut records, new_records.iter())?;
-        }
-        let seq_moved = (next_seq != self.next_seq).then_some(next_seq);
-        write_entries(&txn, new_entries.iter(), seq_moved)?;
-        self.commit(txn, Sync::Deferred)?;
-        failpoint::hit("after_redb_commit");
-        report.write_transactions = 1;
-        self.next_seq = next_seq;
+        self.set_next_seq(next_seq);
         for key in &dropped {
-            self.records.remove(key);
+            self.remove_record(key);
             self.fenced.remove(key);
             self.unchecked.remove(key);
         }
@@ -536,16 +450,18 @@ impl Store {
                 *waiting = Arrival::Observed;
             }
         }
-        self.records
-            .extend(new_records.into_iter().map(|(k, v)| (k, Arc::new(v))));
+        for (key, stored) in new_records {
+            self.unwritten.mark(Table::Records, &key);
+            self.records.insert(key, Arc::new(stored));
+        }
         for (key, entry) in new_entries {
             self.insert_entry(key, entry);
         }
         Ok(report)
     }
 
-    /// Source events in order: runs of observations are ingested together (group commit),
-    /// hand-offs drop their keys.
+    /// Source events in order: runs of observations are ingested together, hand-offs drop
+    /// their keys (written at once).
     pub fn apply(
         &mut self,
         events: &[StateEvent],
@@ -575,20 +491,12 @@ impl Store {
         if !self.records.contains_key(key) && !self.outbox.contains_key(key) {
             return Ok(false);
         }
-        let txn = self.begin()?;
-        {
-            let k = key.to_string();
-            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            records
-                .remove(k.as_str())
-                .map_err(redb_err("remove record"))?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
-        }
-        self.commit(txn, Sync::Now)?;
-        self.records.remove(key);
+        // Written at once: a record of a VM that is another host's now must not come
+        // back with the file after a crash.
+        self.remove_record(key);
         self.unchecked.remove(key);
         self.remove_entry(key);
+        self.write_now()?;
         Ok(true)
     }
 
@@ -707,32 +615,18 @@ impl Store {
         });
         let (entries, next_seq) = self.queue(first_sight, now);
         change.enqueued = entries.len();
-        let txn = self.begin()?;
-        {
-            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for (key, id) in &appeared {
-                managed
-                    .insert(key.to_string().as_str(), id.as_str())
-                    .map_err(redb_err("write managed"))?;
-            }
-            for key in &vanished {
-                let k = key.to_string();
-                managed.remove(k.as_str()).map_err(redb_err("remove"))?;
-                outbox.remove(k.as_str()).map_err(redb_err("remove"))?;
-            }
-        }
-        write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
-        self.commit(txn, Sync::Now)?;
-        self.next_seq = next_seq;
+        self.set_next_seq(next_seq);
         for key in vanished {
             self.remove_entry(&key);
-            self.managed.remove(&key);
+            self.set_managed_row(&key, None);
         }
         for (key, entry) in entries {
             self.insert_entry(key, entry);
         }
-        self.managed.extend(appeared);
+        for (key, id) in appeared {
+            self.set_managed_row(&key, Some(id));
+        }
+        self.write_now()?;
         Ok(change)
     }
 
@@ -751,14 +645,12 @@ impl Store {
         if entries.is_empty() {
             return Ok(0);
         }
-        let txn = self.begin()?;
-        write_entries(&txn, entries.iter().map(|(k, e)| (k, e)), Some(next_seq))?;
-        self.commit(txn, Sync::Now)?;
-        self.next_seq = next_seq;
+        self.set_next_seq(next_seq);
         let n = entries.len();
         for (key, entry) in entries {
             self.insert_entry(key, entry);
         }
+        self.write_now()?;
         Ok(n)
     }
 
@@ -804,7 +696,31 @@ impl Store {
         (entries.into_iter().collect(), next_seq)
     }
 
+    fn set_next_seq(&mut self, next_seq: u64) {
+        if next_seq != self.next_seq {
+            self.next_seq = next_seq;
+            self.unwritten.mark_next_seq();
+        }
+    }
+
+    fn remove_record(&mut self, key: &VmKey) {
+        if self.records.remove(key).is_some() {
+            self.unwritten.mark(Table::Records, key);
+        }
+    }
+
+    fn set_managed_row(&mut self, key: &VmKey, id: Option<String>) {
+        let old = match id {
+            Some(id) => self.managed.insert(key.clone(), id),
+            None => self.managed.remove(key),
+        };
+        if old != self.managed.get(key).cloned() {
+            self.unwritten.mark(Table::Managed, key);
+        }
+    }
+
     fn insert_entry(&mut self, key: VmKey, entry: OutboxEntry) {
+        self.unwritten.mark(Table::Outbox, &key);
         let first_seq = entry.first_seq;
         self.parked += usize::from(entry.parked.is_some());
         if let Some(old) = self.outbox.insert(key.clone(), entry) {
@@ -818,6 +734,7 @@ impl Store {
 
     fn remove_entry(&mut self, key: &VmKey) {
         if let Some(entry) = self.outbox.remove(key) {
+            self.unwritten.mark(Table::Outbox, key);
             self.parked -= usize::from(entry.parked.is_some());
             self.order.remove(&entry.first_seq);
         }
@@ -877,8 +794,8 @@ impl Store {
     pub fn reopen(&mut self) -> Result<(), StoreError> {
         self.reopens += 1;
         self.db = None;
-        // The reopened file is at the last synced commit.
-        self.behind_mirror |= self.unsynced_since.take().is_some();
+        // The reopened file is at the last successful write: the unwritten marks still
+        // say what it lacks.
         let cache = usize::try_from(self.options.cache_size).unwrap_or(usize::MAX);
         let db = Database::builder()
             .set_cache_size(cache)
@@ -888,7 +805,7 @@ impl Store {
         Ok(())
     }
 
-    /// Syncs what is not on disk yet and closes the file.
+    /// Writes what the file lacks and closes it.
     pub fn close(mut self) -> Result<(), StoreError> {
         if self.db.is_some() {
             self.sync()?;
@@ -901,12 +818,12 @@ impl Store {
 }
 
 /// A store dropped without `close` (an early return, the last `Arc` let go elsewhere)
-/// still syncs what is not on disk yet.
+/// still writes what the file lacks.
 impl Drop for Store {
     fn drop(&mut self) {
         if self.db.is_some() {
             if let Err(e) = self.sync() {
-                tracing::error!(error = %e, "syncing the state file at exit failed");
+                tracing::error!(error = %e, "writing the state file at exit failed");
             }
         }
     }
@@ -920,42 +837,6 @@ fn stored_key(text: &str) -> Option<VmKey> {
         tracing::warn!(vm = text, "skipping an invalid key in the state file");
     }
     key
-}
-
-/// Writes records (encoded) into the open `vm_records` table.
-fn insert_records<'a, V: AsRef<StoredVm> + 'a>(
-    table: &mut redb::Table<&str, &[u8]>,
-    records: impl Iterator<Item = (&'a VmKey, &'a V)>,
-) -> Result<(), StoreError> {
-    for (key, stored) in records {
-        let stored = stored.as_ref();
-        let bytes = encode("record", &stored.to_wire())?;
-        table
-            .insert(key.to_string().as_str(), bytes.as_slice())
-            .map_err(redb_err("write record"))?;
-    }
-    Ok(())
-}
-
-/// Writes outbox entries (and the sequence counter, when it moved) in `txn`.
-fn write_entries<'a>(
-    txn: &WriteTransaction,
-    entries: impl IntoIterator<Item = (&'a VmKey, &'a OutboxEntry)>,
-    next_seq: Option<u64>,
-) -> Result<(), StoreError> {
-    let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open outbox"))?;
-    for (key, entry) in entries {
-        let bytes = encode("outbox entry", entry)?;
-        outbox
-            .insert(key.to_string().as_str(), bytes.as_slice())
-            .map_err(redb_err("write outbox"))?;
-    }
-    if let Some(seq) = next_seq {
-        let mut meta = txn.open_table(META).map_err(redb_err("open meta"))?;
-        meta.insert(META_NEXT_SEQ, seq.to_string().as_str())
-            .map_err(redb_err("write meta"))?;
-    }
-    Ok(())
 }
 
 fn runtime_columns() -> ColumnSet {

@@ -1,13 +1,10 @@
 //! The outbox side of the store: handing batches to the sink, recording what
 //! PostgreSQL did with them, and an operator's retry of a parked delta.
 
-use super::{Store, Sync, is_terminal, write_entries};
+use super::{Store, is_terminal};
 use crate::failpoint;
 use crate::model::VmKey;
-use crate::state::file::{MANAGED, OUTBOX, VM_RECORDS};
-use crate::state::{
-    AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError, redb_err,
-};
+use crate::state::{AckReport, OutboxEntry, OutboxStats, Outcome, PendingDelta, StoreError};
 
 impl Store {
     /// Up to `limit` deltas, oldest first, parked ones skipped.
@@ -92,30 +89,7 @@ impl Store {
             .filter(|k| self.records.get(*k).is_some_and(|s| is_terminal(s)))
             .cloned()
             .collect();
-        let txn = self.begin()?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            for key in &deletes {
-                outbox
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove outbox"))?;
-            }
-            let mut records = txn.open_table(VM_RECORDS).map_err(redb_err("open"))?;
-            for key in &finished {
-                records
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove record"))?;
-            }
-            let mut managed = txn.open_table(MANAGED).map_err(redb_err("open"))?;
-            for key in &unmanage {
-                managed
-                    .remove(key.to_string().as_str())
-                    .map_err(redb_err("remove managed"))?;
-            }
-        }
-        write_entries(&txn, parks.iter().map(|(k, e)| (k, e)), None)?;
         failpoint::hit("before_outbox_delete");
-        self.commit(txn, Sync::Deferred)?;
         report.deleted = deletes.len();
         report.parked = parks.len();
         report.unmanaged = unmanage.len();
@@ -123,13 +97,13 @@ impl Store {
             self.remove_entry(key);
         }
         for key in &finished {
-            self.records.remove(key);
+            self.remove_record(key);
         }
         for (key, entry) in parks {
             self.insert_entry(key, entry);
         }
         for key in &unmanage {
-            self.managed.remove(key);
+            self.set_managed_row(key, None);
             // Looked up again before the next flush: a row replaced by the cloud API
             // (soft delete, then a new row) is found at once.
             if self.records.contains_key(key) {
@@ -145,10 +119,8 @@ impl Store {
             return Ok(false);
         };
         entry.parked = None;
-        let txn = self.begin()?;
-        write_entries(&txn, [(key, &entry)], None)?;
-        self.commit(txn, Sync::Now)?;
         self.insert_entry(key.clone(), entry);
+        self.write_now()?;
         Ok(true)
     }
 
@@ -158,15 +130,8 @@ impl Store {
         if !self.outbox.contains_key(key) {
             return Ok(false);
         }
-        let txn = self.begin()?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb_err("open"))?;
-            outbox
-                .remove(key.to_string().as_str())
-                .map_err(redb_err("remove outbox"))?;
-        }
-        self.commit(txn, Sync::Now)?;
         self.remove_entry(key);
+        self.write_now()?;
         Ok(true)
     }
 
