@@ -27,6 +27,11 @@ const LOOP: &str = "state-writer";
 const SYNC_RETRY: Duration = Duration::from_secs(1);
 /// Commands waiting for the owner; senders wait when it is full.
 const COMMAND_QUEUE: usize = 64;
+/// Events reach the snapshot at most this much later (a command's change is published
+/// before its reply). Publishing shares every node of the record maps with the readers,
+/// so the next change to each copies its path: one publish per group of events cost
+/// more than applying the events.
+const PUBLISH_EVENTS_EVERY: Duration = Duration::from_millis(250);
 
 pub struct OwnerSettings {
     /// How long a group waits for more events after the first.
@@ -75,6 +80,8 @@ pub fn spawn(
         store: Some(store),
         settings,
         published,
+        published_at: std::cell::Cell::new(Instant::now()),
+        unpublished: std::cell::Cell::new(false),
         unwritable: false,
         sources_done: false,
     };
@@ -90,6 +97,9 @@ struct Owner {
     store: Option<Store>,
     settings: OwnerSettings,
     published: watch::Sender<Arc<Snapshot>>,
+    published_at: std::cell::Cell<Instant>,
+    /// Applied events are not in the published snapshot yet.
+    unpublished: std::cell::Cell<bool>,
     /// StateWritable=False was reported (a failed write or sync); the next success
     /// reports the recovery.
     unwritable: bool,
@@ -131,8 +141,16 @@ impl Owner {
                 sync_retry_at = self.sync(false);
                 continue;
             }
+            let publish_at = self
+                .unpublished
+                .get()
+                .then(|| self.published_at.get() + PUBLISH_EVENTS_EVERY);
+            if publish_at.is_some_and(|at| at <= now) {
+                self.publish();
+                continue;
+            }
             let mut wake = now + BEAT_INTERVAL;
-            for at in [sync_at, unstored.as_ref().map(|u| u.retry_at)]
+            for at in [sync_at, unstored.as_ref().map(|u| u.retry_at), publish_at]
                 .into_iter()
                 .flatten()
             {
@@ -238,14 +256,12 @@ impl Owner {
             .with_label_values(&["kubernetes"])
             .inc_by(report.noop as u64);
         if report.noop < events || report.rejected > 0 {
-            self.publish();
+            self.unpublished.set(true);
         }
-        // After every enqueue (the sink refreshes them after every flush), so `pending`
-        // is never 0 while something waits.
-        if report.enqueued > 0 {
-            if let Some(store) = &self.store {
-                s.metrics.set_outbox(&store.outbox_stats(), (s.clock)());
-            }
+        // New records to look up and resync requests are read from the snapshot by the
+        // sink it wakes: those are published before the wake-up.
+        if report.unchecked > 0 || report.resync_requested {
+            self.publish();
         }
         // New records without a known row wake the sink too: it looks their rows up.
         if report.enqueued + report.unchecked > 0 {
@@ -295,13 +311,19 @@ impl Owner {
         result
     }
 
+    /// Publishes the snapshot, and the outbox gauges with it: they change only here (the
+    /// periodic gauges task keeps the oldest entry's age current in between).
     fn publish(&self) {
         if let Some(store) = &self.store {
             let snapshot = Snapshot {
                 sources_done: self.sources_done,
                 ..Snapshot::of(store)
             };
+            let s = &self.settings;
+            s.metrics.set_outbox(&snapshot.stats, (s.clock)());
             self.published.send_replace(Arc::new(snapshot));
+            self.published_at.set(Instant::now());
+            self.unpublished.set(false);
         }
     }
 
@@ -327,6 +349,7 @@ impl Owner {
                 if let Ok(report) = &result {
                     self.after_ingest(report, batch.len());
                 }
+                self.publish();
                 let _ = reply.send(result);
             }
             Command::NextBatch(limit, reply) => self.read(reply, |s| s.next_batch(limit)),

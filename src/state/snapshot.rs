@@ -1,6 +1,6 @@
 //! What readers see of the state: a consistent view the owner publishes after every
-//! change, before it answers the command or wakes the sink, so a reader never waits for
-//! a commit or a sync and still sees its own changes.
+//! command's change, before it answers, so a reader never waits for a commit or a sync
+//! and still sees its own changes. Changes from source events follow within 250 ms.
 
 use std::sync::Arc;
 

@@ -483,9 +483,8 @@ impl PgSink {
             );
             report.add(&outcomes);
             // What was committed is acknowledged even when a later part failed.
+            // The owner sets the outbox gauges when it publishes the acknowledgement.
             let ack: AckReport = self.state.ack(outcomes).await?;
-            self.metrics
-                .set_outbox(&self.state.snapshot().stats, (self.clock)());
             if let Some(e) = failed {
                 return Err(e);
             }
