@@ -51,6 +51,11 @@ type EventStream =
 
 /// How long a failed confirming GET waits before it is tried again.
 const CONFIRM_RETRY: Duration = Duration::from_secs(5);
+/// The VM lists start once the first VMI lists are stored, or after this long: one list
+/// at a time keeps a start's transient memory (a list's pages and decoded objects) to
+/// one list's, and the VMIs come first because the tracker holds back VMs whose VMI
+/// may run here until then.
+const VM_LISTS_AFTER_VMIS_OR: Duration = Duration::from_secs(30);
 
 pub struct KubeSource {
     client: Client,
@@ -146,6 +151,7 @@ impl KubeSource {
         let mut vms: Option<EventStream> = None;
         let mut vm_lists_awaited = 0usize;
         let mut election_over = false;
+        let vm_lists_latest = tokio::time::Instant::now() + VM_LISTS_AFTER_VMIS_OR;
         let mut retry_tick = tokio::time::interval(CONFIRM_RETRY);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -179,7 +185,7 @@ impl KubeSource {
             }
             let (kind, scope, item) = tokio::select! {
                 Some((scope, item)) = next(&mut vmis) => (Kind::Vmi, scope, item),
-                Some((scope, item)) = next(&mut vms) => (Kind::Vm, scope, item),
+                Some((scope, item)) = next(&mut vms), if self.first_lists == 0 || tokio::time::Instant::now() >= vm_lists_latest => (Kind::Vm, scope, item),
                 changed = holder.changed(), if !election_over => {
                     // The election ended (shutdown): keep what we have.
                     election_over = changed.is_err();
