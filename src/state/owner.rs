@@ -27,10 +27,10 @@ const LOOP: &str = "state-writer";
 const SYNC_RETRY: Duration = Duration::from_secs(1);
 /// Commands waiting for the owner; senders wait when it is full.
 const COMMAND_QUEUE: usize = 64;
-/// Events reach the snapshot at most this much later (a command's change is published
-/// before its reply). Publishing shares every node of the record maps with the readers,
-/// so the next change to each copies its path: one publish per group of events cost
-/// more than applying the events.
+/// Events (and the records an acknowledgement drops) reach the snapshot at most this much
+/// later; other commands' changes are published before the reply. Publishing shares
+/// every node of the maps with the readers, so the next change to each copies it: a
+/// publish per group of events and per flushed batch cost more than applying them.
 const PUBLISH_EVENTS_EVERY: Duration = Duration::from_millis(250);
 
 pub struct OwnerSettings {
@@ -314,17 +314,34 @@ impl Owner {
     /// Publishes the snapshot, and the outbox gauges with it: they change only here (the
     /// periodic gauges task keeps the oldest entry's age current in between).
     fn publish(&self) {
-        if let Some(store) = &self.store {
-            let snapshot = Snapshot {
-                sources_done: self.sources_done,
-                ..Snapshot::of(store)
-            };
-            let s = &self.settings;
-            s.metrics.set_outbox(&snapshot.stats, (s.clock)());
-            self.published.send_replace(Arc::new(snapshot));
+        self.send(true);
+    }
+
+    /// [`Owner::publish`], keeping the published record map while record changes wait
+    /// for their publish ([`PUBLISH_EVENTS_EVERY`]): a publish shares the map's nodes, so
+    /// the next change to each copies it, and an acknowledgement per flushed batch would
+    /// otherwise publish the records as often as the events did.
+    fn publish_outbox(&self) {
+        self.send(!self.unpublished.get());
+    }
+
+    fn send(&self, with_records: bool) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let mut snapshot = Snapshot {
+            sources_done: self.sources_done,
+            ..Snapshot::of(store)
+        };
+        if with_records {
             self.published_at.set(Instant::now());
             self.unpublished.set(false);
+        } else {
+            snapshot.records = self.published.borrow().records.clone();
         }
+        let s = &self.settings;
+        s.metrics.set_outbox(&snapshot.stats, (s.clock)());
+        self.published.send_replace(Arc::new(snapshot));
     }
 
     /// Runs a command's change, publishes the result, then answers.
@@ -356,7 +373,15 @@ impl Owner {
             Command::Unchecked(max, reply) => self.read(reply, |s| s.unchecked(max)),
             Command::ManagedRecordKeys(reply) => self.read(reply, Store::managed_record_keys),
             Command::Ack(outcomes, reply) => {
-                self.change(reply, |s| s.ack(&outcomes));
+                let result = self.on_store(|s| s.ack(&outcomes));
+                // The outbox and its numbers at once (the sink and `virtsync outbox` read
+                // them); the records (an acknowledgement drops those of gone VMs) with
+                // the next publish of the events' changes.
+                if result.as_ref().is_ok_and(|r| r.deleted > 0) {
+                    self.unpublished.set(true);
+                }
+                self.publish_outbox();
+                let _ = reply.send(result);
             }
             Command::SetManaged { rows, now, reply } => {
                 self.change(reply, |s| s.set_managed(rows, now));
