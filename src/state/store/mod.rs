@@ -451,8 +451,7 @@ impl Store {
             }
         }
         for (key, stored) in new_records {
-            self.unwritten.mark(Table::Records, &key);
-            self.records.insert(key, Arc::new(stored));
+            self.put_record(key, stored);
         }
         for (key, entry) in new_entries {
             self.insert_entry(key, entry);
@@ -703,6 +702,11 @@ impl Store {
         }
     }
 
+    fn put_record(&mut self, key: VmKey, stored: StoredVm) {
+        self.unwritten.mark(Table::Records, &key);
+        self.records.insert(key, Arc::new(stored));
+    }
+
     fn remove_record(&mut self, key: &VmKey) {
         if self.records.remove(key).is_some() {
             self.unwritten.mark(Table::Records, key);
@@ -714,7 +718,7 @@ impl Store {
             Some(id) => self.managed.insert(key.clone(), id),
             None => self.managed.remove(key),
         };
-        if old != self.managed.get(key).cloned() {
+        if old.as_deref() != self.managed.get(key).map(String::as_str) {
             self.unwritten.mark(Table::Managed, key);
         }
     }
