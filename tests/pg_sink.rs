@@ -106,12 +106,12 @@ async fn a_thousand_changes_to_a_hundred_vms_are_one_update_of_a_hundred_rows() 
         store.sync().await.unwrap(),
         "the changed records are written"
     );
-    // Everything the flush sent: BEGIN, the two SET LOCAL limits, the row locks in key
+    // Everything the flush sent: BEGIN, the three SET LOCAL limits, the row locks in key
     // order, the UPDATE, COMMIT (the test trigger's own nested INSERTs into the column
     // log are not ours).
     let all = ssvirt::statements_touching(&db.client, "").await;
     let trigger = ssvirt::statements_touching(&db.client, "vms_column_log").await;
-    assert_eq!(all - trigger, 6);
+    assert_eq!(all - trigger, 7);
     assert_eq!(
         ssvirt::statements_touching(&db.client, "FOR UPDATE").await,
         1,

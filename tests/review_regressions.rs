@@ -445,6 +445,51 @@ async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
     );
 }
 
+/// A daemon frozen (SIGSTOP, a paused host) between the statements of its flush keeps
+/// that transaction's row locks: every other daemon's writes to those rows waited for as
+/// long as it stayed frozen. The flush transaction's own limits make PostgreSQL end such
+/// a session after `postgres.lock_idle_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_frozen_inside_its_flush_loses_its_row_locks() {
+    let db = Db::new(PgCluster::shared(), "frozenlock", SchemaMode::Extended).await;
+    db.add_rows(["vm-z".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir, db.mode);
+    let settings = db.settings_with(|c| {
+        c.postgres.lock_timeout = Duration::from_millis(300);
+        c.postgres.lock_idle_timeout = Duration::from_secs(1);
+    });
+    let limits = settings.limits;
+    let mut sink = support::sync::sink(settings, &store);
+    sink.connect().await.unwrap();
+    sink.refresh_managed().await.unwrap();
+    ingest(&store, &[running("vm-z", 4, 4096, "10.0.0.9", 1)]).await;
+    // The frozen writer: a flush transaction begun with the same limits, stopped after
+    // it locked the row.
+    let mut frozen = pg::connect(&db.url).await;
+    let tx = virtsync::sink::postgres::session::begin(&mut frozen, &limits, None)
+        .await
+        .unwrap();
+    tx.batch_execute("SELECT 1 FROM vms WHERE vm_name = 'vm-z' FOR UPDATE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut landed = 0;
+    while landed == 0 && started.elapsed() < Duration::from_secs(20) {
+        match sink.flush_pending().await {
+            Ok(r) => landed = r.applied,
+            Err(e) => assert!(e.to_string().contains("55P03"), "{e}"),
+        }
+    }
+    assert_eq!(landed, 1, "still locked out after {:?}", started.elapsed());
+    println!("measured: the row was free {:?} after", started.elapsed());
+    let gone = tx.batch_execute("SELECT 1").await.unwrap_err();
+    assert!(
+        gone.is_closed() || gone.to_string().contains("idle-in-transaction"),
+        "the frozen session was ended by PostgreSQL: {gone}"
+    );
+}
+
 /// A restart from a state file that is behind PostgreSQL (the last second of local
 /// state was lost with a SIGKILL, after that second's changes were committed): the
 /// start's anti-entropy sends the stale record, the fence refuses it (the row carries

@@ -220,7 +220,9 @@ pub(super) const POSTGRES: Section = Section {
                 "itself after idling this long (PostgreSQL's idle_session_timeout, so",
                 "PostgreSQL 14 or newer is needed), which frees the lock of a hung holder;",
                 "the holder checks its lock at a third of this interval and gives up the",
-                "role when a check fails or is late.",
+                "role when a check fails or is late. The same bound ends a write",
+                "transaction that stays idle this long (idle_in_transaction_session_timeout),",
+                "so a frozen daemon cannot hold other daemons' row locks.",
                 r#"Default: "15s". Accepted: a duration from 1s to 1h."#,
             ],
             ..KeySpec::BASE

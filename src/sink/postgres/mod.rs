@@ -92,7 +92,7 @@ impl SinkSettings {
             flush_interval: p.flush_interval,
             managed_refresh_interval: p.managed_refresh_interval,
             resync_interval: p.resync_interval,
-            limits: session::Limits::new(p.lock_timeout),
+            limits: session::Limits::new(p.lock_timeout, p.lock_idle_timeout),
             host_id: cfg.node_name.clone(),
         })
     }

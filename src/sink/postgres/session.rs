@@ -21,22 +21,32 @@ pub struct Limits {
     pub lock_timeout: Duration,
     /// A stuck statement is cancelled (57014 is retried).
     pub statement_timeout: Duration,
+    /// A writer that stops between statements (frozen, SIGSTOP, a paused VM) would keep
+    /// its row locks for as long as it is stopped, and every other daemon's changes to
+    /// those rows would wait behind it: PostgreSQL ends such a session after
+    /// `postgres.lock_idle_timeout`, the same bound after which a frozen holder loses
+    /// the cluster role.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Limits {
-    pub fn new(lock_timeout: Duration) -> Limits {
+    pub fn new(lock_timeout: Duration, idle_in_transaction_timeout: Duration) -> Limits {
         Limits {
             lock_timeout,
             statement_timeout: STATEMENT_TIMEOUT,
+            idle_in_transaction_timeout,
         }
     }
 
     /// The `SET LOCAL` statements, sent as one simple query.
     pub fn set_local(&self) -> String {
+        let ms = |d: Duration| d.as_millis().max(1);
         format!(
-            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-            self.lock_timeout.as_millis().max(1),
-            self.statement_timeout.as_millis().max(1)
+            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; \
+             SET LOCAL idle_in_transaction_session_timeout = '{}ms'",
+            ms(self.lock_timeout),
+            ms(self.statement_timeout),
+            ms(self.idle_in_transaction_timeout)
         )
     }
 }
@@ -67,12 +77,17 @@ mod tests {
 
     #[test]
     fn limits_are_set_per_transaction_in_milliseconds() {
-        let l = Limits::new(Duration::from_millis(1500));
+        let l = Limits::new(Duration::from_millis(1500), Duration::from_secs(15));
         assert_eq!(
             l.set_local(),
-            "SET LOCAL lock_timeout = '1500ms'; SET LOCAL statement_timeout = '60000ms'"
+            "SET LOCAL lock_timeout = '1500ms'; SET LOCAL statement_timeout = '60000ms'; \
+             SET LOCAL idle_in_transaction_session_timeout = '15000ms'"
         );
         // Zero would mean "no limit" to PostgreSQL: the shortest limit is 1 ms.
-        assert!(Limits::new(Duration::ZERO).set_local().contains("'1ms'"));
+        assert!(
+            Limits::new(Duration::ZERO, Duration::ZERO)
+                .set_local()
+                .contains("lock_timeout = '1ms'")
+        );
     }
 }
