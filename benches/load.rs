@@ -393,13 +393,29 @@ async fn run(s: Settings) -> bool {
     // The daemon writes its state file once per `cache.sync_interval` (1 s by default).
     let per_write = s.rate.max(1) as usize;
     for group in [1, group] {
-        let cost = pipeline::cost(&sent.samples, NODE, group, per_write);
+        let cost = pipeline::cost(&sent.samples, NODE, group, per_write, None);
         println!(
             "| decode + derive + diff + state write, in-process, one thread, {group} event(s) per group, the file written every {per_write} | {:.1} µs = {:.2}× the floor |",
             cost * 1e6,
             cost / floor
         );
     }
+    // The same work handed over at the daemon's pace: what it costs out of the caches.
+    let gap = Duration::from_secs_f64(1.0 / s.rate.max(1) as f64);
+    let paced = pipeline::cost(&sent.samples, NODE, group, per_write, Some(gap));
+    let (wake, paced_floor) = pipeline::paced_floor(&sent.samples, gap);
+    println!(
+        "| the same, {group} per group, one event every {gap:?} as the daemon receives them (thread CPU time) | {:.1} µs = {:.2}× the floor; the daemon is {:.2}× this |",
+        paced * 1e6,
+        paced / floor,
+        per_event / paced
+    );
+    println!(
+        "| at that pace: the floor's decode / sleeping and being woken, per event | {:.1} µs ({:.2}× the hot loop) / {:.1} µs |",
+        paced_floor * 1e6,
+        paced_floor / floor,
+        wake * 1e6
+    );
     println!(
         "| flushed batches / rows / rows per batch | {batches} / {rows_flushed} / {:.1} |",
         rows_flushed / batches.max(1.0)
