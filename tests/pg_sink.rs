@@ -463,9 +463,7 @@ async fn the_shipped_grants_are_enough_for_the_daemon() {
     let store = open_store(&dir, db.mode);
     let mut settings = db.settings();
     settings.pg.user(&role);
-    let mut sink = support::sync::sink(settings, &store);
-    sink.connect().await.unwrap();
-    sink.refresh_managed().await.unwrap();
+    let mut sink = support::sync::connected_sink_with(settings, &store).await;
     ingest(&store, &[running("vm-g", 2, 2048, "10.0.0.7", 1)]).await;
     assert_eq!(sink.flush_pending().await.unwrap().applied, 1);
     sink.anti_entropy().await.unwrap();

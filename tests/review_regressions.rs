@@ -415,9 +415,7 @@ async fn a_held_row_lock_does_not_stall_the_sink_for_ever() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir, db.mode);
     let settings = db.settings_with(|c| c.postgres.lock_timeout = Duration::from_millis(500));
-    let mut sink = support::sync::sink(settings, &store);
-    sink.connect().await.unwrap();
-    sink.refresh_managed().await.unwrap();
+    let mut sink = support::sync::connected_sink_with(settings, &store).await;
     ingest(
         &store,
         &[
@@ -460,9 +458,7 @@ async fn a_writer_frozen_inside_its_flush_loses_its_row_locks() {
         c.postgres.lock_idle_timeout = Duration::from_secs(1);
     });
     let limits = settings.limits;
-    let mut sink = support::sync::sink(settings, &store);
-    sink.connect().await.unwrap();
-    sink.refresh_managed().await.unwrap();
+    let mut sink = support::sync::connected_sink_with(settings, &store).await;
     ingest(&store, &[running("vm-z", 4, 4096, "10.0.0.9", 1)]).await;
     // The frozen writer: a flush transaction begun with the same limits, stopped after
     // it locked the row.

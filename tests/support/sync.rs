@@ -141,7 +141,12 @@ pub fn sink(settings: SinkSettings, state: &StateHandle) -> PgSink {
 }
 
 pub async fn connected_sink(db: &Db, store: &StateHandle) -> PgSink {
-    let mut sink = sink(db.settings(), store);
+    connected_sink_with(db.settings(), store).await
+}
+
+/// A sink with these settings, connected, its managed set read.
+pub async fn connected_sink_with(settings: SinkSettings, store: &StateHandle) -> PgSink {
+    let mut sink = sink(settings, store);
     sink.connect().await.unwrap();
     sink.refresh_managed().await.unwrap();
     sink

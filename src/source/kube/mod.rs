@@ -183,9 +183,11 @@ impl KubeSource {
                     }
                 );
             }
+            let vm_lists_may_start =
+                self.first_lists == 0 || tokio::time::Instant::now() >= vm_lists_latest;
             let (kind, scope, item) = tokio::select! {
                 Some((scope, item)) = next(&mut vmis) => (Kind::Vmi, scope, item),
-                Some((scope, item)) = next(&mut vms), if self.first_lists == 0 || tokio::time::Instant::now() >= vm_lists_latest => (Kind::Vm, scope, item),
+                Some((scope, item)) = next(&mut vms), if vm_lists_may_start => (Kind::Vm, scope, item),
                 changed = holder.changed(), if !election_over => {
                     // The election ended (shutdown): keep what we have.
                     election_over = changed.is_err();
