@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the per-event and per-refresh pure work:
 //! - one VMI event: bytes → our structs → derived record → observation → column diff
 //!   against the previous record (what the daemon does for every watch event), and the
-//!   serde decode alone (the floor);
+//!   serde decode alone (the floor), and the watcher's own read of each object;
 //! - Kubernetes quantity parsing;
 //! - capabilities and domain-capabilities XML parsing (real captures from this host).
 //!
@@ -16,6 +16,7 @@ use virtsync::columns::diff;
 use virtsync::derive::caps::domcaps::parse_domain_capabilities;
 use virtsync::derive::caps::host::parse_capabilities;
 use virtsync::derive::{VmInput, VmiInput, decode_vmi_slice, derive_vmi, observe, quantity};
+use virtsync::source::kube::KubeObject;
 
 fn fixture(rel: &str) -> Vec<u8> {
     let base = std::env::var_os("FIXTURES")
@@ -54,6 +55,10 @@ fn vmi_event(c: &mut Criterion) {
     });
     c.bench_function("vmi event: serde decode alone (floor)", |b| {
         b.iter(|| black_box(decode_vmi_slice(black_box(&bytes)).unwrap()))
+    });
+    // What the watcher does first with each object: keep its JSON, read its metadata.
+    c.bench_function("vmi event: watched object (raw JSON + metadata)", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<KubeObject>(black_box(&bytes)).unwrap()))
     });
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -21,38 +22,95 @@ pub struct KubeObject {
     pub metadata_error: Option<String>,
 }
 
-/// Only the metadata, borrowed; every other field is skipped unread.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    metadata: Option<&'a RawValue>,
-}
-
 impl<'de> Deserialize<'de> for KubeObject {
     /// Needs serde_json's own deserializer (as kube-rs uses for lists and for watch
     /// lines, whose `type` comes before the `object` as the API server writes them).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
-        let not_an_object =
-            || serde::de::Error::custom("a Kubernetes object must be a JSON object");
         if !raw.get().starts_with('{') {
-            return Err(not_an_object());
+            return Err(serde::de::Error::custom(
+                "a Kubernetes object must be a JSON object",
+            ));
         }
-        let head: Head<'_> = serde_json::from_str(raw.get()).map_err(|_| not_an_object())?;
-        let (metadata, metadata_error) = match head.metadata {
-            Some(m) => match serde_json::from_str::<WatchedMeta>(m.get()) {
-                Ok(meta) => (meta.into(), None),
-                // Keep what the watcher needs to carry on; the object itself is rejected
-                // by the tracker with this message.
-                Err(e) => (fallback_meta(m.get()), Some(format!("metadata: {e}"))),
-            },
-            None => (ObjectMeta::default(), Some("metadata: missing".to_string())),
+        let (metadata, metadata_error) = match read_metadata(raw.get()) {
+            Head::Found(meta) => (meta.into(), None),
+            // Keep what the watcher needs to carry on; the object itself is rejected by
+            // the tracker with this message.
+            Head::Bad(e) => (fallback_meta(raw.get()), Some(format!("metadata: {e}"))),
+            Head::Missing => (ObjectMeta::default(), Some("metadata: missing".to_string())),
         };
         Ok(KubeObject {
             metadata,
             raw,
             metadata_error,
         })
+    }
+}
+
+/// What an object's `metadata` field held.
+enum Head {
+    Found(WatchedMeta),
+    Bad(String),
+    Missing,
+}
+
+/// Reads `metadata` and stops there: the API server writes it before `spec` and
+/// `status`, so the rest of the object (most of it) is not scanned again here; the
+/// tracker's decode reads it once. `json` is a whole object already (a `RawValue`).
+fn read_metadata(json: &str) -> Head {
+    let mut head = Head::Missing;
+    let mut de = serde_json::Deserializer::from_str(json);
+    // The visitor ends the scan with an error once it has the metadata (serde has no
+    // other way to leave a map early); what it found is in `head` either way.
+    let _ = serde::Deserializer::deserialize_map(&mut de, HeadVisitor(&mut head));
+    head
+}
+
+struct HeadVisitor<'h>(&'h mut Head);
+
+impl<'de> Visitor<'de> for HeadVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(FieldName(is_metadata)) = map.next_key()? {
+            if !is_metadata {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let (head, end) = match map.next_value::<Option<WatchedMeta>>() {
+                Ok(Some(meta)) => (Head::Found(meta), serde::de::Error::custom("metadata read")),
+                Ok(None) => (Head::Missing, serde::de::Error::custom("metadata read")),
+                Err(e) => (Head::Bad(e.to_string()), e),
+            };
+            *self.0 = head;
+            return Err(end);
+        }
+        Ok(())
+    }
+}
+
+/// A map key: whether it is `metadata` (compared, not kept).
+struct FieldName(bool);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IsMetadata;
+        impl Visitor<'_> for IsMetadata {
+            type Value = FieldName;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<FieldName, E> {
+                Ok(FieldName(key == "metadata"))
+            }
+        }
+        d.deserialize_identifier(IsMetadata)
     }
 }
 
@@ -89,9 +147,15 @@ impl KubeObject {
     }
 }
 
-fn fallback_meta(json: &str) -> ObjectMeta {
-    let m: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+/// What the watcher needs from a bad `metadata`, read from the whole object's JSON.
+fn fallback_meta(object: &str) -> ObjectMeta {
+    let v: serde_json::Value = serde_json::from_str(object).unwrap_or_default();
+    let text = |k: &str| {
+        v["metadata"]
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     ObjectMeta {
         name: text("name"),
         namespace: text("namespace"),
@@ -176,6 +240,39 @@ mod tests {
         assert!(obj.metadata_error.as_deref().unwrap().contains("metadata"));
         assert_eq!(obj.metadata.resource_version.as_deref(), Some("5"));
         assert!(serde_json::from_str::<KubeObject>("[1]").is_err());
+    }
+
+    #[test]
+    fn metadata_is_found_wherever_it_is_and_a_missing_one_is_named() {
+        let late: KubeObject = serde_json::from_str(
+            r#"{"spec":{"running":true},"status":{"phase":"Running"},"metadata":{"name":"a","namespace":"n"}}"#,
+        )
+        .unwrap();
+        assert_eq!(late.metadata_error, None);
+        assert_eq!(late.metadata.name.as_deref(), Some("a"));
+        for json in [r#"{"spec":{}}"#, r#"{"metadata":null,"spec":{}}"#, "{}"] {
+            let obj: KubeObject = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                obj.metadata_error.as_deref(),
+                Some("metadata: missing"),
+                "{json}"
+            );
+            assert_eq!(obj.raw.get(), json);
+        }
+        let bad: KubeObject = serde_json::from_str(
+            r#"{"kind":"VirtualMachine","metadata":{"name":"vm-1","namespace":"ns","uid":5},"spec":{}}"#,
+        )
+        .unwrap();
+        let error = bad.metadata_error.as_deref().unwrap();
+        assert!(error.starts_with("metadata: invalid type"), "{error}");
+        assert_eq!(
+            (
+                bad.metadata.name.as_deref(),
+                bad.metadata.namespace.as_deref()
+            ),
+            (Some("vm-1"), Some("ns")),
+            "what the watcher needs is read from the bad metadata"
+        );
     }
 
     #[test]
