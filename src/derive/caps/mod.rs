@@ -116,10 +116,10 @@ pub use resources::{
     Fetched, Network, PhysicalFunction, SriovRole, StoragePool, parse_network, parse_node_device,
     parse_storage_pool,
 };
-pub use xml::{Element, XmlError};
+pub use xml::{Element, Malformed, XmlError};
 
 /// A libvirt document that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ParseError {
     #[error(transparent)]
     Xml(#[from] XmlError),

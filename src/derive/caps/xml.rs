@@ -21,7 +21,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_DEPTH: usize = 64;
 
 /// Why a document was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum XmlError {
     #[error("document is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
@@ -35,8 +35,28 @@ pub enum XmlError {
     NotUtf8 { position: usize },
     #[error("empty document: no root element")]
     Empty,
-    #[error("malformed XML at byte {position}: {message}")]
-    Malformed { position: u64, message: String },
+    #[error("malformed XML at byte {position}: {problem}")]
+    Malformed {
+        position: u64,
+        #[source]
+        problem: Malformed,
+    },
+}
+
+/// What was wrong with a malformed document: quick-xml's own error, or a rule of this
+/// reader.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Malformed {
+    #[error(transparent)]
+    Xml(#[from] quick_xml::Error),
+    #[error("a second root element")]
+    SecondRoot,
+    #[error("end tag without a start tag")]
+    EndWithoutStart,
+    #[error("unexpected end of document: <{0}> not closed")]
+    Unclosed(String),
+    #[error("text outside the root element")]
+    TextOutsideRoot,
 }
 
 /// One element: its name, attributes in document order, child elements and the
@@ -124,10 +144,10 @@ fn check_size(size: usize) -> Result<(), XmlError> {
     Ok(())
 }
 
-fn malformed(position: u64, message: impl std::fmt::Display) -> XmlError {
+fn malformed(position: u64, problem: impl Into<Malformed>) -> XmlError {
     XmlError::Malformed {
         position,
-        message: message.to_string(),
+        problem: problem.into(),
     }
 }
 
@@ -135,7 +155,7 @@ fn start(e: &BytesStart<'_>, position: u64) -> Result<Element, XmlError> {
     let name = e.name().as_ref().to_string();
     let mut attrs = Vec::new();
     for a in e.attributes() {
-        let a = a.map_err(|err| malformed(position, err))?;
+        let a = a.map_err(|err| malformed(position, quick_xml::Error::from(err)))?;
         let key = a.key.as_ref().to_string();
         let value = a
             .normalized_value(XmlVersion::Implicit1_0)
@@ -174,7 +194,7 @@ fn parse_bounded(input: &str) -> Result<Element, XmlError> {
         match event {
             Event::DocType(_) => return Err(XmlError::Dtd { position }),
             Event::Start(_) | Event::Empty(_) if root.is_some() && stack.is_empty() => {
-                return Err(malformed(position, "a second root element"));
+                return Err(malformed(position, Malformed::SecondRoot));
             }
             Event::Start(e) => {
                 if stack.len() >= MAX_DEPTH {
@@ -200,7 +220,7 @@ fn parse_bounded(input: &str) -> Result<Element, XmlError> {
             }
             Event::End(_) => {
                 let Some(el) = stack.pop() else {
-                    return Err(malformed(position, "end tag without a start tag"));
+                    return Err(malformed(position, Malformed::EndWithoutStart));
                 };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -237,7 +257,7 @@ fn parse_bounded(input: &str) -> Result<Element, XmlError> {
     if let Some(open) = stack.last() {
         return Err(malformed(
             reader.buffer_position(),
-            format!("unexpected end of document: <{}> not closed", open.name),
+            Malformed::Unclosed(open.name.clone()),
         ));
     }
     root.ok_or(XmlError::Empty)
@@ -250,6 +270,6 @@ fn add_text(stack: &mut [Element], text: &str, position: u64) -> Result<(), XmlE
             Ok(())
         }
         None if text.trim().is_empty() => Ok(()),
-        None => Err(malformed(position, "text outside the root element")),
+        None => Err(malformed(position, Malformed::TextOutsideRoot)),
     }
 }

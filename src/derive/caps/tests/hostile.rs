@@ -105,6 +105,32 @@ fn hostile_inputs_are_clear_errors() {
 }
 
 #[test]
+fn a_malformed_document_keeps_the_xml_readers_error_as_its_cause() {
+    use std::error::Error;
+    let err = parse("<a><b></a></b>").expect_err("mismatched end");
+    let XmlError::Malformed { position, problem } = &err else {
+        panic!("not a malformed-XML error: {err:?}");
+    };
+    assert!(matches!(problem, Malformed::Xml(_)), "{problem:?}");
+    assert!(*position > 0, "the position of the bad end tag");
+    let cause = err.source().expect("the cause is kept");
+    assert_eq!(cause.to_string(), problem.to_string());
+    assert!(err.to_string().ends_with(&cause.to_string()), "{err}");
+    // This reader's own rules are causes of their own.
+    let two = parse("<a/><b/>").expect_err("two roots");
+    assert!(
+        matches!(
+            two,
+            XmlError::Malformed {
+                problem: Malformed::SecondRoot,
+                position: 4
+            }
+        ),
+        "{two:?}"
+    );
+}
+
+#[test]
 fn depth_64_and_predefined_entities_are_accepted() {
     let root = parse(&nested(MAX_DEPTH)).unwrap();
     assert_eq!(root.name, "a");
