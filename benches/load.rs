@@ -6,7 +6,8 @@
 //!   row with that IP committed (`track_commit_timestamp`);
 //! - the daemon's CPU time per event against serde-decoding the same events into our
 //!   structs, in this process, on one thread (the floor), and the daemon's own work
-//!   (decode + derive + diff + state write) measured the same way (`pipeline.rs`);
+//!   (decode + derive + diff + state write) measured the same way (`pipeline.rs`), and
+//!   a bare watch reader's on the same events at the same time (`reader.rs`);
 //! - PostgreSQL statements and transactions per flushed batch and per real change
 //!   (`pg_stat_statements`), and the statements on `vms` caused by no-op events;
 //! - a restart with N unchanged VMs: writes to `vms` and the time until `CacheReady`;
@@ -22,6 +23,8 @@
 
 #[path = "load/pipeline.rs"]
 mod pipeline;
+#[path = "load/reader.rs"]
+mod reader;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -322,6 +325,8 @@ async fn run(s: Settings) -> bool {
     let cpu_before = cpu_seconds(pid);
     ssvirt::reset_statements(&db.client).await;
     let rv0 = kube.resource_version();
+    // Beside the daemon, on the same events: what receiving them costs by itself.
+    let reader = reader::Reader::start(kube.addr(), rv0);
     let sent = drive(
         &kube,
         &keys,
@@ -336,6 +341,7 @@ async fn run(s: Settings) -> bool {
     settle(&mut d, vmi_events(&before) + events, LIMIT).await;
     let after = d.scrape().await;
     let cpu = cpu_seconds(pid) - cpu_before;
+    let (read_events, reader_cpu) = reader.finish();
     let stats = statements(&db.client).await;
     let (latencies, coalesced) = commit_latencies(&db.client, &sent).await;
 
@@ -415,6 +421,17 @@ async fn run(s: Settings) -> bool {
         paced_floor * 1e6,
         paced_floor / floor,
         wake * 1e6
+    );
+    println!(
+        "| a bare watch reader beside the daemon (one thread, HTTP/1.1, each event decoded as the floor; {read_events} events) | {:.1} µs per event |",
+        reader_cpu * 1e6
+    );
+    // The pipeline's work beyond the decode and the wake-up, which the reader has too.
+    let least = reader_cpu + (paced - paced_floor - wake).max(0.0);
+    println!(
+        "| the least a daemon can spend: that reader + the paced pipeline beyond its decode and wake-up | {:.1} µs; the daemon is {:.2}× this |",
+        least * 1e6,
+        per_event / least
     );
     println!(
         "| flushed batches / rows / rows per batch | {batches} / {rows_flushed} / {:.1} |",

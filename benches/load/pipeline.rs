@@ -133,7 +133,7 @@ pub fn paced_floor(samples: &[Vec<u8>], gap: Duration) -> (f64, f64) {
 }
 
 /// This thread's CPU time (all of it when nothing sleeps: the hot loop's wall time).
-fn thread_cpu() -> Duration {
+pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
